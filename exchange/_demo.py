@@ -1,0 +1,156 @@
+"""A short demonstration on the configured database: list the instruments,
+run an opening call auction and a burst of continuous trading with
+simulated members, print trades and the top of each book, and close.
+
+Run it twice: the second run recovers the first run's journal (snapshot +
+tail) and prints the recovered state hash before trading on.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from exchange._instruments import load_instruments
+from exchange._sequencer import Ack, Sequencer
+from exchange._settings import Settings
+from exchange._simulation import OrderFlow
+from exchange._ticket import Ticket
+from matching import (
+    AUCTION,
+    BUY,
+    CLOSED,
+    CONTINUOUS,
+    HALTED,
+    INDICATIVE,
+    SELL,
+    TRADE,
+    Instrument,
+    NewOrder,
+    SetTradingState,
+    TradingState,
+)
+
+__all__ = ["run_demo"]
+
+AUCTION_MEMBERS = 8
+CONTINUOUS_COMMANDS = 5_000
+
+
+def _move(sequencer: Sequencer, symbol: str, state: int) -> Ticket[Ack]:
+    return sequencer.submit(SetTradingState(symbol, state))
+
+
+def run_demo(settings: Settings | None = None, write: Callable[[str], None] = print, seed: int | None = None) -> str:
+    """Run the demo; returns the final state hash."""
+    settings = settings or Settings()
+    seed = random.randrange(1 << 30) if seed is None else seed
+    write(f"database {settings.database_url}")
+    sequencer = Sequencer.from_settings(settings)
+    report = sequencer.open()
+    if report.last_seq:
+        write(report.summary())
+    else:
+        write("new journal")
+    try:
+        instruments = load_instruments(settings.instruments_file)
+        listed = sequencer.list_on_first_start(instruments)
+        if listed:
+            write(f"listed {listed} instruments (journaled as commands 1..{listed})")
+        by_symbol = {b.symbol: b.instrument for b in sequencer.core.matching.books.values()}
+        _print_instruments(list(by_symbol.values()), write)
+        sequencer.start()
+        _opening_auction(sequencer, by_symbol, seed, write)
+        _continuous(sequencer, list(by_symbol.values()), seed, write)
+        for symbol, state in sequencer.core.trading_states().items():
+            if state != CLOSED:
+                _move(sequencer, symbol, CLOSED).result()
+        write("session closed: DAY orders expired, last prices become tomorrow's reference prices")
+        state_hash = sequencer.state_hash()
+        write(f"journal at seq {sequencer.last_seq}, state hash {state_hash}")
+        write("run the demo again to see recovery from the journal")
+        return state_hash
+    finally:
+        sequencer.close()
+
+
+def _print_instruments(instruments: list[Instrument], write: Callable[[str], None]) -> None:
+    write("")
+    write(f"{'symbol':<15} {'product':<16} {'lot':>5} {'tick':>10} {'reference':>12} {'band':>7}  grade")
+    for i in instruments:
+        write(
+            f"{i.symbol:<15} {i.product:<16} {i.lot_size_t:>3} t {i.tick_cny():>6} CNY "
+            f"{i.ticks_to_price(i.reference_price_ticks):>8} CNY {i.price_band_bps / 100:>6.1f}%  {i.grade}"
+        )
+    write("")
+
+
+def _opening_auction(
+    sequencer: Sequencer, instruments: dict[str, Instrument], seed: int, write: Callable[[str], None]
+) -> None:
+    rnd = random.Random(seed)
+    run = sequencer.last_seq
+    for symbol, state in sequencer.core.trading_states().items():
+        if state in (CLOSED, HALTED, CONTINUOUS):
+            _move(sequencer, symbol, AUCTION).result()
+    write("call auction: members enter orders, the indicative price is published")
+    last: Ticket[Ack] | None = None
+    for symbol in instruments:
+        reference = sequencer.core.matching.book(symbol).reference_price_ticks
+        for member in range(AUCTION_MEMBERS):
+            side = BUY if member % 2 == 0 else SELL
+            offset = rnd.randint(-6, 6)
+            price = reference + offset
+            order = NewOrder(f"M{member:03d}", symbol, f"a{run}-{symbol}-{member}", side, price, rnd.randint(1, 20))
+            last = sequencer.submit(order)
+    if last is not None:
+        ack = last.result()
+        assert ack.seq == sequencer.last_seq
+    for book in sequencer.core.matching.books.values():
+        price, volume, imbalance = book.indicative
+        instrument = book.instrument
+        shown = instrument.ticks_to_price(price) if price else "-"
+        write(f"  {book.symbol:<15} indicative {shown:>9} CNY/t  volume {volume:>4} lots  imbalance {imbalance:+d}")
+    write("continuous trading starts: the auction uncrosses")
+    for symbol, instrument in instruments.items():
+        ack = _move(sequencer, symbol, CONTINUOUS).result()
+        trades = [e for e in ack.events if e[0] == TRADE]
+        volume = sum(e[5] for e in trades)
+        if trades:
+            opened = instrument.ticks_to_price(trades[0][4])
+            write(f"  {symbol:<15} opened at {opened:>9} CNY/t, {volume} lots in {len(trades)} trades")
+        else:
+            indicative = [e for e in ack.events if e[0] == INDICATIVE]
+            write(f"  {symbol:<15} no opening trade ({len(indicative)} indicative updates)")
+
+
+def _continuous(sequencer: Sequencer, instruments: list[Instrument], seed: int, write: Callable[[str], None]) -> None:
+    flow = OrderFlow(instruments, seed=seed, first_seq=sequencer.last_seq + 1, client_prefix=f"d{sequencer.last_seq}-")
+    by_symbol = {i.symbol: i for i in instruments}
+    started = time.perf_counter()
+    futures = [sequencer.submit(command) for command in flow.take(CONTINUOUS_COMMANDS)]
+    acks = [f.result() for f in futures]
+    elapsed = time.perf_counter() - started
+    trades = [e for ack in acks for e in ack.events if e[0] == TRADE]
+    write(
+        f"continuous trading: {len(acks)} orders, cancels and amends from {len(flow.accounts)} members, "
+        f"{len(trades)} trades, {len(acks) / elapsed:,.0f} commands/s committed before acknowledgement"
+    )
+    write("last trades:")
+    for e in trades[-5:]:
+        instrument = by_symbol[e[3]]
+        aggressor = {BUY: "buyer", SELL: "seller"}.get(e[12], "auction")
+        write(
+            f"  #{e[2]:<7} {e[3]:<15} {e[5]:>3} lots @ {instrument.ticks_to_price(e[4]):>9} CNY/t  "
+            f"buy {e[7]} / sell {e[10]}  ({aggressor} aggressed)"
+        )
+    write("top of book:")
+    matching = sequencer.core.matching
+    for symbol, instrument in by_symbol.items():
+        bid = matching.depth(symbol, BUY, 1)
+        ask = matching.depth(symbol, SELL, 1)
+        bid_text = f"{bid[0][1]:>4} lots @ {instrument.ticks_to_price(bid[0][0]):>9}" if bid else f"{'-':>22}"
+        ask_text = f"{instrument.ticks_to_price(ask[0][0]):>9} @ {ask[0][1]:>4} lots" if ask else "-"
+        state = TradingState(matching.book(symbol).state).name.lower()
+        write(f"  {symbol:<15} bid {bid_text}  |  ask {ask_text}  ({state})")

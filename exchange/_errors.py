@@ -1,0 +1,88 @@
+"""Errors of the exchange runtime (sequencer, journal, database, settings).
+
+Operator errors and damaged data are answered with one of these, each saying
+what is wrong and how to fix it; programmer errors stay assertions.
+
+    ExchangeError
+    ├── ConfigError          bad settings or instruments file (names the instrument and field)
+    ├── WriterLocked         another writer holds the database's writer lock
+    ├── WriterStopped        the writer stopped after a failed commit; restart to recover
+    ├── QueueFull            too many commands wait to be sequenced; retry later
+    └── JournalError         the journal cannot be replayed as it is
+        ├── JournalGap       a sequence number is missing (names it)
+        └── JournalCorrupt   a record fails its checksum or does not decode (names its seq)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ExchangeError",
+    "JournalCorrupt",
+    "JournalError",
+    "JournalGap",
+    "QueueFull",
+    "WriterLocked",
+    "WriterStopped",
+]
+
+
+class ExchangeError(Exception):
+    """Base of every error the exchange runtime raises on purpose."""
+
+
+class ConfigError(ExchangeError):
+    """The settings or the instruments file are invalid; the message names the field."""
+
+
+class WriterLocked(ExchangeError):
+    """Another process (or connection) already writes to this database."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            f"another bulkex writer holds the writer lock of {where}; stop it first "
+            "(exactly one sequencer may write to a journal)"
+        )
+        self.where = where
+
+
+class WriterStopped(ExchangeError):
+    """The writer stopped (a commit failed or it was shut down); nothing more is accepted."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the sequencer is stopped ({reason}); restart the exchange to recover from the journal")
+        self.reason = reason
+
+
+class QueueFull(ExchangeError):
+    """The sequencer's queue holds its limit of waiting commands."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"{limit} commands are waiting to be sequenced (the queue limit); retry shortly")
+        self.limit = limit
+
+
+class JournalError(ExchangeError):
+    """The journal cannot be replayed as it is."""
+
+
+class JournalGap(JournalError):
+    """The journal skips a sequence number."""
+
+    def __init__(self, missing_seq: int, found_seq: int | None) -> None:
+        found = "the journal ends" if found_seq is None else f"the next record is seq {found_seq}"
+        super().__init__(
+            f"journal gap: seq {missing_seq} is missing ({found}); restore the journal from a backup, "
+            "it must be gapless"
+        )
+        self.missing_seq = missing_seq
+        self.found_seq = found_seq
+
+
+class JournalCorrupt(JournalError):
+    """A journal record fails its checksum or does not decode to a command."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"journal record seq {seq} is corrupt: {reason}; restore the journal from a backup")
+        self.seq = seq
+        self.reason = reason

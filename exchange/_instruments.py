@@ -1,0 +1,164 @@
+"""The instruments file (TOML) and the trading-session schedule.
+
+``load_instruments(path)`` reads and validates the file: any mistake is a
+ConfigError naming the instrument and the field. ``desired_states`` is a
+pure function from the minute of the day to the state each instrument's
+schedule asks for; ``session_commands`` turns it into the SetTradingState
+commands the server submits (a halted instrument stays halted until staff
+resume it).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from exchange._errors import ConfigError
+from matching import AUCTION, CLOSED, CONTINUOUS, HALTED, Instrument, SessionPhase, SetTradingState
+
+__all__ = [
+    "MAX_INSTRUMENTS_IN_FILE",
+    "STATE_NAMES",
+    "desired_states",
+    "load_instruments",
+    "parse_instruments",
+    "session_commands",
+]
+
+MAX_INSTRUMENTS_IN_FILE = 256
+STATE_NAMES = {"auction": AUCTION, "continuous": CONTINUOUS, "closed": CLOSED}
+_MINUTES_PER_DAY = 24 * 60
+_INT_FIELDS = (
+    "lot_size_t", "tick_fen", "reference_price_ticks", "price_band_bps", "min_lots", "max_lots",
+    "margin_rate_bps", "maker_fee_bps", "taker_fee_bps", "payment_days", "delivery_days", "weight_tolerance_bps",
+)  # fmt: skip
+_REQUIRED_INT_FIELDS = _INT_FIELDS[:6]
+_STR_FIELDS = ("symbol", "commodity", "product", "grade", "warehouse_group")
+_KNOWN_FIELDS = {*_INT_FIELDS, *_STR_FIELDS, "sessions"}
+
+
+def _minute(text: Any, where: str) -> int:
+    if not isinstance(text, str) or len(text) != 5 or text[2] != ":" or not (text[:2] + text[3:]).isdigit():
+        raise ConfigError(f'{where}: `at` must be a time "HH:MM", found {text!r}')
+    hours, minutes = int(text[:2]), int(text[3:])
+    if hours > 23 or minutes > 59:
+        raise ConfigError(f"{where}: `at` {text!r} is not a time of day")
+    return hours * 60 + minutes
+
+
+def _schedule(name: str, phases: Any) -> tuple[SessionPhase, ...]:
+    where = f"schedule {name!r}"
+    if not isinstance(phases, list) or not phases:
+        raise ConfigError(f'{where}: must be a non-empty list of {{ at = "HH:MM", state = ... }}')
+    out = []
+    for number, phase in enumerate(phases, 1):
+        here = f"{where}, phase {number}"
+        if not isinstance(phase, dict) or set(phase) != {"at", "state"}:
+            raise ConfigError(f"{here}: must have exactly the keys `at` and `state`")
+        state = STATE_NAMES.get(phase["state"]) if isinstance(phase["state"], str) else None
+        if state is None:
+            raise ConfigError(f"{here}: state must be one of {', '.join(STATE_NAMES)}, found {phase['state']!r}")
+        out.append(SessionPhase(_minute(phase["at"], here), state))
+    return tuple(out)
+
+
+def parse_instruments(data: Mapping[str, Any], source: str = "instruments file") -> list[Instrument]:
+    """Instruments from parsed TOML data; ConfigError naming instrument and field."""
+    unknown_top = set(data) - {"schedules", "instrument"}
+    if unknown_top:
+        raise ConfigError(
+            f"{source}: unknown top-level keys {sorted(unknown_top)}; expected [schedules], [[instrument]]"
+        )
+    raw_schedules = data.get("schedules", {})
+    if not isinstance(raw_schedules, dict):
+        raise ConfigError(f"{source}: [schedules] must be a table of named phase lists")
+    schedules = {name: _schedule(name, phases) for name, phases in raw_schedules.items()}
+    entries = data.get("instrument", [])
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{source}: define at least one [[instrument]]")
+    if len(entries) > MAX_INSTRUMENTS_IN_FILE:
+        raise ConfigError(f"{source}: at most {MAX_INSTRUMENTS_IN_FILE} instruments, found {len(entries)}")
+    out: list[Instrument] = []
+    seen: set[str] = set()
+    for number, entry in enumerate(entries, 1):
+        name = f"instrument {entry.get('symbol', number)!r}" if isinstance(entry, dict) else f"instrument {number}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{source}: {name} must be a table")
+        unknown = set(entry) - _KNOWN_FIELDS
+        if unknown:
+            raise ConfigError(f"{source}: {name}: unknown field(s) {sorted(unknown)}")
+        fields: dict[str, Any] = {}
+        for field in _STR_FIELDS:
+            value = entry.get(field)
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{source}: {name}: field `{field}` must be a non-empty string")
+            fields[field] = value
+        for field in _INT_FIELDS:
+            if field not in entry:
+                if field in _REQUIRED_INT_FIELDS:
+                    raise ConfigError(f"{source}: {name}: field `{field}` is required")
+                continue
+            value = entry[field]
+            if type(value) is not int:
+                raise ConfigError(f"{source}: {name}: field `{field}` must be a whole number, found {value!r}")
+            fields[field] = value
+        schedule_name = entry.get("sessions")
+        if schedule_name is not None:
+            if schedule_name not in schedules:
+                raise ConfigError(f"{source}: {name}: field `sessions` names no schedule: {schedule_name!r}")
+            fields["sessions"] = schedules[schedule_name]
+        instrument = Instrument(**fields)
+        problems = instrument.problems()
+        if problems:
+            raise ConfigError(f"{source}: {name}: " + "; ".join(problems))
+        if instrument.symbol in seen:
+            raise ConfigError(f"{source}: {name}: field `symbol` repeats an earlier instrument")
+        seen.add(instrument.symbol)
+        out.append(instrument)
+    return out
+
+
+def load_instruments(path: str | Path) -> list[Instrument]:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"instruments file {path}: cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"instruments file {path}: not valid TOML: {exc}") from None
+    return parse_instruments(data, f"instruments file {path}")
+
+
+def desired_states(instruments: Iterable[Instrument], minute_of_day: int) -> dict[str, int]:
+    """The state each instrument's schedule asks for at `minute_of_day`
+    (0..1439). Before the day's first phase the last phase of the previous
+    day still holds; an instrument without a schedule is left out."""
+    assert 0 <= minute_of_day < _MINUTES_PER_DAY, minute_of_day
+    out: dict[str, int] = {}
+    for instrument in instruments:
+        phases = instrument.sessions
+        if not phases:
+            continue
+        state = phases[-1].state
+        for phase in phases:
+            if phase.start_minute > minute_of_day:
+                break
+            state = phase.state
+        out[instrument.symbol] = state
+    return out
+
+
+def session_commands(
+    instruments: Iterable[Instrument], current: Mapping[str, int], minute_of_day: int
+) -> list[SetTradingState]:
+    """SetTradingState commands that bring `current` states to the schedule.
+    A HALTED instrument is left alone: resuming is a staff decision."""
+    out = []
+    for symbol, state in desired_states(instruments, minute_of_day).items():
+        now = current.get(symbol)
+        if now is None or now in (HALTED, state):
+            continue
+        out.append(SetTradingState(symbol, state))
+    return out

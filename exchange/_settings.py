@@ -1,0 +1,43 @@
+"""Settings of the exchange, from the environment (prefix ``BULKEX_``).
+
+BULKEX_DATABASE_URL              default sqlite:///<cwd>/var/bulkex.db (folder created on first use)
+BULKEX_BATCH_MAX_COMMANDS        commands per journal transaction, at most (default 4096)
+BULKEX_BATCH_MAX_WAIT_MS         how long the writer waits to fill a batch (default 0: it never
+                                 waits; while a batch commits the next one gathers in the queue)
+BULKEX_SNAPSHOT_EVERY_COMMANDS   a snapshot after this many commands (default 100000; 0: never)
+BULKEX_QUEUE_MAX_COMMANDS        submitted but not yet sequenced commands, at most (default 100000)
+BULKEX_INSTRUMENTS_FILE          instruments listed on first start (default: the packaged file)
+BULKEX_HOST, BULKEX_PORT         where the WebSocket gateway listens (default 127.0.0.1:8765)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["PACKAGED_INSTRUMENTS_FILE", "Settings", "default_database_url"]
+
+PACKAGED_INSTRUMENTS_FILE = Path(__file__).resolve().parent / "instruments.toml"
+
+MAX_BATCH_COMMANDS = 65_536
+"""Upper limit of `batch_max_commands`: one transaction stays a few megabytes."""
+
+
+def default_database_url() -> str:
+    """SQLite in ./var/bulkex.db under the current directory (the folder is made when the database opens)."""
+    return f"sqlite:///{Path.cwd() / 'var' / 'bulkex.db'}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BULKEX_", extra="ignore", frozen=True)
+
+    database_url: str = Field(default_factory=default_database_url)
+    batch_max_commands: int = Field(default=4096, ge=1, le=MAX_BATCH_COMMANDS)
+    batch_max_wait_ms: int = Field(default=0, ge=0, le=1000)
+    snapshot_every_commands: int = Field(default=100_000, ge=0)
+    queue_max_commands: int = Field(default=100_000, ge=1)
+    instruments_file: Path = PACKAGED_INSTRUMENTS_FILE
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=1, le=65_535)

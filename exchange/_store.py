@@ -1,0 +1,440 @@
+"""The writer's side of the database: the writer lock, one transaction per
+batch (journal rows, projection rows, optional snapshot), and streaming
+reads for recovery.
+
+It speaks the DB-API directly (sqlite3, psycopg2) through the SQLAlchemy
+engine's raw connection: the batch insert is the hot path. The tables are
+the ones declared in ``_tables`` and created by the migrations.
+
+Writer lock: SQLite takes an exclusive ``flock`` on ``<database file>.lock``;
+PostgreSQL takes ``pg_try_advisory_lock`` on a dedicated connection held
+for the writer's life. Both are released when the process dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from psycopg2.extras import execute_values
+from sqlalchemy import Engine
+
+from exchange._db import is_sqlite, make_engine, sqlite_path
+from exchange._errors import WriterLocked
+
+__all__ = ["SNAPSHOTS_KEPT", "WRITER_LOCK_KEY", "Batch", "JournalRecord", "SnapshotRecord", "Store"]
+
+WRITER_LOCK_KEY = 0x62756C6B6578  # "bulkex": the advisory lock key of the one writer
+SNAPSHOTS_KEPT = 3
+"""Snapshots kept; older ones are deleted in the transaction that writes a new one."""
+READ_CHUNK_ROWS = 20_000
+"""Journal rows fetched per round trip during replay."""
+
+JournalRecord = tuple[int, int, str, Any, int]  # seq, ts_ns, kind, body (bytes or memoryview), crc32
+SnapshotRecord = tuple[int, int, str, bytes]  # seq, ts_ns, state_hash, compressed body
+
+_ORDER_INSERT_COLUMNS = (
+    "order_id, account, instrument, client_order_id, side, time_in_force, price_ticks, quantity_lots, "
+    "filled_lots, open_lots, cancelled_lots, status, last_seq"
+)
+_TRADE_INSERT_COLUMNS = (
+    "trade_id, seq, ts_ns, instrument, price_ticks, quantity_lots, buy_order_id, buy_account, "
+    "sell_order_id, sell_account, aggressor"
+)
+_STATUS_SQL = (
+    "CASE WHEN {open} > 0 THEN (CASE WHEN {filled} > 0 THEN 'partially_filled' ELSE 'open' END) "
+    "WHEN {cancelled} > 0 THEN 'cancelled' ELSE 'filled' END"
+)
+
+
+SQLITE_ROWS_PER_STATEMENT = 1_024
+"""Rows bound into one multi-row SQLite statement (at most 32766 values).
+
+One statement per thousand rows, not one per row: sqlite3 lets go of the
+GIL around every statement it runs, and a thread that lets go of the GIL
+thousands of times per batch waits for it as often while the sequencing
+thread works (the classic convoy); a few large statements avoid that and
+run their SQLite work in parallel with the next batch's sequencing."""
+
+_SQLITE_UPDATE_SET = (
+    "filled_lots = orders.filled_lots + v.column2, cancelled_lots = orders.cancelled_lots + v.column3, "
+    "open_lots = v.column4, price_ticks = COALESCE(v.column5, orders.price_ticks), "
+    "quantity_lots = COALESCE(v.column6, orders.quantity_lots), last_seq = v.column7, status = "
+    + _STATUS_SQL.format(
+        open="v.column4", filled="orders.filled_lots + v.column2", cancelled="orders.cancelled_lots + v.column3"
+    )
+)
+_SQLITE_UPDATE_WHERE = ") AS v WHERE orders.order_id = v.column1"
+
+
+def _sqlite_many(cur: Any, head: str, tail: str, rows: list[tuple[Any, ...]], width: int) -> None:
+    """Run `head (?, ...), (?, ...) tail` over `rows`: SQLITE_ROWS_PER_STATEMENT rows at a time, the
+    rest in power-of-two chunks, so every statement text repeats and stays in sqlite3's statement
+    cache (compiling a statement of thousands of placeholders costs more than running it)."""
+    assert width * SQLITE_ROWS_PER_STATEMENT <= 32_766, width
+    row_marks = "(" + ", ".join("?" * width) + ")"
+    start = 0
+    total = len(rows)
+    while start < total:
+        size = min(SQLITE_ROWS_PER_STATEMENT, 1 << ((total - start).bit_length() - 1))
+        chunk = rows[start : start + size]
+        start += size
+        cur.execute(head + ", ".join([row_marks] * size) + tail, [value for row in chunk for value in row])
+
+
+_PG_UPDATE_HEAD = (
+    "UPDATE orders AS o SET filled_lots = o.filled_lots + v.df, cancelled_lots = o.cancelled_lots + v.dc, "
+    "open_lots = v.open_lots, price_ticks = COALESCE(v.price, o.price_ticks), "
+    "quantity_lots = COALESCE(v.qty, o.quantity_lots), last_seq = v.seq, status = "
+    + _STATUS_SQL.format(open="v.open_lots", filled="o.filled_lots + v.df", cancelled="o.cancelled_lots + v.dc")
+    + " FROM (VALUES "
+)
+_PG_UPDATE_TAIL = ") AS v(order_id, df, dc, open_lots, price, qty, seq) WHERE o.order_id = v.order_id"
+_PG_PRUNE_SNAPSHOTS = "DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT %s)"
+
+
+PG_TEXT_BATCH_ROWS = 512
+"""Batches of at most this many commands go to PostgreSQL as one statement text (one round
+trip); larger ones through COPY (cheaper per row, one round trip per table)."""
+
+
+def _pg_text(value: str) -> str:
+    """A string as a COPY text-format field (NUL becomes U+FFFD, as in _pg_literal)."""
+    if "\\" in value or not value.isprintable():
+        return value.replace("\x00", "\ufffd").translate(_PG_ESCAPES)
+    return value
+
+
+def _lines(lines: Iterable[str]) -> io.StringIO:
+    return io.StringIO("".join(lines))
+
+
+_PG_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _pg_literal(value: str) -> str:
+    """A string as a PostgreSQL literal (standard_conforming_strings: only quotes are doubled).
+    NUL cannot be stored in PostgreSQL text: it becomes U+FFFD in the read model (the journal,
+    bytea, keeps the command exactly)."""
+    if "'" in value or "\x00" in value:
+        value = value.replace("\x00", "\ufffd").replace("'", "''")
+    return "'" + value + "'"
+
+
+def _pg_null(value: int | None) -> str:
+    return "NULL" if value is None else str(value)
+
+
+class Batch:
+    """Everything one transaction writes."""
+
+    __slots__ = ("journal", "order_inserts", "order_updates", "trades", "snapshot")
+
+    def __init__(
+        self,
+        journal: list[tuple[int, int, str, bytes, int]],
+        order_inserts: list[tuple[Any, ...]],
+        order_updates: list[tuple[Any, ...]],
+        trades: list[tuple[Any, ...]],
+        snapshot: SnapshotRecord | None = None,
+    ) -> None:
+        self.journal = journal
+        self.order_inserts = order_inserts
+        self.order_updates = order_updates
+        self.trades = trades
+        self.snapshot = snapshot
+
+
+class Store:
+    """The one writer's connection to the database (open() takes the lock)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sqlite = is_sqlite(url)
+        self._engine: Engine | None = None
+        self._conn: Any = None  # the DB-API connection
+        self._lock_file: int | None = None
+        self._lock_conn: Any = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def lock(self) -> None:
+        """Take the writer lock; WriterLocked when another writer holds it."""
+        if self.sqlite:
+            path = sqlite_path(self.url)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock_path = f"{path}.lock"
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise WriterLocked(lock_path) from None
+            self._lock_file = fd
+            return
+        self._engine = self._engine or make_engine(self.url)
+        conn = self._engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", (WRITER_LOCK_KEY,))
+            row = cursor.fetchone()
+            assert row is not None
+            taken = bool(row[0])
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        if not taken:
+            conn.close()
+            raise WriterLocked(f"PostgreSQL database {self._engine.url.database!r} (advisory lock {WRITER_LOCK_KEY})")
+        self._lock_conn = conn
+
+    def connect(self) -> None:
+        self._engine = self._engine or make_engine(self.url)
+        self._conn = self._engine.raw_connection()
+        if self.sqlite:
+            # Explicit transactions: BEGIN IMMEDIATE ... COMMIT around each batch.
+            self._conn.driver_connection.isolation_level = None
+        else:
+            # The batch text quotes strings by doubling quotes only; backslashes must be literal.
+            cur = self._conn.cursor()
+            cur.execute("SET standard_conforming_strings = on")
+            cur.close()
+            self._conn.commit()
+
+    def close(self) -> None:
+        for conn in (self._conn, self._lock_conn):
+            if conn is not None:
+                with contextlib.suppress(Exception):  # closing a broken connection after a failure
+                    conn.close()
+        self._conn = self._lock_conn = None
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            os.close(self._lock_file)
+            self._lock_file = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    # ---------------------------------------------------------------- write
+
+    def write(self, batch: Batch) -> None:
+        """Write the batch in one transaction and commit (durable on return)."""
+        if self.sqlite:
+            self._write_sqlite(batch)
+        else:
+            self._write_postgres(batch)
+
+    def _write_sqlite(self, b: Batch) -> None:
+        conn = self._conn.driver_connection
+        cur = conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            _sqlite_many(cur, "INSERT INTO journal (seq, ts_ns, kind, body, crc32) VALUES ", "", b.journal, 5)
+            _sqlite_many(cur, f"INSERT INTO orders ({_ORDER_INSERT_COLUMNS}) VALUES ", "", b.order_inserts, 13)
+            _sqlite_many(cur, "UPDATE orders SET " + _SQLITE_UPDATE_SET + " FROM (VALUES ", _SQLITE_UPDATE_WHERE,
+                         b.order_updates, 7)  # fmt: skip
+            _sqlite_many(cur, f"INSERT INTO trades ({_TRADE_INSERT_COLUMNS}) VALUES ", "", b.trades, 11)
+            if b.snapshot is not None:
+                cur.execute("INSERT INTO snapshots (seq, ts_ns, state_hash, body) VALUES (?, ?, ?, ?)", b.snapshot)
+                cur.execute(
+                    "DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT ?)",
+                    (SNAPSHOTS_KEPT,),
+                )
+            cur.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        finally:
+            cur.close()
+
+    def _write_postgres(self, b: Batch) -> None:
+        """The whole batch as ONE statement text, ``BEGIN; ...; COMMIT``, sent in one round trip.
+
+        One round trip, not one per table: the committer lets go of the GIL for every network
+        wait, and each time it wants it back it may wait a whole switch interval behind the
+        sequencing thread. The server runs a multi-statement text as one unit: if any statement
+        fails, nothing of it is committed. Values are rendered as literals here (integers with
+        ``str``, strings quoted, bytes as hex ``bytea``), which is also far cheaper than binding
+        them one by one.
+        """
+        conn = self._conn
+        driver = conn.driver_connection
+        if not driver.autocommit:
+            driver.rollback()
+            driver.autocommit = True  # the statements carry their own BEGIN ... COMMIT
+        if len(b.journal) > PG_TEXT_BATCH_ROWS:
+            self._copy_postgres(driver, b)
+            return
+        parts = ["BEGIN; INSERT INTO journal (seq, ts_ns, kind, body, crc32) VALUES "]
+        parts.append(
+            ",".join(
+                [f"({seq},{ts},{_pg_literal(kind)},'\\x{body.hex()}',{crc})" for seq, ts, kind, body, crc in b.journal]
+            )
+        )
+        if b.order_inserts:
+            parts.append(f"; INSERT INTO orders ({_ORDER_INSERT_COLUMNS}) VALUES ")
+            parts.append(
+                ",".join(
+                    [
+                        f"({r[0]},{_pg_literal(r[1])},{_pg_literal(r[2])},{_pg_literal(r[3])},{r[4]},{r[5]},{r[6]},"
+                        f"{r[7]},{r[8]},{r[9]},{r[10]},'{r[11]}',{r[12]})"
+                        for r in b.order_inserts
+                    ]
+                )
+            )
+        if b.order_updates:
+            parts.append("; " + _PG_UPDATE_HEAD)
+            parts.append(
+                ",".join(
+                    [
+                        f"({u[0]}::bigint,{u[1]}::bigint,{u[2]}::bigint,{u[3]}::bigint,{_pg_null(u[4])}::bigint,"
+                        f"{_pg_null(u[5])}::bigint,{u[6]}::bigint)"
+                        for u in b.order_updates
+                    ]
+                )
+            )
+            parts.append(_PG_UPDATE_TAIL)
+        if b.trades:
+            parts.append(f"; INSERT INTO trades ({_TRADE_INSERT_COLUMNS}) VALUES ")
+            parts.append(
+                ",".join(
+                    [
+                        f"({t[0]},{t[1]},{t[2]},{_pg_literal(t[3])},{t[4]},{t[5]},{t[6]},{_pg_literal(t[7])},{t[8]},"
+                        f"{_pg_literal(t[9])},{t[10]})"
+                        for t in b.trades
+                    ]
+                )
+            )
+        if b.snapshot is not None:
+            seq, ts, state_hash, body = b.snapshot
+            parts.append(
+                f"; INSERT INTO snapshots (seq, ts_ns, state_hash, body) VALUES "
+                f"({seq},{ts},{_pg_literal(state_hash)},'\\x{body.hex()}')"
+            )
+            parts.append("; " + _PG_PRUNE_SNAPSHOTS % SNAPSHOTS_KEPT)
+        parts.append("; COMMIT")
+        cur = driver.cursor()
+        try:
+            cur.execute("".join(parts))
+        except BaseException:
+            with contextlib.suppress(Exception):  # the server rolled back already; make sure of it
+                cur.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+
+    @staticmethod
+    def _copy_postgres(driver: Any, b: Batch) -> None:
+        """A large batch through COPY (cheaper per row than parsing literals), one round trip per table."""
+        cur = driver.cursor()
+        try:
+            cur.execute("BEGIN")
+            copy = cur.copy_expert
+            copy(
+                "COPY journal (seq, ts_ns, kind, body, crc32) FROM STDIN",
+                _lines(f"{seq}\t{ts}\t{_pg_text(kind)}\t\\\\x{body.hex()}\t{crc}\n"
+                       for seq, ts, kind, body, crc in b.journal),
+            )  # fmt: skip
+            if b.order_inserts:
+                copy(
+                    f"COPY orders ({_ORDER_INSERT_COLUMNS}) FROM STDIN",
+                    _lines(
+                        f"{r[0]}\t{_pg_text(r[1])}\t{_pg_text(r[2])}\t{_pg_text(r[3])}\t{r[4]}\t{r[5]}\t{r[6]}\t"
+                        f"{r[7]}\t{r[8]}\t{r[9]}\t{r[10]}\t{r[11]}\t{r[12]}\n"
+                        for r in b.order_inserts
+                    ),
+                )
+            if b.order_updates:
+                # VALUES, not a temporary table: the planner then knows how few rows there are and
+                # joins through the primary key instead of scanning the whole orders table.
+                execute_values(
+                    cur,
+                    _PG_UPDATE_HEAD + "%s" + _PG_UPDATE_TAIL,
+                    b.order_updates,
+                    template="(%s::bigint, %s::bigint, %s::bigint, %s::bigint, %s::bigint, %s::bigint, %s::bigint)",
+                    page_size=len(b.order_updates),
+                )
+            if b.trades:
+                copy(
+                    f"COPY trades ({_TRADE_INSERT_COLUMNS}) FROM STDIN",
+                    _lines(
+                        f"{t[0]}\t{t[1]}\t{t[2]}\t{_pg_text(t[3])}\t{t[4]}\t{t[5]}\t{t[6]}\t{_pg_text(t[7])}\t"
+                        f"{t[8]}\t{_pg_text(t[9])}\t{t[10]}\n"
+                        for t in b.trades
+                    ),
+                )
+            if b.snapshot is not None:
+                cur.execute("INSERT INTO snapshots (seq, ts_ns, state_hash, body) VALUES (%s, %s, %s, %s)", b.snapshot)
+                cur.execute(_PG_PRUNE_SNAPSHOTS, (SNAPSHOTS_KEPT,))
+            cur.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):  # the connection may be gone; the original error matters
+                cur.execute("ROLLBACK")
+            raise
+        finally:
+            cur.close()
+
+    # ----------------------------------------------------------------- read
+
+    def last_seq(self) -> int:
+        return int(self._query_one("SELECT COALESCE(MAX(seq), 0) FROM journal")[0])
+
+    def snapshot_seqs(self) -> list[int]:
+        """Snapshot sequence numbers, newest first."""
+        cur = self._conn.cursor()
+        try:
+            cur.execute("SELECT seq FROM snapshots ORDER BY seq DESC")
+            seqs = [int(r[0]) for r in cur.fetchall()]
+        finally:
+            cur.close()
+        self._end_read()
+        return seqs
+
+    def snapshot(self, seq: int) -> SnapshotRecord:
+        mark = "?" if self.sqlite else "%s"
+        row = self._query_one(f"SELECT seq, ts_ns, state_hash, body FROM snapshots WHERE seq = {mark}", (seq,))
+        return int(row[0]), int(row[1]), str(row[2]), bytes(row[3])
+
+    def journal(self, after_seq: int) -> Iterator[JournalRecord]:
+        """Journal records with seq > after_seq, in seq order, streamed."""
+        if self.sqlite:
+            cur = self._conn.driver_connection.cursor()
+            try:
+                cur.execute(
+                    "SELECT seq, ts_ns, kind, body, crc32 FROM journal WHERE seq > ? ORDER BY seq", (after_seq,)
+                )
+                while rows := cur.fetchmany(READ_CHUNK_ROWS):
+                    yield from rows
+            finally:
+                cur.close()
+            return
+        conn = self._conn
+        cur = conn.cursor(name="bulkex_replay")
+        cur.itersize = READ_CHUNK_ROWS
+        try:
+            cur.execute("SELECT seq, ts_ns, kind, body, crc32 FROM journal WHERE seq > %s ORDER BY seq", (after_seq,))
+            while rows := cur.fetchmany(READ_CHUNK_ROWS):
+                yield from rows
+        finally:
+            cur.close()
+            conn.rollback()
+
+    def _query_one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        cur = self._conn.cursor()
+        try:
+            cur.execute(sql, params)
+            row = cur.fetchone()
+        finally:
+            cur.close()
+        self._end_read()
+        return row
+
+    def _end_read(self) -> None:
+        if not self.sqlite:
+            self._conn.rollback()

@@ -1,0 +1,171 @@
+"""One instrument's order book: price levels per side, each a FIFO of orders.
+
+Layout (chosen for CPython speed, see docs/matching.md):
+- ``levels[side]``: price_ticks -> {order_id: Order}, a dict in arrival order
+  (dicts keep insertion order, so the first key is the oldest order).
+- ``level_lots[side]``: price_ticks -> total open lots at that level.
+- ``heaps[side]``: a binary heap of the side's prices (bids negated so the
+  best price is always ``heap[0]``). Emptied levels leave their price in the
+  heap; it is dropped when it reaches the top, and the heap is rebuilt when
+  stale entries outnumber live ones.
+"""
+
+from __future__ import annotations
+
+from heapq import heapify, heappop, heappush
+
+from matching._instrument import Instrument
+from matching._types import BUY, CLOSED
+
+__all__ = ["Book", "Order"]
+
+
+class Order:
+    """A resting order. ``ordered_lots = filled_lots + open_lots + cancelled_lots``."""
+
+    __slots__ = (
+        "account",
+        "cancelled_lots",
+        "client_order_id",
+        "filled_lots",
+        "instrument",
+        "open_lots",
+        "order_id",
+        "ordered_lots",
+        "post_only",
+        "price_ticks",
+        "side",
+        "stp_mode",
+        "time_in_force",
+    )
+
+    def __init__(
+        self,
+        order_id: int,
+        account: str,
+        instrument: str,
+        client_order_id: str,
+        side: int,
+        price_ticks: int,
+        ordered_lots: int,
+        open_lots: int,
+        filled_lots: int,
+        cancelled_lots: int,
+        time_in_force: int,
+        post_only: bool,
+        stp_mode: int,
+    ) -> None:
+        self.order_id = order_id
+        self.account = account
+        self.instrument = instrument
+        self.client_order_id = client_order_id
+        self.side = side
+        self.price_ticks = price_ticks
+        self.ordered_lots = ordered_lots
+        self.open_lots = open_lots
+        self.filled_lots = filled_lots
+        self.cancelled_lots = cancelled_lots
+        self.time_in_force = time_in_force
+        self.post_only = post_only
+        self.stp_mode = stp_mode
+
+    def to_list(self) -> list[object]:
+        """The fields in constructor order (``Order(*order.to_list())``)."""
+        return [getattr(self, name) for name in ORDER_FIELDS]
+
+
+ORDER_FIELDS = (
+    "order_id",
+    "account",
+    "instrument",
+    "client_order_id",
+    "side",
+    "price_ticks",
+    "ordered_lots",
+    "open_lots",
+    "filled_lots",
+    "cancelled_lots",
+    "time_in_force",
+    "post_only",
+    "stp_mode",
+)
+
+
+class Book:
+    __slots__ = (
+        "band_high_ticks",
+        "band_low_ticks",
+        "halted_from",
+        "heaps",
+        "indicative",
+        "instrument",
+        "last_price_ticks",
+        "level_lots",
+        "levels",
+        "max_lots",
+        "min_lots",
+        "reference_price_ticks",
+        "state",
+        "symbol",
+    )
+
+    def __init__(self, instrument: Instrument) -> None:
+        self.instrument = instrument
+        self.symbol = instrument.symbol
+        self.state = CLOSED
+        self.halted_from = CLOSED
+        self.reference_price_ticks = 0
+        self.band_low_ticks = 0
+        self.band_high_ticks = 0
+        self.min_lots = instrument.min_lots
+        self.max_lots = instrument.max_lots
+        self.set_reference(instrument.reference_price_ticks)
+        self.last_price_ticks = 0
+        self.levels: tuple[dict[int, dict[int, Order]], dict[int, dict[int, Order]]] = ({}, {})
+        self.level_lots: tuple[dict[int, int], dict[int, int]] = ({}, {})
+        self.heaps: tuple[list[int], list[int]] = ([], [])
+        self.indicative: tuple[int, int, int] = (0, 0, 0)
+
+    def set_reference(self, reference_price_ticks: int) -> None:
+        band = reference_price_ticks * self.instrument.price_band_bps // 10_000
+        self.reference_price_ticks = reference_price_ticks
+        self.band_low_ticks = max(1, reference_price_ticks - band)
+        self.band_high_ticks = reference_price_ticks + band
+
+    def best(self, side: int) -> int:
+        """Best price on `side`, or 0 when the side is empty."""
+        heap = self.heaps[side]
+        levels = self.levels[side]
+        while heap:
+            price = -heap[0] if side == BUY else heap[0]
+            if price in levels:
+                return price
+            heappop(heap)
+        return 0
+
+    def add_level(self, side: int, price_ticks: int) -> dict[int, Order]:
+        level: dict[int, Order] = {}
+        self.levels[side][price_ticks] = level
+        self.level_lots[side][price_ticks] = 0
+        heap = self.heaps[side]
+        heappush(heap, -price_ticks if side == BUY else price_ticks)
+        if len(heap) > 2 * len(self.levels[side]) + 64:
+            self.compact(side)
+        return level
+
+    def compact(self, side: int) -> None:
+        heap = self.heaps[side]
+        heap[:] = [-p for p in self.levels[side]] if side == BUY else list(self.levels[side])
+        heapify(heap)
+
+    def sorted_prices(self, side: int) -> list[int]:
+        """Prices of `side`, best first."""
+        return sorted(self.levels[side], reverse=side == BUY)
+
+    def is_crossed(self) -> bool:
+        bid = self.best(0)
+        ask = self.best(1)
+        return bid != 0 and ask != 0 and bid >= ask
+
+    def order_count(self) -> int:
+        return sum(len(level) for side in self.levels for level in side.values())

@@ -1,0 +1,125 @@
+"""Journal codec: every command survives the round trip; damage is reported with its seq."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exchange import COMMANDS, JournalCorrupt, checksum, decode, encode, register_commands
+from matching import (
+    AmendOrder,
+    CancelOrder,
+    Instrument,
+    ListInstrument,
+    MassCancel,
+    NewOrder,
+    SessionPhase,
+    SetTradingState,
+)
+
+text = st.text(max_size=40)
+ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+phases = st.builds(SessionPhase, st.integers(0, 1439), st.integers(0, 3))
+instruments = st.builds(
+    Instrument, text, text, text, text, text, ints, ints, ints, ints, ints, ints, ints, ints, ints, ints, ints, ints,
+    st.lists(phases, max_size=6).map(tuple),
+)  # fmt: skip
+commands = st.one_of(
+    st.builds(NewOrder, text, text, text, ints, ints, ints, ints, ints, st.booleans(), ints),
+    st.builds(CancelOrder, text, ints),
+    st.builds(AmendOrder, text, ints, ints, ints),
+    st.builds(MassCancel, text, text),
+    st.builds(SetTradingState, text, ints),
+    st.builds(ListInstrument, instruments),
+)
+
+
+def test_every_matching_command_is_registered() -> None:
+    for cls in (NewOrder, CancelOrder, AmendOrder, MassCancel, SetTradingState, ListInstrument):
+        assert COMMANDS[cls.KIND] is cls
+
+
+@settings(max_examples=300, deadline=None)
+@given(commands, st.integers(1, 2**62))
+def test_round_trip(command, seq: int) -> None:
+    kind, body = encode(command)
+    assert kind == type(command).KIND
+    decoded = decode(seq, kind, body, checksum(kind, body))
+    assert decoded == command
+    assert type(decoded) is type(command)
+    assert encode(decoded) == (kind, body)
+
+
+def test_body_is_field_values_in_declaration_order() -> None:
+    kind, body = encode(NewOrder("M1", "RB", "c1", 0, 3500, 3))
+    assert kind == "new_order"
+    assert orjson.loads(body) == ["M1", "RB", "c1", 0, 3500, 3, 0, 0, False, 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(commands, st.integers(1, 2**40), st.data())
+def test_flipped_byte_fails_the_checksum(command, seq: int, data) -> None:
+    kind, body = encode(command)
+    crc = checksum(kind, body)
+    position = data.draw(st.integers(0, len(body) - 1))
+    flip = data.draw(st.integers(1, 255))
+    damaged = body[:position] + bytes([body[position] ^ flip]) + body[position + 1 :]
+    with pytest.raises(JournalCorrupt, match=f"seq {seq} ") as info:
+        decode(seq, kind, damaged, crc)
+    assert info.value.seq == seq
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(COMMANDS)), st.binary(max_size=200))
+def test_any_body_decodes_or_is_reported_corrupt(kind: str, body: bytes) -> None:
+    """A record with a valid checksum but a nonsense body is rejected with JournalCorrupt, never another error."""
+    error: JournalCorrupt | None = None
+    try:
+        command = decode(7, kind, body, checksum(kind, body))
+    except JournalCorrupt as exc:
+        error = exc
+    if error is not None:
+        assert error.seq == 7
+    else:
+        assert encode(command)[0] == kind
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "reason"),
+    [
+        ("new_order", b'["M1","RB","c1",0,"3500",3,0,0,false,1]', "price_ticks: expected int"),
+        ("new_order", b'["M1","RB","c1",0,3500,3,0,0,0,1]', "post_only: expected a boolean"),
+        ("new_order", b'["M1","RB","c1",true,3500,3,0,0,false,1]', "side: expected int"),
+        ("new_order", b'["M1","RB"]', "expected an array of 10 values"),
+        ("cancel_order", b'{"account":"M1"}', "expected an array of 2 values"),
+        ("cancel_order", b'["M1",1', "does not decode"),
+        ("no_such_kind", b"[]", "unknown command kind"),
+        ("list_instrument", b'[["RB","s","p","g","w",10,100,3500,700,1,5,1,2,3,4,5,6,[[1]]]]', "sessions"),
+    ],
+)
+def test_wrong_values_are_reported(kind: str, body: bytes, reason: str) -> None:
+    with pytest.raises(JournalCorrupt, match=reason) as info:
+        decode(42, kind, body, checksum(kind, body))
+    assert "seq 42" in str(info.value)
+
+
+def test_checksum_is_a_signed_32_bit_integer() -> None:
+    values = {checksum("k", bytes([n])) for n in range(256)}
+    assert all(-(2**31) <= v < 2**31 for v in values)
+    assert any(v < 0 for v in values)
+
+
+def test_register_refuses_a_second_class_for_a_kind() -> None:
+    @dataclass(slots=True)
+    class Impostor:
+        KIND: ClassVar[str] = "new_order"
+        account: str
+
+    with pytest.raises(AssertionError, match="registered twice"):
+        register_commands([Impostor])
+    register_commands([NewOrder])  # the same class again is fine
