@@ -1,0 +1,340 @@
+"""A Python client of the bulkex WebSocket API.
+
+    async with Client(url, key_id, secret) as client:        # connects and logs in
+        book = await client.subscribe_book("RB-HRB400E-20")    # local book, kept by seq, verified by checksum
+        answer = await client.place_order("RB-HRB400E-20", "buy", "3500.00", 2)
+        await client.cancel_order(answer["order_id"])
+
+The local book applies deltas in sequence; a gap (seq != last + 1, or a
+heartbeat showing a later seq) or a checksum mismatch asks for a snapshot
+and ignores deltas until it arrives. Private channels remember the last seq
+and the server's epoch; ``reconnect`` logs in again and resumes each one from
+the next seq, so nothing is missed (REPLAY_UNAVAILABLE, after a server restart
+or a long absence, is counted in ``replay_lost`` and the stream restarts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import secrets
+import ssl
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sortedcontainers import SortedDict
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from api._keys import derive_signing_key, sign_login
+from api._limits import CHECKSUM_LEVELS
+from api._marketdata import book_checksum
+
+__all__ = ["Client", "LocalBook", "RequestError"]
+
+
+class RequestError(Exception):
+    """The server answered a request with an error."""
+
+    def __init__(self, code: str, message: str, seq: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.seq = seq
+
+
+class LocalBook:
+    """One instrument's full-depth book as the client sees it."""
+
+    def __init__(self, instrument: str) -> None:
+        self.instrument = instrument
+        self.bids: SortedDict = SortedDict()  # Decimal price -> (wire price, lots); best = last
+        self.asks: SortedDict = SortedDict()  # best = first
+        self.seq = 0
+        self.synced = False
+        self.gaps = 0
+        self.checksum_failures = 0
+        self.snapshots = 0
+
+    def levels(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+        """(bids best first, asks best first) as (wire price, lots)."""
+        return [self.bids[p] for p in reversed(self.bids)], [self.asks[p] for p in self.asks]
+
+    def checksum(self) -> int:
+        bids = [self.bids[p] for p in itertools.islice(reversed(self.bids), CHECKSUM_LEVELS)]
+        asks = [self.asks[p] for p in itertools.islice(self.asks, CHECKSUM_LEVELS)]
+        return book_checksum(bids, asks)
+
+    def _set(self, side: SortedDict, price: str, lots: int) -> None:
+        key = Decimal(price)
+        if lots:
+            side[key] = (price, lots)
+        else:
+            side.pop(key, None)
+
+    def apply(self, message: dict[str, Any]) -> bool:
+        """Apply a book message; False when the book needs a snapshot (gap or checksum mismatch)."""
+        if message["snapshot"]:
+            self.bids.clear()
+            self.asks.clear()
+            self.snapshots += 1
+        elif not self.synced:
+            return True  # waiting for the snapshot already asked for
+        elif message["seq"] != self.seq + 1:
+            self.gaps += 1
+            self.synced = False
+            return False
+        for price, lots in message["bids"]:
+            self._set(self.bids, price, lots)
+        for price, lots in message["asks"]:
+            self._set(self.asks, price, lots)
+        self.seq = message["seq"]
+        if self.checksum() != message["checksum"]:
+            self.checksum_failures += 1
+            self.synced = False
+            return False
+        self.synced = True
+        return True
+
+
+class Client:
+    def __init__(
+        self,
+        url: str,
+        key_id: str | None = None,
+        secret: str | None = None,
+        *,
+        cancel_on_disconnect: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        on_message: Callable[[dict[str, Any]], None] | None = None,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self.url = url
+        self.key_id = key_id
+        self.signing_key = derive_signing_key(key_id, secret) if key_id is not None and secret is not None else b""
+        self.cancel_on_disconnect = cancel_on_disconnect
+        self.ssl_context = ssl_context
+        self.on_message = on_message
+        self.clock_ms = clock_ms if clock_ms is not None else (lambda: time.time_ns() // 1_000_000)
+        self.ws: ClientConnection | None = None
+        self.session: dict[str, Any] = {}
+        self.epoch: str | None = None
+        self.books: dict[str, LocalBook] = {}
+        self.public: set[tuple[str, str]] = set()  # (channel, instrument) subscriptions other than book
+        self.private_seq: dict[str, int] = {}  # channel -> last seq received
+        self.private_messages: dict[str, list[dict[str, Any]]] = {}
+        self.replay_lost = 0
+        self.last_heartbeat: dict[str, Any] | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._ids = itertools.count(1)
+        self._fresh: set[str] = set()  # private channels whose next subscribe answer sets the seq
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    # -------------------------------------------------------- connection
+
+    async def connect(self) -> None:
+        """Open the connection, log in (when a key is given) and resume every subscription."""
+        self.ws = await connect(self.url, ssl=self.ssl_context, max_size=None, compression=None)
+        self._reader = asyncio.get_running_loop().create_task(self._read(self.ws))
+        if self.key_id is not None:
+            self.session = await self.login()
+            epoch = self.session["epoch"]
+            for channel in list(self.private_seq):
+                await self._subscribe_private(channel, resume=epoch == self.epoch)
+            self.epoch = epoch
+        for instrument in list(self.books):
+            self.books[instrument].synced = False
+            await self.request("subscribe", channel="book", instrument=instrument)
+        for channel, instrument in list(self.public):
+            await self.request("subscribe", channel=channel, instrument=instrument)
+
+    async def login(self) -> dict[str, Any]:
+        assert self.key_id is not None
+        timestamp_ms = self.clock_ms()
+        nonce = secrets.token_hex(16)
+        return await self.request(
+            "login",
+            key_id=self.key_id,
+            timestamp_ms=timestamp_ms,
+            nonce=nonce,
+            signature=sign_login(self.key_id, self.signing_key, timestamp_ms, nonce),
+            cancel_on_disconnect=self.cancel_on_disconnect,
+        )
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        self.ws = None
+
+    async def reconnect(self) -> None:
+        """Close (if open), connect again, log in and resume."""
+        await self.close()
+        await self.connect()
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    # ----------------------------------------------------------- requests
+
+    async def send_raw(self, text: str | bytes) -> None:
+        assert self.ws is not None, "connect first"
+        await self.ws.send(text)
+
+    async def request(self, request_type: str, **fields: Any) -> dict[str, Any]:
+        """Send a request and wait for its answer: the result, or RequestError."""
+        assert self.ws is not None, "connect first"
+        request_id = f"r{next(self._ids)}"
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        body = {"type": request_type, "id": request_id}
+        body.update({k: v for k, v in fields.items() if v is not None})
+        try:
+            await self.ws.send(orjson.dumps(body), text=True)
+            return await future
+        finally:
+            self._waiting.pop(request_id, None)
+
+    async def place_order(
+        self,
+        instrument: str,
+        side: str,
+        price: str | None,
+        quantity_lots: int,
+        *,
+        client_order_id: str | None = None,
+        time_in_force: str = "gtc",
+        order_type: str = "limit",
+        post_only: bool = False,
+        stp_mode: str = "cancel_newest",
+    ) -> dict[str, Any]:
+        return await self.request(
+            "new_order",
+            instrument=instrument,
+            client_order_id=client_order_id or secrets.token_hex(8),
+            side=side,
+            price=price,
+            quantity_lots=quantity_lots,
+            time_in_force=time_in_force,
+            order_type=order_type,
+            post_only=post_only,
+            stp_mode=stp_mode,
+        )
+
+    async def cancel_order(self, order_id: int) -> dict[str, Any]:
+        return await self.request("cancel_order", order_id=order_id)
+
+    async def amend_order(self, order_id: int, price: str, quantity_lots: int) -> dict[str, Any]:
+        return await self.request("amend_order", order_id=order_id, price=price, quantity_lots=quantity_lots)
+
+    async def mass_cancel(self, instrument: str | None = None) -> dict[str, Any]:
+        return await self.request("mass_cancel", instrument=instrument)
+
+    async def subscribe_book(self, instrument: str) -> LocalBook:
+        book = self.books.get(instrument)
+        if book is None:
+            book = self.books[instrument] = LocalBook(instrument)
+        await self.request("subscribe", channel="book", instrument=instrument)
+        return book
+
+    async def subscribe(self, channel: str, instrument: str) -> dict[str, Any]:
+        """A public channel other than book (top, trades, ticker, state); messages go to on_message."""
+        result = await self.request("subscribe", channel=channel, instrument=instrument)
+        self.public.add((channel, instrument))
+        return result
+
+    async def subscribe_private(self, channel: str) -> dict[str, Any]:
+        """orders or executions of the key's account; messages collect in private_messages[channel]."""
+        self.private_messages.setdefault(channel, [])
+        self.private_seq.setdefault(channel, 0)
+        return await self._subscribe_private(channel, resume=False)
+
+    async def _subscribe_private(self, channel: str, resume: bool) -> dict[str, Any]:
+        last = self.private_seq.get(channel, 0)
+        if resume and self.epoch is not None:
+            try:
+                return await self.request("subscribe", channel=channel, from_seq=last + 1, epoch=self.epoch)
+            except RequestError as exc:
+                if exc.code != "REPLAY_UNAVAILABLE":
+                    raise
+        if last:
+            self.replay_lost += 1
+        # A fresh stream: the answer's seq is the last one already published; new messages follow it.
+        self._fresh.add(channel)
+        return await self.request("subscribe", channel=channel)
+
+    # ------------------------------------------------------------- reading
+
+    async def _read(self, ws: ClientConnection) -> None:
+        try:
+            async for raw in ws:
+                self._dispatch(orjson.loads(raw))
+        except ConnectionClosed:
+            pass
+        finally:
+            if ws.close_code is not None:
+                self.close_code = ws.close_code
+                self.close_reason = ws.close_reason or ""
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(ConnectionError(f"connection closed ({self.close_code} {self.close_reason})"))
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind in {"accepted", "error"}:
+            result = message.get("result") or {}
+            if kind == "accepted" and message.get("request") == "subscribe" and result.get("channel") in self._fresh:
+                self._fresh.discard(result["channel"])
+                self.private_seq[result["channel"]] = result["seq"]
+            future = self._waiting.get(message.get("id") or "")
+            if future is not None and not future.done():
+                if kind == "accepted":
+                    future.set_result(message["result"])
+                else:
+                    future.set_exception(RequestError(message["code"], message["message"], message.get("seq")))
+            elif kind == "error" and self.on_message is not None:
+                self.on_message(message)
+            return
+        if kind == "book":
+            book = self.books.get(message["instrument"])
+            if book is not None and not book.apply(message):
+                self._resync(book)
+        elif kind in ("orders", "executions"):
+            channel = str(kind)
+            last = self.private_seq.get(channel, 0)
+            if message["seq"] <= last:
+                return  # already seen (a replay overlapping what arrived)
+            assert message["seq"] == last + 1, (channel, last, message["seq"])
+            self.private_seq[channel] = message["seq"]
+            self.private_messages.setdefault(channel, []).append(message)
+        elif kind == "heartbeat":
+            self.last_heartbeat = message
+            for entry in message["subscriptions"]:
+                if entry["channel"] == "book":
+                    book = self.books.get(entry.get("instrument") or "")
+                    if book is not None and book.synced and entry["seq"] > book.seq:
+                        book.gaps += 1
+                        book.synced = False
+                        self._resync(book)
+        if self.on_message is not None:
+            self.on_message(message)
+
+    def _resync(self, book: LocalBook) -> None:
+        ws = self.ws
+        if ws is None:
+            return
+        body = {"type": "snapshot", "id": f"s{next(self._ids)}", "channel": "book", "instrument": book.instrument}
+        task = asyncio.get_running_loop().create_task(ws.send(orjson.dumps(body), text=True))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())

@@ -1,0 +1,79 @@
+"""A running exchange on a free loopback port, for tests, benchmarks and demos.
+
+    async with running_exchange(database_url) as ex:
+        key_id, secret = ex.trader_key("M001")
+        async with Client(ex.url, key_id, secret) as client: ...
+
+All instruments of the packaged file are listed and opened for continuous
+trading through a staff key (the session schedule is off).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from api._client import Client
+from api._keys import KeyStore
+from api._limits import GatewayLimits
+from api._server import Gateway, GatewayServer
+from exchange import Sequencer, Settings
+
+__all__ = ["RunningExchange", "running_exchange"]
+
+
+@dataclass
+class RunningExchange:
+    server: GatewayServer
+    keys: KeyStore
+    staff: tuple[str, str]
+    symbols: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def gateway(self) -> Gateway:
+        assert self.server.gateway is not None
+        return self.server.gateway
+
+    @property
+    def sequencer(self) -> Sequencer:
+        assert self.server.sequencer is not None
+        return self.server.sequencer
+
+    def trader_key(self, account: str) -> tuple[str, str]:
+        return self.keys.create("trader", account, f"trader of {account}")
+
+    def staff_client(self) -> Client:
+        return Client(self.url, *self.staff)
+
+
+@contextlib.asynccontextmanager
+async def running_exchange(
+    database_url: str,
+    limits: GatewayLimits | None = None,
+    *,
+    open_markets: bool = True,
+    snapshot_every_commands: int = 100_000,
+) -> AsyncIterator[RunningExchange]:
+    settings = Settings(
+        database_url=database_url, host="127.0.0.1", port=1, snapshot_every_commands=snapshot_every_commands
+    )
+    server = GatewayServer(settings, port=0, limits=limits, schedule=False)
+    await server.start()
+    keys = KeyStore(database_url)
+    try:
+        staff = keys.create("staff", "", "harness staff")
+        assert server.gateway is not None
+        exchange = RunningExchange(server, keys, staff, sorted(server.gateway.market.instruments))
+        if open_markets:
+            async with exchange.staff_client() as client:
+                for symbol in exchange.symbols:
+                    await client.request("set_trading_state", instrument=symbol, state="continuous")
+        yield exchange
+    finally:
+        keys.close()
+        await server.stop()

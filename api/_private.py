@@ -1,0 +1,185 @@
+"""Private streams per account: `orders` (every change to the account's
+orders) and `executions` (every fill), built from the core's events after
+each commit.
+
+Each (channel, account) stream numbers its messages 1, 2, 3, ... without
+gaps, within one server run (its ``epoch``, a random id chosen at start).
+The last ``private_ring_messages`` messages of every stream are kept in
+memory, so a client that reconnects within the same epoch subscribes with
+``from_seq`` = its last seq + 1 and gets everything it missed, in order,
+before any new message. Older messages, or another epoch, are answered
+REPLAY_UNAVAILABLE: the client then rebuilds from the ``orders`` and
+``fills`` queries (the database projections) and subscribes afresh.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from api._errors import ApiError, ErrorCode
+from api._marketdata import Subscriber
+from exchange import Ack
+from matching import ACCEPTED, AMENDED, BUY, CANCELLED, REJECTED, TRADE, CancelReason, RejectCode
+
+__all__ = ["PrivateStreams", "Stream"]
+
+_SIDES = ("buy", "sell")
+_dumps = orjson.dumps
+
+
+class Stream:
+    __slots__ = ("ring", "seq", "subscribers")
+
+    def __init__(self, ring_size: int) -> None:
+        self.seq = 0
+        self.ring: deque[tuple[int, bytes]] = deque(maxlen=ring_size)
+        self.subscribers: set[Subscriber] = set()
+
+
+class PrivateStreams:
+    def __init__(self, price: Callable[[str, int], str], ring_size: int) -> None:
+        assert ring_size >= 1, ring_size
+        self.price = price
+        self.ring_size = ring_size
+        self.epoch = secrets.token_hex(8)
+        self.streams: dict[tuple[str, str], Stream] = {}
+        self.open_orders: dict[int, str] = {}  # open order id -> instrument (to parse an amend's price)
+
+    def stream(self, channel: str, account: str) -> Stream:
+        key = (channel, account)
+        stream = self.streams.get(key)
+        if stream is None:
+            stream = self.streams[key] = Stream(self.ring_size)
+        return stream
+
+    def _emit(self, channel: str, account: str, body: dict[str, Any]) -> None:
+        stream = self.stream(channel, account)
+        stream.seq += 1
+        body["seq"] = stream.seq
+        data = _dumps(body)
+        stream.ring.append((stream.seq, data))
+        for subscriber in tuple(stream.subscribers):
+            subscriber.push(data)
+
+    def apply_batch(self, batch: Sequence[tuple[Any, Ack]]) -> None:
+        for _command, ack in batch:
+            self.apply(ack)
+
+    def apply(self, ack: Ack) -> None:
+        price = self.price
+        emit = self._emit
+        ts_ns = ack.ts_ns
+        for e in ack.events:
+            kind = e[0]
+            if kind == TRADE:
+                _, seq, trade_id, symbol, price_ticks, qty, buy_id, buy_account, buy_open, sell_id, sell_account, \
+                    sell_open, aggressor = e  # fmt: skip
+                wire_price = price(symbol, price_ticks)
+                if not buy_open:
+                    self.open_orders.pop(buy_id, None)
+                if not sell_open:
+                    self.open_orders.pop(sell_id, None)
+                for side, account, order_id, open_lots in (
+                    (0, buy_account, buy_id, buy_open),
+                    (1, sell_account, sell_id, sell_open),
+                ):
+                    liquidity = "auction" if aggressor == -1 else ("taker" if aggressor == side else "maker")
+                    emit(
+                        "orders",
+                        account,
+                        {
+                            "type": "orders", "account": account, "seq": 0, "journal_seq": seq, "ts_ns": ts_ns,
+                            "event": "filled", "order_id": order_id, "instrument": symbol, "side": _SIDES[side],
+                            "price": wire_price, "filled_lots": qty, "open_lots": open_lots,
+                        },
+                    )  # fmt: skip
+                    emit(
+                        "executions",
+                        account,
+                        {
+                            "type": "executions", "account": account, "seq": 0, "journal_seq": seq,
+                            "ts_ns": ts_ns, "trade_id": trade_id, "order_id": order_id, "instrument": symbol,
+                            "side": _SIDES[side], "price": wire_price, "quantity_lots": qty,
+                            "open_lots": open_lots, "liquidity": liquidity,
+                        },
+                    )  # fmt: skip
+            elif kind == ACCEPTED:
+                _, seq, order_id, account, symbol, clid, side, price_ticks, qty, _tif = e
+                self.open_orders[order_id] = symbol
+                emit(
+                    "orders",
+                    account,
+                    {
+                        "type": "orders", "account": account, "seq": 0, "journal_seq": seq, "ts_ns": ts_ns,
+                        "event": "accepted", "order_id": order_id, "instrument": symbol, "client_order_id": clid,
+                        "side": "buy" if side == BUY else "sell", "price": price(symbol, price_ticks),
+                        "quantity_lots": qty, "open_lots": qty,
+                    },
+                )  # fmt: skip
+            elif kind == CANCELLED:
+                _, seq, order_id, account, symbol, side, price_ticks, cancelled, open_lots, reason = e
+                if not open_lots:
+                    self.open_orders.pop(order_id, None)
+                emit(
+                    "orders",
+                    account,
+                    {
+                        "type": "orders", "account": account, "seq": 0, "journal_seq": seq, "ts_ns": ts_ns,
+                        "event": "cancelled", "order_id": order_id, "instrument": symbol,
+                        "side": "buy" if side == BUY else "sell", "price": price(symbol, price_ticks),
+                        "cancelled_lots": cancelled, "open_lots": open_lots, "reason": CancelReason.NAMES[reason],
+                    },
+                )  # fmt: skip
+            elif kind == AMENDED:
+                _, seq, order_id, account, symbol, price_ticks, qty, open_lots, kept = e
+                emit(
+                    "orders",
+                    account,
+                    {
+                        "type": "orders", "account": account, "seq": 0, "journal_seq": seq, "ts_ns": ts_ns,
+                        "event": "amended", "order_id": order_id, "instrument": symbol,
+                        "price": price(symbol, price_ticks), "quantity_lots": qty, "open_lots": open_lots,
+                        "priority_kept": kept,
+                    },
+                )  # fmt: skip
+            elif kind == REJECTED:
+                _, seq, account, reference, code, _detail = e
+                if account:
+                    emit(
+                        "orders",
+                        account,
+                        {
+                            "type": "orders", "account": account, "seq": 0, "journal_seq": seq, "ts_ns": ts_ns,
+                            "event": "rejected", "reference": reference, "code": RejectCode(code).name,
+                        },
+                    )  # fmt: skip
+
+    def subscribe(
+        self, channel: str, account: str, subscriber: Subscriber, from_seq: int | None, epoch: str | None
+    ) -> int:
+        """Subscribe; replay from `from_seq` first. Returns the stream's last seq."""
+        stream = self.stream(channel, account)
+        if from_seq is not None:
+            if epoch != self.epoch:
+                raise ApiError(ErrorCode.REPLAY_UNAVAILABLE, f"the server's epoch is {self.epoch}, not {epoch}")
+            if from_seq > stream.seq + 1:
+                raise ApiError(ErrorCode.REPLAY_UNAVAILABLE, f"from_seq {from_seq} is after the last seq {stream.seq}")
+            if from_seq <= stream.seq:
+                oldest = stream.ring[0][0] if stream.ring else stream.seq + 1
+                if from_seq < oldest:
+                    raise ApiError(ErrorCode.REPLAY_UNAVAILABLE, f"the oldest message kept is seq {oldest}")
+                for seq, data in stream.ring:
+                    if seq >= from_seq:
+                        subscriber.push(data)
+        stream.subscribers.add(subscriber)
+        return stream.seq
+
+    def unsubscribe(self, channel: str, account: str, subscriber: Subscriber) -> None:
+        stream = self.streams.get((channel, account))
+        if stream is not None:
+            stream.subscribers.discard(subscriber)

@@ -1,0 +1,142 @@
+"""Command-line commands of the gateway: ``serve``, ``keys create|revoke|list``,
+``protocol schema`` and ``bench gateway``. ``register(app, bench_app)`` adds
+them to the ``bulkex`` typer app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["register"]
+
+DatabaseUrl = Annotated[
+    str | None, typer.Option("--database-url", help="Database URL (default: BULKEX_DATABASE_URL or ./var/bulkex.db).")
+]
+
+
+def _settings(database_url: str | None = None, host: str | None = None, port: int | None = None):  # type: ignore[no-untyped-def]
+    from exchange import ConfigError, Settings
+
+    overrides: dict[str, object] = {}
+    if database_url:
+        overrides["database_url"] = database_url
+    if host:
+        overrides["host"] = host
+    if port:
+        overrides["port"] = port
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except (ValueError, ConfigError) as exc:
+        typer.echo(f"error: invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def serve_command(
+    database_url: DatabaseUrl = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (default BULKEX_HOST or 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default BULKEX_PORT or 8765).")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate chain (PEM); serves wss://.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    schedule: Annotated[bool, typer.Option(help="Follow the instruments' trading-session schedule.")] = True,
+) -> None:
+    """Start the exchange: sequencer, core, journal and the WebSocket endpoint (Ctrl-C stops it gracefully)."""
+    import logging
+
+    from api._server import GatewayServer, serve
+    from exchange import ExchangeError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if (tls_cert is None) != (tls_key is None):
+        typer.echo("error: give both --tls-cert and --tls-key, or neither", err=True)
+        raise typer.Exit(2)
+
+    def ready(server: GatewayServer) -> None:
+        typer.echo(f"bulkex listening on {server.url} (database {server.settings.database_url})")
+
+    try:
+        serve(_settings(database_url, host, port), tls_cert=tls_cert, tls_key=tls_key, schedule=schedule, ready=ready)
+    except ExchangeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+keys_app = typer.Typer(help="API keys of the WebSocket gateway.", no_args_is_help=True)
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Argument(help="trader, operator, bank or staff")],
+    subject: Annotated[str, typer.Argument(help="member account, warehouse or bank ('' for staff)")] = "",
+    label: Annotated[str, typer.Option(help="A note to recognise the key by.")] = "",
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Create a key; the secret is printed once and never stored."""
+    from api._keys import create_key
+
+    try:
+        key_id, secret = create_key(_settings(database_url).database_url, role, subject, label)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"key_id: {key_id}")
+    typer.echo(f"secret: {secret}")
+    typer.echo("keep the secret now: it is not stored and cannot be shown again")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, database_url: DatabaseUrl = None) -> None:
+    """Revoke a key (its live sessions are closed within a few seconds)."""
+    from api._keys import revoke_key
+
+    if not revoke_key(_settings(database_url).database_url, key_id):
+        typer.echo(f"error: no live key {key_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
+
+
+@keys_app.command("list")
+def keys_list(database_url: DatabaseUrl = None) -> None:
+    """List keys (never secrets)."""
+    from api._keys import list_keys
+
+    for key in list_keys(_settings(database_url).database_url):
+        state = "revoked" if key.revoked else "live"
+        typer.echo(f"{key.key_id}  {key.role:8}  {key.subject or '-':12}  {state:7}  {key.label}")
+
+
+protocol_app = typer.Typer(help="The WebSocket protocol.", no_args_is_help=True)
+
+
+@protocol_app.command("schema")
+def protocol_schema_command(
+    output: Annotated[Path | None, typer.Option(help="Where to write (default docs/protocol.schema.json).")] = None,
+) -> None:
+    """Write the JSON Schema generated from the protocol's models."""
+    from api._schema import SCHEMA_PATH, write_schema
+
+    typer.echo(f"wrote {write_schema(output or SCHEMA_PATH)}")
+
+
+def bench_gateway_command(
+    json_only: Annotated[bool, typer.Option("--json", help="Print only the JSON line.")] = False,
+    database_url: DatabaseUrl = None,
+    clients: Annotated[int, typer.Option(help="Order-sending clients.")] = 50,
+    seconds: Annotated[float, typer.Option(help="Length of the order run.")] = 5.0,
+    subscribers: Annotated[int, typer.Option(help="Book subscribers in the fan-out run.")] = 1_000,
+) -> None:
+    """Gateway throughput and latency on loopback: orders, book fan-out, memory per idle connection."""
+    from bench.gateway import print_report, run
+
+    result = run(database_url=database_url, clients=clients, seconds=seconds, subscribers=subscribers)
+    print_report(result, json_only=json_only)
+
+
+def register(app: typer.Typer, bench_app: typer.Typer | None = None) -> None:
+    """Add serve, keys, protocol (and bench gateway when `bench_app` is given) to `app`."""
+    app.command("serve")(serve_command)
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(protocol_app, name="protocol")
+    if bench_app is not None:
+        bench_app.command("gateway")(bench_gateway_command)

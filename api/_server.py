@@ -1,0 +1,591 @@
+"""The WebSocket gateway in front of the sequencer.
+
+    client ──frame──► Gateway._on_frame: size, JSON, rate limits, schema,
+                      login and role, handler
+           handler ──► core command ──► Sequencer.submit (queue)
+    writer thread: apply, journal, commit ──► listener(batch)
+           ──call_soon_threadsafe──► Gateway._on_batch (event loop):
+                      market data, private streams, then each command's answer
+
+Every request gets exactly one answer. A command is answered only after its
+journal commit. One ``call_soon_threadsafe`` per batch (not per command)
+keeps the loop's wake-ups few under load.
+
+Graceful shutdown (``GatewayServer.stop``): stop listening, answer new
+requests UNAVAILABLE, wait for every submitted command's answer, let the
+send queues drain, close the connections (1001, applying cancel-on-
+disconnect), then close the sequencer, which commits whatever is queued.
+Nothing acknowledged is lost: an answer is only ever sent after its commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import ValidationError
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from api._errors import ApiError, ErrorCode, error_message
+from api._handlers import HANDLERS, Submit
+from api._keys import ApiKey, KeyStore
+from api._limits import CLOSE_GOING_AWAY, CLOSE_POLICY, GatewayLimits, TokenBucket
+from api._marketdata import MarketData
+from api._private import PrivateStreams
+from api._protocol import PRIVATE_CHANNELS, REQUESTS
+from api._queries import Queries
+from api._session import Connection
+from exchange import Ack, QueueFull, Sequencer, Settings, WriterStopped, load_instruments, session_commands
+from matching import MassCancel
+
+__all__ = ["SCHEDULE_INTERVAL_S", "Gateway", "GatewayServer", "run_server", "serve"]
+
+log = logging.getLogger("bulkex.gateway")
+
+SCHEDULE_INTERVAL_S = 1.0
+"""How often the trading-session schedule is compared with the instruments' states."""
+WATCHDOG_INTERVAL_S = 0.2
+"""How often the gateway checks that the sequencer still runs while commands wait for answers."""
+SHUTDOWN_DRAIN_S = 5.0
+"""How long shutdown waits for answers and send queues before closing connections."""
+_CST = timedelta(hours=8)
+_dumps = orjson.dumps
+_loads = orjson.loads
+T = TypeVar("T")
+
+
+class Gateway:
+    """Sessions, requests and feeds; lives on one event loop."""
+
+    def __init__(
+        self,
+        sequencer: Sequencer,
+        keys: KeyStore,
+        queries: Queries,
+        limits: GatewayLimits,
+        loop: asyncio.AbstractEventLoop,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.sequencer = sequencer
+        self.keys = keys
+        self.queries = queries
+        self.limits = limits
+        self.loop = loop
+        self.clock_ns = clock_ns
+        self.market = MarketData()
+        self.private = PrivateStreams(self.price, limits.private_ring_messages)
+        self.connections: set[Connection] = set()
+        self.sessions: dict[str, set[Connection]] = {}
+        self.key_buckets: dict[str, TokenBucket] = {}
+        self.nonces: dict[str, dict[str, int]] = {}
+        # id(command) -> (connection, request id, request type, finish, command)
+        self.pending: dict[int, tuple[Connection, str, str, Callable[[Ack], dict[str, Any]], Any]] = {}
+        self.internal: set[asyncio.Future[None]] = set()
+        self.stopping = False
+        self._connection_number = 0
+        self._idle: asyncio.Event = asyncio.Event()
+        self._idle.set()
+
+    # ------------------------------------------------------------ helpers
+
+    def price(self, symbol: str, price_ticks: int) -> str:
+        return self.market.instruments[symbol].instrument.ticks_to_price(price_ticks)
+
+    def order_instrument(self, account: str, order_id: int) -> str | None:
+        return self.private.open_orders.get(order_id)
+
+    async def lookup_key(self, key_id: str) -> ApiKey | None:
+        return await asyncio.to_thread(self.keys.get, key_id)
+
+    async def query(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    def use_nonce(self, key_id: str, nonce: str, now_ms: int) -> None:
+        """Remember a login nonce for twice the allowed skew; a repeat is REPLAYED_NONCE."""
+        seen = self.nonces.setdefault(key_id, {})
+        horizon = 2 * self.limits.auth_max_skew_ms
+        if len(seen) >= self.limits.max_nonces_per_key:
+            for old, at_ms in list(seen.items()):
+                if now_ms - at_ms > horizon:
+                    del seen[old]
+        if nonce in seen:
+            raise ApiError(ErrorCode.REPLAYED_NONCE, nonce)
+        if len(seen) >= self.limits.max_nonces_per_key:
+            raise ApiError(ErrorCode.KEY_RATE_LIMITED, "too many logins with this key; wait a minute")
+        seen[nonce] = now_ms
+
+    def answer(self, conn: Connection, request_id: str, request_type: str, result: dict[str, Any]) -> None:
+        conn.push(_dumps({"type": "accepted", "id": request_id, "request": request_type, "result": result}))
+
+    def error(
+        self, conn: Connection, request_id: str | None, code: ErrorCode, detail: str = "", seq: int | None = None
+    ) -> None:
+        body: dict[str, Any] = {"type": "error", "id": request_id, "code": code.value,
+                                "message": error_message(code, detail)}  # fmt: skip
+        if seq is not None:
+            body["seq"] = seq
+        conn.push(_dumps(body))
+
+    # ------------------------------------------------------------- frames
+
+    def on_frame(self, conn: Connection, message: str | bytes) -> None:
+        limits = self.limits
+        if isinstance(message, bytes):
+            if not conn.bucket.take(time.monotonic()):
+                self.error(conn, None, ErrorCode.RATE_LIMITED)
+                return
+            self.error(conn, None, ErrorCode.BINARY_FRAME)
+            return
+        if len(message) > limits.max_message_bytes or (
+            len(message) * 4 > limits.max_message_bytes and len(message.encode()) > limits.max_message_bytes
+        ):
+            conn.bucket.take(time.monotonic())
+            self.error(conn, None, ErrorCode.MESSAGE_TOO_LARGE, f"at most {limits.max_message_bytes} bytes")
+            return
+        try:
+            data = _loads(message)
+        except orjson.JSONDecodeError as exc:
+            conn.bucket.take(time.monotonic())
+            self.error(conn, None, ErrorCode.MALFORMED_JSON, str(exc)[:200])
+            return
+        if type(data) is not dict:
+            conn.bucket.take(time.monotonic())
+            self.error(conn, None, ErrorCode.MALFORMED_JSON, "expected a JSON object")
+            return
+        request_id = data.get("id")
+        if type(request_id) is not str or not (1 <= len(request_id) <= 64) or not request_id.isascii():
+            request_id = None
+        if not conn.bucket.take(time.monotonic()):
+            self.error(conn, request_id, ErrorCode.RATE_LIMITED)
+            return
+        request_type = data.get("type")
+        model = REQUESTS.models.get(request_type) if type(request_type) is str else None
+        handler = HANDLERS.handlers.get(request_type) if type(request_type) is str else None
+        if model is None or handler is None:
+            self.error(conn, request_id, ErrorCode.UNKNOWN_TYPE, repr(request_type)[:80])
+            return
+        try:
+            request = model.model_validate(data)
+        except ValidationError as exc:
+            self.error(conn, request_id, ErrorCode.INVALID_FIELD, _describe(exc))
+            return
+        rid: str = request.id  # type: ignore[attr-defined]
+        assert type(request_type) is str
+        if self.stopping:
+            self.error(conn, rid, ErrorCode.UNAVAILABLE, "the exchange is shutting down")
+            return
+        key = conn.key
+        if handler.roles is not None:
+            if key is None:
+                self.error(conn, rid, ErrorCode.NOT_AUTHENTICATED)
+                return
+            if key.role not in handler.roles:
+                self.error(conn, rid, ErrorCode.FORBIDDEN, f"a {key.role} key may not send {request_type}")
+                return
+        if key is not None:
+            bucket = self.key_buckets.get(key.key_id)
+            if bucket is None:
+                bucket = self.key_buckets[key.key_id] = TokenBucket(
+                    limits.key_rate_per_s, limits.key_burst, time.monotonic()
+                )
+            if not bucket.take(time.monotonic()):
+                self.error(conn, rid, ErrorCode.KEY_RATE_LIMITED)
+                return
+        if rid in conn.in_flight:
+            self.error(conn, rid, ErrorCode.DUPLICATE_REQUEST_ID, rid)
+            return
+        try:
+            outcome = handler.run(self, conn, request)
+        except ApiError as exc:
+            self.error(conn, rid, exc.code, exc.detail, getattr(exc, "seq", None))
+            return
+        if outcome is None:
+            return
+        if type(outcome) is dict:
+            self.answer(conn, rid, request_type, outcome)
+        elif type(outcome) is Submit:
+            self._submit(conn, rid, request_type, outcome)
+        else:
+            conn.in_flight.add(rid)
+            task = self.loop.create_task(self._await(conn, rid, request_type, outcome))  # type: ignore[arg-type]
+            task.add_done_callback(_log_failure)
+
+    async def _await(self, conn: Connection, rid: str, request_type: str, outcome: Awaitable[dict[str, Any]]) -> None:
+        try:
+            result = await outcome
+        except ApiError as exc:
+            self.error(conn, rid, exc.code, exc.detail)
+        except Exception as exc:
+            log.exception("request %s failed", request_type)
+            self.error(conn, rid, ErrorCode.UNAVAILABLE, f"the request failed: {type(exc).__name__}")
+        else:
+            self.answer(conn, rid, request_type, result)
+        finally:
+            conn.in_flight.discard(rid)
+
+    # ----------------------------------------------------------- commands
+
+    def _submit(self, conn: Connection, rid: str, request_type: str, outcome: Submit) -> None:
+        if conn.pending_commands >= self.limits.max_pending_per_connection:
+            self.error(conn, rid, ErrorCode.TOO_MANY_PENDING, f"at most {self.limits.max_pending_per_connection}")
+            return
+        command = outcome.command
+        try:
+            self.sequencer.submit(command)
+        except QueueFull as exc:
+            self.error(conn, rid, ErrorCode.BUSY, str(exc))
+            return
+        except WriterStopped as exc:
+            self.error(conn, rid, ErrorCode.UNAVAILABLE, str(exc))
+            return
+        self.pending[id(command)] = (conn, rid, request_type, outcome.finish, command)
+        conn.pending_commands += 1
+        conn.in_flight.add(rid)
+        self._idle.clear()
+
+    def _fail_pending(self, reason: str) -> None:
+        """The writer stopped: answer every pending command UNAVAILABLE (none of them was acknowledged)."""
+        for key, (conn, rid, _type, _finish, _command) in list(self.pending.items()):
+            del self.pending[key]
+            conn.pending_commands -= 1
+            conn.in_flight.discard(rid)
+            self.error(conn, rid, ErrorCode.UNAVAILABLE, reason)
+        self._idle.set()
+
+    async def watchdog(self) -> None:
+        """Notice a stopped writer (its tickets fail, no batch comes) and answer what waits."""
+        while True:
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            if self.pending and not self.sequencer.running:
+                self._fail_pending("the sequencer stopped; restart the exchange to recover from the journal")
+
+    def on_commit(self, batch: Sequence[tuple[Any, Ack]]) -> None:
+        """The sequencer's listener (writer thread)."""
+        self.loop.call_soon_threadsafe(self._on_batch, batch)
+
+    def _on_batch(self, batch: Sequence[tuple[Any, Ack]]) -> None:
+        self.market.apply_batch(batch)
+        self.private.apply_batch(batch)
+        pending = self.pending
+        for command, ack in batch:
+            entry = pending.pop(id(command), None)
+            if entry is None or entry[4] is not command:
+                if entry is not None:  # another object reused the id: put it back
+                    pending[id(command)] = entry
+                continue
+            conn, rid, request_type, finish, _command = entry
+            conn.pending_commands -= 1
+            conn.in_flight.discard(rid)
+            try:
+                result = finish(ack)
+            except ApiError as exc:
+                self.error(conn, rid, exc.code, exc.detail, getattr(exc, "seq", ack.seq))
+            else:
+                self.answer(conn, rid, request_type, result)
+        if not pending:
+            self._idle.set()
+
+    def submit_internal(self, command: Any) -> None:
+        """A command of the gateway itself (schedule, cancel-on-disconnect); its answer is only logged."""
+        try:
+            ticket = self.sequencer.submit(command)
+        except (QueueFull, WriterStopped) as exc:
+            log.warning("could not submit %r: %s", command, exc)
+            return
+        future: asyncio.Future[None] = self.loop.create_future()
+        self.internal.add(future)
+        future.add_done_callback(self.internal.discard)
+
+        def settle() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        def resolved(_ticket: Any) -> None:
+            self.loop.call_soon_threadsafe(settle)
+
+        ticket.add_done_callback(resolved)
+
+    # ------------------------------------------------------- connections
+
+    def drop_subscription(self, conn: Connection, key: tuple[str, str]) -> None:
+        channel, target = key
+        del conn.subscriptions[key]
+        if channel in PRIVATE_CHANNELS:
+            self.private.unsubscribe(channel, target, conn)
+        else:
+            self.market.unsubscribe(channel, target, conn)
+
+    async def handle(self, ws: ServerConnection) -> None:
+        self._connection_number += 1
+        conn = Connection(ws, self.limits, time.monotonic(), self._connection_number)
+        self.connections.add(conn)
+        conn.writer = self.loop.create_task(conn.run_writer())
+        on_frame = self.on_frame
+        try:
+            async for message in ws:
+                on_frame(conn, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._forget(conn)
+
+    def _forget(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        for key in list(conn.subscriptions):
+            self.drop_subscription(conn, key)
+        if conn.key is not None:
+            sessions = self.sessions.get(conn.key.key_id)
+            if sessions is not None:
+                sessions.discard(conn)
+                if not sessions:
+                    del self.sessions[conn.key.key_id]
+            if conn.cancel_on_disconnect and conn.account and self.sequencer.running:
+                self.submit_internal(MassCancel(conn.account, ""))
+        if conn.writer is not None:
+            conn.writer.cancel()
+        conn.closing = True
+
+    # ------------------------------------------------------ periodic work
+
+    async def heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.limits.heartbeat_interval_s)
+            ts_ns = self.clock_ns()
+            for conn in tuple(self.connections):
+                entries = []
+                for channel, target in conn.subscriptions:
+                    if channel in PRIVATE_CHANNELS:
+                        seq = self.private.stream(channel, target).seq
+                        entries.append({"channel": channel, "account": target, "seq": seq})
+                    else:
+                        seq = self.market.last_seq(channel, target)
+                        entries.append({"channel": channel, "instrument": target, "seq": seq})
+                conn.push(_dumps({"type": "heartbeat", "ts_ns": ts_ns, "subscriptions": entries}))
+
+    async def revocations(self) -> None:
+        while True:
+            await asyncio.sleep(self.limits.key_recheck_interval_s)
+            key_ids = list(self.sessions)
+            try:
+                revoked = await asyncio.to_thread(self.keys.revoked_ids, key_ids)
+            except Exception:
+                log.exception("could not check key revocations")
+                continue
+            for key_id in revoked:
+                for conn in tuple(self.sessions.get(key_id, ())):
+                    conn.close(CLOSE_POLICY, "API key revoked")
+
+    async def schedule(self) -> None:
+        asked: dict[str, int] = {}
+        while True:
+            now = datetime.now(UTC) + _CST
+            minute = now.hour * 60 + now.minute
+            current = {symbol: data.state for symbol, data in self.market.instruments.items()}
+            instruments = [data.instrument for data in self.market.instruments.values()]
+            for command in session_commands(instruments, current, minute):
+                if asked.get(command.instrument) != command.state:
+                    asked[command.instrument] = command.state
+                    self.submit_internal(command)
+            for symbol, state in current.items():
+                if asked.get(symbol) == state:
+                    del asked[symbol]
+            await asyncio.sleep(SCHEDULE_INTERVAL_S)
+
+    async def wait_idle(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        if self.internal:
+            await asyncio.wait(set(self.internal), timeout=timeout_s)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(p) for p in error["loc"]) or "message"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)[:300]
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a gateway task failed", exc_info=task.exception())
+
+
+class GatewayServer:
+    """The exchange: sequencer + WebSocket endpoint. ``async with GatewayServer(settings) as server``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+        limits: GatewayLimits | None = None,
+        schedule: bool = True,
+        list_instruments: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.host = settings.host if host is None else host
+        self.requested_port = settings.port if port is None else port
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
+        self.limits = limits if limits is not None else GatewayLimits()
+        self.use_schedule = schedule
+        self.list_instruments = list_instruments
+        self.sequencer: Sequencer | None = None
+        self.gateway: Gateway | None = None
+        self.server: Server | None = None
+        self.tasks: list[asyncio.Task[None]] = []
+        self.port = 0
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        if self.tls_cert is None:
+            return None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        gateway = self.gateway
+        assert gateway is not None
+        if gateway.stopping:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "the exchange is shutting down\n")
+        if len(gateway.connections) >= self.limits.max_connections:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
+        return None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        sequencer = Sequencer.from_settings(self.settings)
+        await asyncio.to_thread(sequencer.open)
+        try:
+            if self.list_instruments:
+                instruments = load_instruments(self.settings.instruments_file)
+                await asyncio.to_thread(sequencer.list_on_first_start, instruments)
+            keys = KeyStore(self.settings.database_url)
+            queries = Queries(self.settings.database_url)
+            gateway = Gateway(sequencer, keys, queries, self.limits, loop)
+            gateway.market.load(sequencer.core)
+            sequencer.listeners.append(gateway.on_commit)
+            sequencer.start()
+        except BaseException:
+            sequencer.close()
+            raise
+        self.sequencer = sequencer
+        self.gateway = gateway
+        self.server = await ws_serve(
+            gateway.handle,
+            self.host,
+            self.requested_port,
+            ssl=self._ssl(),
+            max_size=self.limits.max_frame_bytes,
+            process_request=self._process_request,
+            compression=None,
+        )
+        sockets = list(self.server.sockets)
+        self.port = sockets[0].getsockname()[1] if sockets else self.requested_port
+        self.tasks = [
+            loop.create_task(gateway.heartbeats()),
+            loop.create_task(gateway.revocations()),
+            loop.create_task(gateway.watchdog()),
+        ]
+        if self.use_schedule:
+            self.tasks.append(loop.create_task(gateway.schedule()))
+        for task in self.tasks:
+            task.add_done_callback(_log_failure)
+        log.info("listening on %s:%d", self.host, self.port)
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.tls_cert is not None else "ws"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        gateway = self.gateway
+        sequencer = self.sequencer
+        if gateway is None or sequencer is None:
+            return
+        gateway.stopping = True
+        for task in self.tasks:
+            task.cancel()
+        if self.server is not None:
+            self.server.close(close_connections=False)
+        await gateway.wait_idle(SHUTDOWN_DRAIN_S)
+        await asyncio.gather(*(conn.drain(SHUTDOWN_DRAIN_S) for conn in tuple(gateway.connections)))
+        for conn in tuple(gateway.connections):
+            if not conn.closing:
+                conn.closing = True
+                await conn.ws.close(CLOSE_GOING_AWAY, "the exchange is shutting down")
+        if self.server is not None:
+            await self.server.wait_closed()
+        await gateway.wait_idle(SHUTDOWN_DRAIN_S)  # cancel-on-disconnect commands
+        await asyncio.to_thread(sequencer.close)
+        gateway.keys.close()
+        gateway.queries.close()
+        self.gateway = None
+        self.sequencer = None
+
+    async def __aenter__(self) -> GatewayServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+
+async def run_server(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    limits: GatewayLimits | None = None,
+    schedule: bool = True,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[GatewayServer], None] | None = None,
+) -> None:
+    """Run the exchange until `stop` is set (or SIGINT/SIGTERM), then shut down gracefully."""
+    stop = stop if stop is not None else asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    server = GatewayServer(
+        settings, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, limits=limits, schedule=schedule
+    )
+    async with server:
+        if ready is not None:
+            ready(server)
+        await stop.wait()
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    schedule: bool = True,
+    ready: Callable[[GatewayServer], None] | None = None,
+) -> None:
+    """`bulkex serve`: blocks until SIGINT/SIGTERM."""
+    asyncio.run(
+        run_server(settings, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, schedule=schedule, ready=ready)
+    )

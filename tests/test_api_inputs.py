@@ -1,0 +1,308 @@
+"""Every bad input gets its documented error and changes nothing; every
+limit is hit at its edge. Real server, raw sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from api._client import Client, RequestError
+from api._harness import running_exchange
+from api._keys import derive_signing_key, sign_login
+from api._limits import GatewayLimits
+from api._protocol import PUSHES, RESULTS, Accepted, ErrorResponse
+
+pytestmark = pytest.mark.timeout(120)
+
+RB = "RB-HRB400E-20"
+
+
+def run(make: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(make())  # type: ignore[arg-type]
+
+
+async def answer(ws: ClientConnection, frame: str | bytes) -> dict[str, Any]:
+    """Send a frame and return the next response (skipping pushes)."""
+    await ws.send(frame)
+    while True:
+        raw = await asyncio.wait_for(ws.recv(), 5)
+        message: dict[str, Any] = orjson.loads(raw)
+        if message["type"] in ("accepted", "error"):
+            (Accepted if message["type"] == "accepted" else ErrorResponse).model_validate_json(raw)
+            return message
+
+
+def login_frame(key_id: str, secret: str, *, timestamp_ms: int | None = None, nonce: str | None = None,
+                signature: str | None = None, rid: str = "login") -> str:  # fmt: skip
+    ts = time.time_ns() // 1_000_000 if timestamp_ms is None else timestamp_ms
+    nonce = secrets.token_hex(8) if nonce is None else nonce
+    signature = signature or sign_login(key_id, derive_signing_key(key_id, secret), ts, nonce)
+    return orjson.dumps(
+        {"type": "login", "id": rid, "key_id": key_id, "timestamp_ms": ts, "nonce": nonce, "signature": signature}
+    ).decode()
+
+
+def order(**overrides: Any) -> str:
+    body = {"type": "new_order", "id": "o1", "instrument": RB, "client_order_id": "c1", "side": "buy",
+            "price": "3500.00", "quantity_lots": 1}  # fmt: skip
+    body.update(overrides)
+    return json.dumps({k: v for k, v in body.items() if v is not ...})
+
+
+BAD_FRAMES: list[tuple[str, str | bytes, str]] = [
+    ("not json", "{nope", "MALFORMED_JSON"),
+    ("json array", "[1, 2]", "MALFORMED_JSON"),
+    ("binary frame", b'{"type": "ping", "id": "p"}', "BINARY_FRAME"),
+    ("unknown type", '{"type": "teleport", "id": "t"}', "UNKNOWN_TYPE"),
+    ("no type", '{"id": "t"}', "UNKNOWN_TYPE"),
+    ("missing id", order(id=...), "INVALID_FIELD"),
+    ("price as number", order(price=3500), "INVALID_FIELD"),
+    ("quantity as string", order(quantity_lots="1"), "INVALID_FIELD"),
+    ("quantity as float", order(quantity_lots=1.0), "INVALID_FIELD"),
+    ("unknown field", order(account="SOMEONE"), "INVALID_FIELD"),
+    ("negative quantity", order(quantity_lots=-1), "INVALID_FIELD"),
+    ("zero quantity", order(quantity_lots=0), "INVALID_FIELD"),
+    ("huge quantity", order(quantity_lots=10**30), "INVALID_FIELD"),
+    ("negative price", order(price="-3500.00"), "INVALID_FIELD"),
+    ("exponent price", order(price="3.5e3"), "INVALID_FIELD"),
+    ("huge price", order(price="12345678901.00"), "INVALID_FIELD"),
+    ("three decimals", order(price="3500.001"), "INVALID_FIELD"),
+    ("off tick", order(price="3500.50"), "PRICE_OFF_TICK"),
+    ("zero price", order(price="0.00"), "PRICE_NOT_POSITIVE"),
+    ("bad side", order(side="long"), "INVALID_FIELD"),
+    ("unknown instrument", order(instrument="GOLD-999"), "UNKNOWN_INSTRUMENT"),
+    ("limit without price", order(price=None), "INVALID_FIELD"),
+    ("bad order id", '{"type": "cancel_order", "id": "c", "order_id": -5}', "INVALID_FIELD"),
+    ("oversized", order(client_order_id="x" * 5000), "MESSAGE_TOO_LARGE"),
+    (
+        "staff action by trader",
+        '{"type": "set_trading_state", "id": "s", "instrument": "RB-HRB400E-20", "state": "halted"}',
+        "FORBIDDEN",
+    ),
+    ("second login", login_frame("kx", "y"), "ALREADY_AUTHENTICATED"),
+]
+
+
+def test_bad_inputs_get_their_error_and_change_nothing(tmp_path: Any) -> None:
+    async def main() -> None:
+        async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}") as ex:
+            key_id, secret = ex.trader_key("M1")
+            async with connect(ex.url, max_size=None) as ws:
+                # before login
+                reply = await answer(ws, order())
+                assert reply["code"] == "NOT_AUTHENTICATED"
+                assert (await answer(ws, login_frame(key_id, secret)))["type"] == "accepted"
+                seq_before = ex.sequencer.last_seq
+                hash_before = ex.sequencer.state_hash()
+                for name, frame, code in BAD_FRAMES:
+                    reply = await answer(ws, frame)
+                    assert reply["type"] == "error", name
+                    assert reply["code"] == code, (name, reply)
+                    assert reply["message"], name
+                assert ex.sequencer.last_seq == seq_before
+                assert ex.sequencer.state_hash() == hash_before
+                # a core reject is sequenced, answered with the core's code and the seq, and the book is unchanged
+                reply = await answer(ws, order(price="9999.00"))
+                assert reply["code"] == "PRICE_OUT_OF_BAND"
+                assert reply["seq"] == seq_before + 1
+                assert not ex.sequencer.core.matching.orders
+                # still usable afterwards
+                reply = await answer(ws, order(client_order_id="c2"))
+                assert reply["type"] == "accepted"
+                assert reply["result"]["status"] == "open"
+                # a frame over the hard cap closes the connection (1009) unread
+                await ws.send("x" * (GatewayLimits().max_frame_bytes + 1))
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 5)
+                assert ws.close_code == 1009
+
+    run(main)
+
+
+def test_authentication_failures(tmp_path: Any) -> None:
+    async def main() -> None:
+        async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}") as ex:
+            key_id, secret = ex.trader_key("M1")
+            now = time.time_ns() // 1_000_000
+            skew = GatewayLimits().auth_max_skew_ms
+            async with connect(ex.url) as ws:
+                cases = [
+                    (login_frame("knope", secret), "UNKNOWN_KEY"),
+                    (login_frame(key_id, "wrong-secret"), "BAD_SIGNATURE"),
+                    (login_frame(key_id, secret, signature="0" * 64), "BAD_SIGNATURE"),
+                    (login_frame(key_id, secret, timestamp_ms=now - skew - 1_000), "STALE_TIMESTAMP"),
+                    (login_frame(key_id, secret, timestamp_ms=now + skew + 1_000), "STALE_TIMESTAMP"),
+                    (login_frame(key_id, secret, nonce="short"), "INVALID_FIELD"),
+                ]
+                for frame, code in cases:
+                    reply = await answer(ws, frame)
+                    assert reply["code"] == code, (code, reply)
+                # inside the skew window (at the edge, less a margin for the round trip)
+                ok = await answer(ws, login_frame(key_id, secret, timestamp_ms=now - skew + 2_000, nonce="nonce-0001"))
+                assert ok["type"] == "accepted"
+            async with connect(ex.url) as ws:
+                reply = await answer(ws, login_frame(key_id, secret, nonce="nonce-0001"))
+                assert reply["code"] == "REPLAYED_NONCE"
+                assert (await answer(ws, login_frame(key_id, secret)))["type"] == "accepted"
+            ex.keys.revoke(key_id)
+            async with connect(ex.url) as ws:
+                assert (await answer(ws, login_frame(key_id, secret)))["code"] == "KEY_REVOKED"
+            assert ex.sequencer.last_seq == len(ex.symbols) * 2  # listings and openings only
+
+    run(main)
+
+
+def test_revoked_key_sessions_are_closed(tmp_path: Any) -> None:
+    async def main() -> None:
+        limits = GatewayLimits(key_recheck_interval_s=0.1)
+        async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}", limits) as ex:
+            key_id, secret = ex.trader_key("M1")
+            client = Client(ex.url, key_id, secret)
+            await client.connect()
+            ex.keys.revoke(key_id)
+            await asyncio.sleep(0.5)
+            assert client.close_code == 1008
+            assert client.close_reason == "API key revoked"
+
+    run(main)
+
+
+def test_connection_rate_limit_at_its_edge(tmp_path: Any) -> None:
+    async def main() -> None:
+        limits = GatewayLimits(connection_rate_per_s=0.001, connection_burst=20)
+        async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}", limits) as ex, connect(ex.url) as ws:
+            codes = [(await answer(ws, f'{{"type": "ping", "id": "p{i}"}}')).get("code") for i in range(25)]
+            assert codes == [None] * 20 + ["RATE_LIMITED"] * 5
+
+    run(main)
+
+
+def test_key_rate_limit_spans_connections(tmp_path: Any) -> None:
+    async def main() -> None:
+        limits = GatewayLimits(key_rate_per_s=0.001, key_burst=10)
+        async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}", limits) as ex:
+            key = ex.trader_key("M1")
+            first, second = Client(ex.url, *key), Client(ex.url, *key)
+            await first.connect()
+            await second.connect()
+            outcomes = []
+            for i in range(12):
+                client = first if i % 2 else second
+                try:
+                    await client.request("ping")
+                    outcomes.append("ok")
+                except RequestError as exc:
+                    outcomes.append(exc.code)
+            assert outcomes == ["ok"] * 10 + ["KEY_RATE_LIMITED"] * 2
+            await first.close()
+            await second.close()
+
+    run(main)
+
+
+def test_subscription_and_session_limits_at_their_edge(tmp_path: Any) -> None:
+    async def main() -> None:
+        limits = GatewayLimits(max_subscriptions_per_connection=3, max_sessions_per_key=2)
+        async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}", limits) as ex:
+            async with Client(ex.url) as client:
+                for channel in ("book", "trades", "ticker"):
+                    await client.subscribe(channel, RB)
+                with pytest.raises(RequestError) as info:
+                    await client.subscribe("state", RB)
+                assert info.value.code == "TOO_MANY_SUBSCRIPTIONS"
+                with pytest.raises(RequestError) as info:
+                    await client.subscribe("book", RB)
+                assert info.value.code == "ALREADY_SUBSCRIBED"
+                with pytest.raises(RequestError) as info:
+                    await client.request("unsubscribe", channel="state", instrument=RB)
+                assert info.value.code == "NOT_SUBSCRIBED"
+                await client.request("unsubscribe", channel="ticker", instrument=RB)
+                await client.subscribe("state", RB)
+            key = ex.trader_key("M1")
+            sessions = [Client(ex.url, *key) for _ in range(3)]
+            await sessions[0].connect()
+            await sessions[1].connect()
+            with pytest.raises(RequestError) as info:
+                await sessions[2].connect()
+            assert info.value.code == "TOO_MANY_SESSIONS"
+            await sessions[0].close()
+            await asyncio.sleep(0.05)
+            await sessions[2].reconnect()
+            for session in sessions:
+                await session.close()
+
+    run(main)
+
+
+def test_pending_commands_limit_at_its_edge(tmp_path: Any) -> None:
+    async def main() -> None:
+        limits = GatewayLimits(max_pending_per_connection=2)
+        async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}", limits) as ex:
+            client = Client(ex.url, *ex.trader_key("M1"))
+            await client.connect()
+            # hold the writer after each commit so answers wait
+            ex.sequencer.listeners.insert(0, lambda _batch: time.sleep(0.3))
+            results = await asyncio.gather(
+                *(client.place_order(RB, "buy", f"{3400 + i}.00", 1) for i in range(4)), return_exceptions=True
+            )
+            codes = [r.code if isinstance(r, RequestError) else "ok" for r in results]
+            assert codes == ["ok", "ok", "TOO_MANY_PENDING", "TOO_MANY_PENDING"]
+            await client.close()
+
+    run(main)
+
+
+def test_every_message_matches_its_model(tmp_path: Any) -> None:
+    """Raw frames of a session with every channel validate against the protocol's models."""
+
+    async def main() -> None:
+        limits = GatewayLimits(heartbeat_interval_s=0.05)
+        async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}", limits) as ex:
+            key_id, secret = ex.trader_key("M1")
+            seen: set[str] = set()
+            async with connect(ex.url) as ws, Client(ex.url, *ex.trader_key("M2")) as other:
+                assert (await answer(ws, login_frame(key_id, secret)))["type"] == "accepted"
+                requests: list[dict[str, Any]] = [
+                    {"type": "subscribe", "channel": c, "instrument": RB}
+                    for c in ("book", "top", "trades", "ticker", "state")
+                ]
+                requests += [{"type": "subscribe", "channel": c} for c in ("orders", "executions")]
+                requests += [json.loads(order(client_order_id="m1", quantity_lots=5))]
+                requests += [json.loads(order(client_order_id="m2", side="sell", price="3600.00"))]
+                requests += [{"type": t} for t in ("instruments", "orders", "fills", "ping")]
+                requests += [{"type": "snapshot", "channel": "book", "instrument": RB}]
+                for n, request in enumerate(requests):
+                    await ws.send(json.dumps({**request, "id": f"q{n}"}))
+                await other.place_order(RB, "sell", "3500.00", 2)
+                await other.place_order(RB, "buy", "3600.00", 1, time_in_force="ioc")
+                deadline = asyncio.get_running_loop().time() + 1.0
+                while asyncio.get_running_loop().time() < deadline:
+                    try:
+                        raw = await asyncio.wait_for(ws.recv(), 0.3)
+                    except TimeoutError:
+                        break
+                    message = orjson.loads(raw)
+                    kind = message["type"]
+                    seen.add(kind if kind not in ("accepted",) else f"accepted:{message['request']}")
+                    if kind == "accepted":
+                        Accepted.model_validate_json(raw)
+                        RESULTS[message["request"]].model_validate_json(orjson.dumps(message["result"]))
+                    elif kind == "error":
+                        raise AssertionError(message)
+                    else:
+                        PUSHES[kind].model_validate_json(raw)
+            expected = {"book", "top", "trades", "ticker", "state", "orders", "executions", "heartbeat"}
+            expected |= {f"accepted:{t}" for t in ("subscribe", "new_order", "instruments", "orders",
+                                                   "fills", "ping", "snapshot")}  # fmt: skip
+            assert expected <= seen, expected - seen
+
+    run(main)

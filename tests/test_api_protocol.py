@@ -1,0 +1,210 @@
+"""The protocol's pieces without a server: schema, error codes, keys, limits
+at their edges, the send queue, the private ring and the book checksum."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from api._errors import ERROR_MESSAGES, ApiError, ErrorCode
+from api._keys import KeyStore, derive_signing_key, sign_login
+from api._limits import (
+    CLOSE_SLOW_CONSUMER,
+    CONNECTION_BURST,
+    CONNECTION_RATE_PER_S,
+    KEY_BURST,
+    MAX_SEND_QUEUE_MESSAGES,
+    GatewayLimits,
+    TokenBucket,
+)
+from api._marketdata import MarketData, book_checksum
+from api._private import PrivateStreams
+from api._protocol import NewOrderRequest
+from api._schema import SCHEMA_PATH, schema_text
+from api._session import Connection
+from exchange import Ack, parse_instruments
+from matching import ACCEPTED, BOOK, BUY, SELL, TRADE, RejectCode
+
+
+def test_schema_file_is_up_to_date() -> None:
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == schema_text(), (
+        "docs/protocol.schema.json is stale: run `bulkex protocol schema`"
+    )
+
+
+def test_every_core_reject_code_is_an_api_code_with_a_message() -> None:
+    for code in RejectCode:
+        assert ErrorCode.from_reject(code) == ErrorCode(code.name)
+    assert set(ERROR_MESSAGES) == set(ErrorCode)
+    assert all(ERROR_MESSAGES[c] for c in ErrorCode)
+
+
+@pytest.mark.parametrize(("burst", "rate"), [(CONNECTION_BURST, CONNECTION_RATE_PER_S), (KEY_BURST, 5_000), (1, 1.0)])
+def test_token_bucket_edge(burst: int, rate: float) -> None:
+    bucket = TokenBucket(rate, burst, now_s=100.0)
+    assert all(bucket.take(100.0) for _ in range(burst))
+    assert not bucket.take(100.0)
+    assert bucket.take(100.0 + 1 / rate)  # one token back after 1/rate seconds
+    assert not bucket.take(100.0 + 1 / rate)
+    assert all(bucket.take(1_000.0) for _ in range(burst))  # never more than the burst
+    assert not bucket.take(1_000.0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=0.01), min_size=1, max_size=200))
+def test_token_bucket_never_grants_more_than_burst_plus_refill(gaps: list[float]) -> None:
+    rate, burst = 100.0, 5
+    bucket = TokenBucket(rate, burst, 0.0)
+    now = 0.0
+    granted = 0
+    for gap in gaps:
+        now += gap
+        granted += bucket.take(now)
+    assert granted <= burst + int(now * rate) + 1
+
+
+def test_signing_key_is_derived_and_sealed(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    store = KeyStore(url, pepper="pepper-1", migrate=True)
+    key_id, secret = store.create("trader", "M1", "desk")
+    key = store.get(key_id)
+    assert key is not None
+    assert key.signing_key == derive_signing_key(key_id, secret)
+    with store.engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT sealed_signing_key FROM api_keys").scalar_one()
+    assert secret not in stored
+    assert bytes.fromhex(stored) != key.signing_key  # sealed with the pepper
+    other = KeyStore(url, pepper="another")
+    assert other.get(key_id).signing_key != key.signing_key  # type: ignore[union-attr]
+    signature = sign_login(key_id, key.signing_key, 1_700_000_000_000, "nonce-123")
+    assert signature == sign_login(key_id, derive_signing_key(key_id, secret), 1_700_000_000_000, "nonce-123")
+    assert signature != sign_login(key_id, key.signing_key, 1_700_000_000_001, "nonce-123")
+    for role, subject in (("trader", ""), ("staff", "M1"), ("king", "M1"), ("trader", "has space")):
+        with pytest.raises(ValueError, match=r"\w"):
+            store.create(role, subject)
+    assert store.revoke(key_id)
+    assert not store.revoke(key_id)
+    assert [k.revoked for k in store.all()] == [True]
+    store.close()
+    other.close()
+
+
+def test_wire_models_are_strict() -> None:
+    base = {"type": "new_order", "id": "1", "instrument": "X", "client_order_id": "c", "side": "buy",
+            "price": "1.00", "quantity_lots": 1}  # fmt: skip
+    NewOrderRequest.model_validate(base)
+    for bad in ({"quantity_lots": True}, {"quantity_lots": "1"}, {"price": 1}, {"extra": 1}, {"id": ""},
+                {"id": "x" * 65}, {"quantity_lots": 1_000_001}, {"order_type": "market"}):  # fmt: skip
+        with pytest.raises(ValueError, match=r"\w"):
+            NewOrderRequest.model_validate({**base, **bad})
+
+
+class StuckSocket:
+    """A socket whose sends never complete (a client that stopped reading)."""
+
+    def __init__(self) -> None:
+        self.closed: tuple[int, str] | None = None
+
+    async def send(self, _data: bytes, text: bool = True) -> None:
+        await asyncio.Event().wait()
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+def test_slow_consumer_is_disconnected_at_the_queue_limit() -> None:
+    async def main() -> None:
+        ws = StuckSocket()
+        conn = Connection(ws, GatewayLimits(), 0.0, 1)  # type: ignore[arg-type]
+        writer = asyncio.get_running_loop().create_task(conn.run_writer())
+        await asyncio.sleep(0)
+        conn.push(b"first")  # taken by the writer, stuck in send
+        await asyncio.sleep(0)
+        for _ in range(MAX_SEND_QUEUE_MESSAGES):
+            conn.push(b"x")
+        assert len(conn.queue) == MAX_SEND_QUEUE_MESSAGES
+        assert not conn.closing
+        conn.push(b"one too many")
+        assert conn.__dict__["closing"] if hasattr(conn, "__dict__") else conn.closing
+        await asyncio.sleep(0)
+        assert ws.closed == (CLOSE_SLOW_CONSUMER, "slow consumer")
+        writer.cancel()
+
+    asyncio.run(main())
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.got: list[bytes] = []
+
+    def push(self, data: bytes) -> None:
+        self.got.append(data)
+
+
+def _instrument() -> Any:
+    return parse_instruments(
+        {
+            "instrument": [
+                {
+                    "symbol": "RB",
+                    "commodity": "steel",
+                    "product": "rebar",
+                    "grade": "g",
+                    "warehouse_group": "W",
+                    "lot_size_t": 10,
+                    "tick_fen": 100,
+                    "reference_price_ticks": 3500,
+                    "price_band_bps": 700,
+                    "min_lots": 1,
+                    "max_lots": 500,
+                }
+            ]
+        }
+    )[0]
+
+
+def test_private_ring_replays_within_its_bound() -> None:
+    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=5)
+    for n in range(1, 9):
+        streams.apply(Ack(n, n, [(ACCEPTED, n, n, "M1", "RB", f"c{n}", BUY, 3500, 1, 0)]))
+    assert streams.stream("orders", "M1").seq == 8
+    sink = Sink()
+    streams.subscribe("orders", "M1", sink, from_seq=4, epoch=streams.epoch)  # oldest kept: 4
+    assert len(sink.got) == 5
+    for from_seq in (3, 10):
+        with pytest.raises(ApiError) as info:
+            streams.subscribe("orders", "M1", Sink(), from_seq=from_seq, epoch=streams.epoch)
+        assert info.value.code == ErrorCode.REPLAY_UNAVAILABLE
+    with pytest.raises(ApiError):
+        streams.subscribe("orders", "M1", Sink(), from_seq=5, epoch="0")
+    nothing = Sink()
+    streams.subscribe("orders", "M1", nothing, from_seq=9, epoch=streams.epoch)
+    assert nothing.got == []
+
+
+def test_book_checksum_is_crc32_of_the_canonical_string() -> None:
+    text = "bids:3500.00:12,3499.00:3;asks:3501.00:4"
+    assert book_checksum([("3500.00", 12), ("3499.00", 3)], [("3501.00", 4)]) == zlib.crc32(text.encode())
+
+
+def test_market_data_book_follows_events_and_counts_seq() -> None:
+    market = MarketData()
+    from api._marketdata import InstrumentData
+
+    market.instruments["RB"] = InstrumentData(_instrument())
+    sink = Sink()
+    market.subscribe("book", "RB", sink)
+    market.apply(None, Ack(1, 1, [(BOOK, 1, "RB", BUY, 3500, 5), (BOOK, 1, "RB", SELL, 3510, 2)]))
+    market.apply(None, Ack(2, 2, [(TRADE, 2, 1, "RB", 3510, 2, 9, "A", 0, 1, "B", 0, BUY),
+                                  (BOOK, 2, "RB", SELL, 3510, 0)]))  # fmt: skip
+    data = market.instruments["RB"]
+    assert data.book_seq == 2
+    assert data.top(10) == ([("3500.00", 5)], [])
+    assert len(sink.got) == 2
+    assert data.volume_lots == 2
+    assert data.turnover_fen == 3510 * 100 * 2 * 10
