@@ -90,6 +90,32 @@ def bench_journal(
     )
 
 
+@bench_app.command("matching")
+def bench_matching(
+    mix: Annotated[str, typer.Option(help="exchange-core or crossing (see bench/workload.py).")] = "exchange-core",
+    n: Annotated[int, typer.Option(help="Timed commands per pass.")] = 200_000,
+    seed: Annotated[int, typer.Option(help="Seed of the command stream.")] = 1,
+    repeat: Annotated[int, typer.Option(help="Repeats; the median is reported.")] = 3,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")] = False,
+) -> None:
+    """The order books alone: seeded streams through MatchingEngine.apply (validation and events, no I/O)."""
+    from bench.matching import MIXES, report, run
+
+    if mix not in MIXES:
+        typer.echo(f"error: unknown mix {mix!r}; choose from {', '.join(MIXES)}", err=True)
+        raise typer.Exit(2)
+    report(run(mix, n, seed, repeat), json_out)
+
+
+def _register_gateway() -> None:
+    from api._serve_cli import register
+
+    register(app, bench_app)
+
+
+_register_gateway()
+
+
 def main() -> None:
     app()
 
