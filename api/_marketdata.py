@@ -45,6 +45,7 @@ from exchange import Ack, Core
 from matching import (
     AUCTION,
     BOOK,
+    BREAK,
     BUY,
     CLOSED,
     CONTINUOUS,
@@ -60,7 +61,7 @@ from matching import (
 
 __all__ = ["STATE_WIRE_NAMES", "InstrumentData", "MarketData", "Subscriber", "book_checksum"]
 
-STATE_WIRE_NAMES = {CLOSED: "closed", AUCTION: "auction", CONTINUOUS: "continuous", HALTED: "halted"}
+STATE_WIRE_NAMES = {CLOSED: "closed", AUCTION: "auction", CONTINUOUS: "continuous", HALTED: "halted", BREAK: "break"}
 _AGGRESSOR = {0: "buy", 1: "sell", -1: "auction"}
 _NS_PER_DAY = 86_400 * 1_000_000_000
 _UTC_OFFSET_NS = 8 * 3_600 * 1_000_000_000  # exchange calendar day: China Standard Time

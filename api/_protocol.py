@@ -100,7 +100,7 @@ CHANNELS = PUBLIC_CHANNELS + PRIVATE_CHANNELS
 Channel = Literal["book", "top", "trades", "ticker", "state", "orders", "executions"]
 PublicChannel = Literal["book", "top", "trades", "ticker", "state"]
 SideName = Literal["buy", "sell"]
-StateName = Literal["closed", "auction", "continuous", "halted"]
+StateName = Literal["closed", "auction", "continuous", "halted", "break"]
 
 
 class WireModel(BaseModel):

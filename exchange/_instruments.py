@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from exchange._errors import ConfigError
-from matching import AUCTION, CLOSED, CONTINUOUS, HALTED, Instrument, SessionPhase, SetTradingState
+from matching import AUCTION, BREAK, CLOSED, CONTINUOUS, HALTED, Instrument, SessionPhase, SetTradingState
 
 __all__ = [
     "MAX_INSTRUMENTS_IN_FILE",
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 MAX_INSTRUMENTS_IN_FILE = 256
-STATE_NAMES = {"auction": AUCTION, "continuous": CONTINUOUS, "closed": CLOSED}
+STATE_NAMES = {"auction": AUCTION, "continuous": CONTINUOUS, "break": BREAK, "closed": CLOSED}
 _MINUTES_PER_DAY = 24 * 60
 _INT_FIELDS = (
     "lot_size_t", "tick_fen", "reference_price_ticks", "price_band_bps", "min_lots", "max_lots",

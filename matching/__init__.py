@@ -39,6 +39,7 @@ from matching._events import (
 from matching._instrument import MAX_LOTS_PER_ORDER, MAX_PRICE_TICKS, Instrument, SessionPhase
 from matching._types import (
     AUCTION,
+    BREAK,
     BUY,
     CLOSED,
     CONTINUOUS,
@@ -67,6 +68,7 @@ __all__ = [
     "AMENDED",
     "AUCTION",
     "BOOK",
+    "BREAK",
     "BUY",
     "CANCELLED",
     "CLOSED",

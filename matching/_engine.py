@@ -46,6 +46,7 @@ from matching._events import (
 from matching._instrument import Instrument, SessionPhase
 from matching._types import (
     AUCTION,
+    BREAK,
     BUY,
     CLOSED,
     CONTINUOUS,
@@ -84,7 +85,8 @@ assert max(RejectCode) <= _CODE_MASK
 _MOVES = {
     CLOSED: {AUCTION, CONTINUOUS},
     AUCTION: {CONTINUOUS, CLOSED, HALTED},
-    CONTINUOUS: {CLOSED, HALTED, AUCTION},
+    CONTINUOUS: {CLOSED, HALTED, AUCTION, BREAK},
+    BREAK: {AUCTION, CONTINUOUS, CLOSED, HALTED},
     HALTED: {AUCTION, CONTINUOUS, CLOSED},
 }
 

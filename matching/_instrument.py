@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from matching._errors import RejectCode, Rejected
-from matching._types import AUCTION, CLOSED, CONTINUOUS
+from matching._types import AUCTION, BREAK, CLOSED, CONTINUOUS
 
 __all__ = ["MAX_LOTS_PER_ORDER", "MAX_PRICE_TICKS", "Instrument", "SessionPhase"]
 
@@ -24,7 +24,7 @@ FEN_PER_CNY = 100
 @dataclass(frozen=True, slots=True)
 class SessionPhase:
     """From `start_minute` (minutes after midnight, exchange time) the
-    instrument is in `state` (AUCTION, CONTINUOUS or CLOSED)."""
+    instrument is in `state` (AUCTION, CONTINUOUS, BREAK or CLOSED)."""
 
     start_minute: int
     state: int
@@ -75,8 +75,8 @@ class Instrument:
                 out.append(f"{name} must be between 0 and 60")
         last = -1
         for phase in self.sessions:
-            if phase.state not in (AUCTION, CONTINUOUS, CLOSED):
-                out.append("a session phase must be auction, continuous or closed")
+            if phase.state not in (AUCTION, CONTINUOUS, BREAK, CLOSED):
+                out.append("a session phase must be auction, continuous, break or closed")
             if not (0 <= phase.start_minute < 24 * 60) or phase.start_minute <= last:
                 out.append("session phases must start at increasing minutes within the day")
             last = phase.start_minute

@@ -12,6 +12,7 @@ from typing import Final
 
 __all__ = [
     "AUCTION",
+    "BREAK",
     "BUY",
     "CLOSED",
     "CONTINUOUS",
@@ -56,6 +57,7 @@ CLOSED: Final = 0
 AUCTION: Final = 1
 CONTINUOUS: Final = 2
 HALTED: Final = 3
+BREAK: Final = 4  # a scheduled pause (e.g. lunch): like a halt, but the schedule ends it
 
 
 class Side(IntEnum):
@@ -97,3 +99,4 @@ class TradingState(IntEnum):
     AUCTION = 1
     CONTINUOUS = 2
     HALTED = 3
+    BREAK = 4

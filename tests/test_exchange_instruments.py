@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchange import ConfigError, Settings, desired_states, load_instruments, parse_instruments, session_commands
-from matching import AUCTION, CLOSED, CONTINUOUS, HALTED, SetTradingState
+from matching import AUCTION, BREAK, CLOSED, CONTINUOUS, HALTED, SetTradingState
 
 PACKAGED = Settings().instruments_file
 
@@ -31,7 +31,7 @@ def test_packaged_file_lists_steel_and_coal() -> None:
     assert rebar.margin_rate_bps == 1000
     for instrument in instruments:
         assert instrument.problems() == []
-        assert [p.state for p in instrument.sessions] == [AUCTION, CONTINUOUS, CLOSED, CONTINUOUS, CLOSED]
+        assert [p.state for p in instrument.sessions] == [AUCTION, CONTINUOUS, BREAK, CONTINUOUS, CLOSED]
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_schedule_through_the_day() -> None:
     assert at("08:59") == AUCTION
     assert at("09:00") == CONTINUOUS
     assert at("11:29") == CONTINUOUS
-    assert at("11:30") == CLOSED
+    assert at("11:30") == BREAK
     assert at("13:30") == CONTINUOUS
     assert at("14:59") == CONTINUOUS
     assert at("15:00") == CLOSED

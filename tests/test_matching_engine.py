@@ -13,6 +13,7 @@ from matching import (
     AMENDED,
     AUCTION,
     BOOK,
+    BREAK,
     BUY,
     CANCELLED,
     CLOSED,
@@ -343,3 +344,17 @@ def test_auction_state_is_transferred() -> None:
     venue.order("B", "b", SELL, 3499, 3)
     restored = MatchingEngine.from_state(venue.engine.export_state())
     assert restored.export_state() == venue.engine.export_state()
+
+
+def test_midday_break_keeps_day_orders_and_accepts_cancels() -> None:
+    venue = Venue()
+    venue.order("A", "d", SELL, 3501, 5, time_in_force=DAY)
+    venue.order("A", "g", SELL, 3502, 5)
+    out = venue.do(SetTradingState("RB", BREAK))
+    assert not [e for e in out if e[0] == CANCELLED], "a break expires nothing"
+    assert reject_code(venue.order("B", "x", BUY, 3501, 1)) == RejectCode.MARKET_CLOSED
+    assert reject_code(venue.do(AmendOrder("A", 3, 3500, 5))) == RejectCode.MARKET_CLOSED
+    assert kinds(venue.do(CancelOrder("A", 4)))[0] == CANCELLED
+    venue.do(SetTradingState("RB", CONTINUOUS))
+    out = venue.order("B", "y", BUY, 3501, 5)
+    assert [(e[4], e[5]) for e in out if e[0] == TRADE] == [(3501, 5)], "the DAY order trades after the break"
