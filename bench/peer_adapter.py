@@ -71,13 +71,10 @@ class Engine:
         seen = [0]  # trade events counted so far
 
         def count() -> None:
-            if seen[0] != core.trade_count:  # scan only when trade events were emitted
-                for event in out:
-                    if event[0] == TRADE:
-                        self.trades += 1
-                        self.traded += event[5]
-                seen[0] = core.trade_count
-            out.clear()
+            for event in out:
+                if event[0] == TRADE:
+                    self.trades += 1
+                    self.traded += event[5]
 
         def limit(c: tuple[Any, ...]) -> None:
             _, wid, account, side, price, qty, tif = c
@@ -99,13 +96,16 @@ class Engine:
                 out,
             )
             ids[wid] = seq
-            count()
+            if seen[0] != core.trade_count:  # scan only when trade events were emitted
+                count()
+                seen[0] = core.trade_count
+            out.clear()
 
         def cancel(c: tuple[Any, ...]) -> None:
             order_id = ids.get(c[1], 0)
             order = orders.get(order_id)
             apply(CancelOrder(order.account if order else "", order_id), next_seq(), out)
-            count()
+            out.clear()  # a cancel never trades
 
         def amend(c: tuple[Any, ...]) -> None:
             _, wid, price, open_lots = c
@@ -116,7 +116,10 @@ class Engine:
             else:
                 total = order.filled_lots + order.cancelled_lots + open_lots
                 apply(AmendOrder(order.account, order_id, price, total), next_seq(), out)
-            count()
+            if seen[0] != core.trade_count:
+                count()
+                seen[0] = core.trade_count
+            out.clear()
 
         self.limit = limit
         self.cancel = cancel
