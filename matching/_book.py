@@ -97,6 +97,7 @@ class Book:
         "band_low_ticks",
         "halted_from",
         "heaps",
+        "bests",
         "indicative",
         "instrument",
         "last_price_ticks",
@@ -124,6 +125,7 @@ class Book:
         self.levels: tuple[dict[int, dict[int, Order]], dict[int, dict[int, Order]]] = ({}, {})
         self.level_lots: tuple[dict[int, int], dict[int, int]] = ({}, {})
         self.heaps: tuple[list[int], list[int]] = ([], [])
+        self.bests = [0, 0]  # best bid, best ask (0: the side is empty), always exact
         self.indicative: tuple[int, int, int] = (0, 0, 0)
 
     def set_reference(self, reference_price_ticks: int) -> None:
@@ -134,6 +136,11 @@ class Book:
 
     def best(self, side: int) -> int:
         """Best price on `side`, or 0 when the side is empty."""
+        return self.bests[side]
+
+    def best_from_heap(self, side: int) -> int:
+        """The best price found from the heap (dropping emptied levels from
+        its top); used to refresh ``bests`` when the best level goes."""
         heap = self.heaps[side]
         levels = self.levels[side]
         while heap:
@@ -151,7 +158,17 @@ class Book:
         heappush(heap, -price_ticks if side == BUY else price_ticks)
         if len(heap) > 2 * len(self.levels[side]) + 64:
             self.compact(side)
+        best = self.bests[side]
+        if not best or (price_ticks > best if side == BUY else price_ticks < best):
+            self.bests[side] = price_ticks
         return level
+
+    def drop_level(self, side: int, price_ticks: int) -> None:
+        """Remove the emptied level at `price_ticks` and refresh the best price."""
+        del self.levels[side][price_ticks]
+        del self.level_lots[side][price_ticks]
+        if self.bests[side] == price_ticks:
+            self.bests[side] = self.best_from_heap(side)
 
     def compact(self, side: int) -> None:
         heap = self.heaps[side]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from heapq import heappop, heappush
+from heapq import heappush
 from typing import Any
 
 from matching._auction import uncross
@@ -170,9 +170,8 @@ class MatchingEngine:
         symbol = book.symbol
         out.append((ACCEPTED, seq, seq, account, symbol, clid, side, price, qty, tif))
         buying = side == BUY
-        opposite_heap = book.heaps[1 - side]
-        # heap[0] bounds the best opposite price (stale entries only widen it)
-        if opposite_heap and (opposite_heap[0] <= price if buying else -opposite_heap[0] >= price):
+        opposite = book.bests[1 - side]
+        if opposite and (opposite <= price if buying else opposite >= price):
             self._stop_reason = -1
             self._stp_cancelled = 0
             remaining = self._match(book, side, price, qty, seq, account, c.stp_mode, seq, out)
@@ -212,6 +211,10 @@ class MatchingEngine:
             heappush(heap, -price if buying else price)
             if len(heap) > 2 * len(levels) + 64:
                 book.compact(side)
+            bests = book.bests
+            best = bests[side]
+            if not best or (price > best if buying else price < best):
+                bests[side] = price
         lots[price] = level_total
         self.orders[seq] = order
         mine = self.account_orders.get(account)
@@ -444,22 +447,15 @@ class MatchingEngine:
         maker_side = 1 - side
         levels = book.levels[maker_side]
         lots = book.level_lots[maker_side]
-        heap = book.heaps[maker_side]
+        bests = book.bests
         orders = self.orders
         account_orders = self.account_orders
         symbol = book.symbol
         fills_left = self.limits.max_fills_per_order
         buying = side == BUY
         while qty:
-            # best opposite price (dropping emptied levels from the heap top)
-            while heap:
-                price = heap[0] if buying else -heap[0]
-                if price in levels:
-                    break
-                heappop(heap)
-            else:
-                break
-            if (price > limit) if buying else (price < limit):
+            price = bests[maker_side]
+            if not price or ((price > limit) if buying else (price < limit)):
                 break
             level = levels[price]
             total = lots[price]
@@ -538,9 +534,7 @@ class MatchingEngine:
                 lots[price] = total
             elif price in levels:
                 assert total == 0, (price, total)
-                del levels[price]
-                del lots[price]
-                heappop(heap)  # price was heap[0]: the emptied level leaves the heap at once
+                book.drop_level(maker_side, price)
             out.append((BOOK, seq, symbol, maker_side, price, total))
         return qty
 
@@ -551,10 +545,8 @@ class MatchingEngine:
             book.level_lots[side][price] = total
         else:
             assert total == 0, (price, total)
-            levels = book.levels[side]
-            if price in levels:
-                del levels[price]
-                del book.level_lots[side][price]
+            if price in book.levels[side]:
+                book.drop_level(side, price)
         out.append((BOOK, seq, book.symbol, side, price, total))
 
     def _self_trade(
@@ -627,8 +619,7 @@ class MatchingEngine:
             lots[price] = total
         else:
             assert total == 0, (price, total)
-            del book.levels[side][price]
-            del lots[price]
+            book.drop_level(side, price)
         order.cancelled_lots += cancelled
         order.open_lots -= cancelled
         if reason >= 0:
@@ -672,8 +663,7 @@ class MatchingEngine:
             lots[price] = total
         else:
             assert total == 0, (price, total)
-            del levels[price]
-            del lots[price]
+            book.drop_level(side, price)
         order.cancelled_lots += open_lots
         order.open_lots = 0
         out.append((CANCELLED, seq, order_id, order.account, book.symbol, side, price, open_lots, 0, _REASON_REQUESTED))
@@ -747,23 +737,12 @@ class MatchingEngine:
                     self._publish_indicative(book, seq, out)
             return
         buying = side == BUY
-        opposite_heap = book.heaps[1 - side]
-        # heap[0] bounds the best opposite price (stale entries only widen it)
-        may_cross = bool(opposite_heap) and (opposite_heap[0] <= price if buying else -opposite_heap[0] >= price)
+        opposite = book.bests[1 - side]
+        may_cross = bool(opposite) and (opposite <= price if buying else opposite >= price)
         if may_cross and state == CONTINUOUS and order.post_only:
-            opposite = book.best(1 - side)
-            if opposite and (opposite <= price if buying else opposite >= price):
-                out.append(
-                    (
-                        REJECTED,
-                        seq,
-                        account,
-                        str(order_id),
-                        RejectCode.POST_ONLY_WOULD_CROSS,
-                        f"best opposite {opposite}",
-                    )
-                )
-                return
+            code = RejectCode.POST_ONLY_WOULD_CROSS
+            out.append((REJECTED, seq, account, str(order_id), code, f"best opposite {opposite}"))
+            return
         # Loses priority: off its level, then in again as if new.
         levels = book.levels[side]
         level = levels[old_price]
@@ -773,8 +752,7 @@ class MatchingEngine:
             lots[old_price] = level_total
         else:
             assert level_total == 0, (old_price, level_total)
-            del levels[old_price]
-            del lots[old_price]
+            book.drop_level(side, old_price)
         out.append((BOOK, seq, symbol, side, old_price, level_total))
         order.price_ticks = price
         order.ordered_lots = total
@@ -824,6 +802,10 @@ class MatchingEngine:
         heappush(heap, -price if buying else price)
         if len(heap) > 2 * len(levels) + 64:
             book.compact(side)
+        bests = book.bests
+        best = bests[side]
+        if not best or (price > best if buying else price < best):
+            bests[side] = price
         out.append((BOOK, seq, symbol, side, price, level_total))
 
     def _rest_existing(self, book: Book, order: Order, seq: int, out: list[Event]) -> None:
@@ -981,8 +963,7 @@ class MatchingEngine:
                     del self.orders[order.order_id]
                     del self.account_orders[order.account][order.order_id]
                     if not level:
-                        del book.levels[order.side][level_price]
-                        del book.level_lots[order.side][level_price]
+                        book.drop_level(order.side, level_price)
             self.trade_count += 1
             out.append(
                 (
@@ -1032,6 +1013,9 @@ class MatchingEngine:
                 assert not book.is_crossed(), book.symbol
             for side in (BUY, SELL):
                 assert set(book.levels[side]) == set(book.level_lots[side]), book.symbol
+                prices = book.levels[side]
+                exact = (max(prices) if side == BUY else min(prices)) if prices else 0
+                assert book.bests[side] == exact, (book.symbol, side, book.bests[side], exact)
                 for price, level in book.levels[side].items():
                     assert level, (book.symbol, side, price)
                     assert sum(o.open_lots for o in level.values()) == book.level_lots[side][price]
