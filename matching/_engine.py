@@ -162,7 +162,8 @@ class MatchingEngine:
             or not (0 < len(clid) <= _MAX_CLIENT_ORDER_ID_CHARS)
             or not clid.isprintable()
             or len(ids) >= limits.max_client_order_ids_per_account
-            or len(self.account_orders.get(account, ())) >= limits.max_open_orders_per_account
+            or (mine := self.account_orders.get(account)) is None
+            or len(mine) >= limits.max_open_orders_per_account
         ):
             self._new_order_checked(c, seq, out)
             return
@@ -217,9 +218,6 @@ class MatchingEngine:
                 bests[side] = price
         lots[price] = level_total
         self.orders[seq] = order
-        mine = self.account_orders.get(account)
-        if mine is None:
-            mine = self.account_orders[account] = {}
         mine[seq] = order
         out.append((BOOK, seq, symbol, side, price, level_total))
 
@@ -263,6 +261,8 @@ class MatchingEngine:
                 out.append((REJECTED, seq, account, clid, RejectCode.FOK_NOT_FILLABLE, ""))
                 return
         ids[clid] = seq << _CODE_BITS
+        if account not in self.account_orders:  # lets the fast path take its next orders
+            self.account_orders[account] = {}
         symbol = book.symbol
         out.append((ACCEPTED, seq, seq, account, symbol, clid, side, price, qty, tif))
         if book.state == AUCTION:
