@@ -18,9 +18,9 @@ string for a number, is refused). New request types are added with
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from api._errors import ErrorCode
 from api._limits import MAX_QUERY_ROWS
@@ -248,6 +248,7 @@ class RequestRegistry:
 
     def __init__(self) -> None:
         self.models: dict[str, type[WireModel]] = {}
+        self._adapter: TypeAdapter[Any] | None = None
 
     def register(self, model: type[WireModel]) -> type[WireModel]:
         field = model.model_fields["type"]
@@ -258,12 +259,27 @@ class RequestRegistry:
         assert name not in self.models or self.models[name] is model, f"request type {name!r} registered twice"
         assert "id" in model.model_fields, model
         self.models[name] = model
+        self._adapter = None
         return model
 
     def parse(self, data: dict[str, Any]) -> WireModel:
         """Validate an already-decoded object (its `type` known to be registered)."""
         model = self.models[data["type"]]
         return model.model_validate(data)
+
+    def parse_json(self, text: str | bytes) -> WireModel:
+        """Decode and validate a frame in one pass (pydantic's JSON parser, the model chosen by `type`).
+
+        Raises ValidationError for anything that is not a valid registered request: the caller then
+        decodes the frame step by step to tell which error it is. A frame this accepts is one that
+        decoding first and validating the object (``parse``) accepts, with the same result."""
+        adapter = self._adapter
+        if adapter is None:
+            models = tuple(self.models.values())
+            union: Any = Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
+            adapter = self._adapter = TypeAdapter(union)
+        request: WireModel = adapter.validate_json(text)
+        return request
 
 
 REQUESTS = RequestRegistry()

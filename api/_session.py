@@ -1,35 +1,144 @@
 """One WebSocket connection: its bounded send queue, its limits and its session.
 
-Messages to a client go through ``push`` into a queue drained by one writer
-task; when the queue holds ``max_send_queue_messages`` the client is a slow
-consumer: nothing more is queued and the connection is closed with code
-CLOSE_SLOW_CONSUMER and the reason "slow consumer".
+Receiving. ``GatewayConnection`` (the websockets server connection the
+gateway creates) hands every complete, unfragmented text or binary frame to
+the gateway synchronously, from the transport's ``data_received`` callback,
+instead of queueing it for a reader task (no task wake-up, future or
+``recv`` per message). The websockets protocol still parses and checks
+every frame (masking, ``max_size``, control frames, the closing handshake);
+only the hand-over is shorter. A connection that sends a fragmented message
+switches for good to the library's own reassembly (the ``recv`` loop of
+``Gateway.handle``), so messages keep their order.
+
+Sending. Messages to a client go through ``push`` into a queue; an
+``Outbox`` shared by all connections writes every connection's queue at
+the end of the event loop's current pass: one socket write per connection
+per pass, however many answers and feed messages a committed batch brought
+it. Frames are written while the transport is below its high-water mark
+(websockets' ``write_limit``); above it the rest waits in the queue until
+the transport drains (``resume_writing``). When the queue holds
+``max_send_queue_messages`` the client is a slow consumer: nothing more is
+queued and the connection is closed with code CLOSE_SLOW_CONSUMER and the
+reason "slow consumer".
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.frames import BINARY, CONT, TEXT, CloseCode, Frame
+from websockets.protocol import State
 
 from api._keys import ApiKey
 from api._limits import CLOSE_SLOW_CONSUMER, GatewayLimits, TokenBucket
 
-__all__ = ["Connection"]
+__all__ = ["WRITE_CHUNK_MESSAGES", "Connection", "GatewayConnection", "Outbox", "text_frame"]
+
+log = logging.getLogger("bulkex.gateway")
+
+WRITE_CHUNK_MESSAGES = 256
+"""Frames joined into one transport write; between writes the transport's high-water mark is checked."""
+
+_SMALL_HEADERS = [bytes((0x81, n)) for n in range(126)]
+
+
+def text_frame(payload: bytes) -> bytes:
+    """The header of an unmasked, final text frame carrying `payload` (RFC 6455 section 5.2; a server never
+    masks). Valid only without extensions: the gateway disables compression."""
+    n = len(payload)
+    if n < 126:
+        return _SMALL_HEADERS[n]
+    if n < 65_536:
+        return b"\x81\x7e" + n.to_bytes(2, "big")
+    return b"\x81\x7f" + n.to_bytes(8, "big")
+
+
+class GatewayConnection(ServerConnection):
+    """A websockets server connection that hands complete messages straight to the gateway."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.direct: Callable[[str | bytes], None] | None = None
+        self.on_writable: Callable[[], None] | None = None
+        self.reassembling = False
+
+    def process_event(self, event: Any) -> None:
+        direct = self.direct
+        if direct is None or self.reassembling or type(event) is not Frame:
+            super().process_event(event)
+            return
+        opcode = event.opcode
+        if opcode is not TEXT and opcode is not BINARY:
+            if opcode is CONT:  # the parser refuses a continuation that continues nothing
+                self.reassembling = True
+            super().process_event(event)
+            return
+        if not event.fin:
+            self.reassembling = True  # fragmented: the library reassembles from now on, in order
+            super().process_event(event)
+            return
+        data = event.data
+        if opcode is TEXT:
+            try:
+                message: str | bytes = str(data, "utf-8")
+            except UnicodeDecodeError as exc:  # as the library does: close 1007
+                self.protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+                self.send_data()
+                return
+        else:
+            message = bytes(data)
+        try:
+            direct(message)
+        except Exception:
+            log.exception("a frame could not be handled")
+            self.protocol.fail(CloseCode.INTERNAL_ERROR, "internal error")
+            self.send_data()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.on_writable is not None:
+            self.on_writable()
+
+
+class Outbox:
+    """Connections with queued messages, written once per pass of the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.dirty: list[Connection] = []
+        self.scheduled = False
+
+    def add(self, conn: Connection) -> None:
+        self.dirty.append(conn)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        dirty = self.dirty
+        self.dirty = []
+        for conn in dirty:
+            conn.flush()
 
 
 class Connection:
     """A client connection (anonymous until it logs in)."""
 
-    def __init__(self, ws: ServerConnection, limits: GatewayLimits, now_s: float, number: int) -> None:
+    def __init__(
+        self, ws: ServerConnection, limits: GatewayLimits, now_s: float, number: int, outbox: Outbox | None = None
+    ) -> None:
         self.ws = ws
         self.limits = limits
         self.number = number
+        self.outbox = outbox
         self.queue: deque[bytes] = deque()
-        self.wake = asyncio.Event()
+        self.flushing = False  # in the outbox's list (or writing)
         self.closing = False
         self.close_reason = ""
         self.bucket = TokenBucket(limits.connection_rate_per_s, limits.connection_burst, now_s)
@@ -40,7 +149,8 @@ class Connection:
         self.pending_commands = 0
         # (channel, instrument or account) -> True
         self.subscriptions: dict[tuple[str, str], bool] = {}
-        self.writer: asyncio.Task[None] | None = None
+        if isinstance(ws, GatewayConnection):
+            ws.on_writable = self._writable
 
     @property
     def account(self) -> str:
@@ -56,8 +166,48 @@ class Connection:
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
             return
         queue.append(data)
-        if len(queue) == 1:
-            self.wake.set()
+        if not self.flushing:
+            self.flushing = True
+            outbox = self.outbox
+            if outbox is None:
+                outbox = self.outbox = Outbox(asyncio.get_running_loop())
+            outbox.add(self)
+
+    def _writable(self) -> None:
+        """The transport drained below its low-water mark: write what waits."""
+        if self.queue and not self.flushing and not self.closing:
+            self.flushing = True
+            assert self.outbox is not None
+            self.outbox.add(self)
+
+    def flush(self) -> None:
+        """Write queued messages while the transport takes them (called by the outbox)."""
+        self.flushing = False
+        queue = self.queue
+        if self.closing:
+            queue.clear()
+            return
+        ws = self.ws
+        if ws.protocol.state is not State.OPEN:
+            queue.clear()  # closing: websockets finishes the handshake, nothing more is sent
+            return
+        transport = ws.transport
+        plain = not ws.protocol.extensions
+        while queue and not ws.paused:
+            parts: list[bytes] = []
+            append = parts.append
+            popleft = queue.popleft
+            for _ in range(min(len(queue), WRITE_CHUNK_MESSAGES)):
+                data = popleft()
+                if plain:
+                    append(text_frame(data))
+                    append(data)
+                else:  # an extension was negotiated: let the protocol frame it
+                    ws.protocol.send_text(data)
+            if plain:
+                transport.write(b"".join(parts))
+            else:
+                ws.send_data()
 
     def close(self, code: int, reason: str) -> None:
         """Stop queueing and close the connection (without waiting for the queue to drain)."""
@@ -67,19 +217,6 @@ class Connection:
         self.close_reason = reason
         self.queue.clear()
         asyncio.get_running_loop().create_task(self.ws.close(code, reason))
-
-    async def run_writer(self) -> None:
-        queue = self.queue
-        wake = self.wake
-        send = self.ws.send
-        try:
-            while True:
-                await wake.wait()
-                wake.clear()
-                while queue:
-                    await send(queue.popleft(), text=True)
-        except ConnectionClosed:
-            pass
 
     async def drain(self, timeout_s: float) -> None:
         """Wait until the send queue is empty (at most `timeout_s`)."""

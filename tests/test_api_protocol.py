@@ -10,6 +10,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from websockets.frames import TEXT, Frame
+from websockets.protocol import State
+from websockets.streams import StreamReader
 
 from api._errors import ERROR_MESSAGES, ApiError, ErrorCode
 from api._keys import KeyStore, derive_signing_key, sign_login
@@ -26,7 +29,7 @@ from api._marketdata import MarketData, book_checksum
 from api._private import PrivateStreams
 from api._protocol import NewOrderRequest
 from api._schema import SCHEMA_PATH, schema_text
-from api._session import Connection
+from api._session import WRITE_CHUNK_MESSAGES, Connection
 from exchange import Ack, parse_instruments
 from matching import ACCEPTED, BOOK, BUY, SELL, TRADE, RejectCode
 
@@ -104,14 +107,28 @@ def test_wire_models_are_strict() -> None:
             NewOrderRequest.model_validate({**base, **bad})
 
 
+class FakeTransport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+class FakeProtocol:
+    def __init__(self) -> None:
+        self.state = State.OPEN
+        self.extensions: list[Any] = []
+
+
 class StuckSocket:
-    """A socket whose sends never complete (a client that stopped reading)."""
+    """A socket whose transport is above its high-water mark (a client that stopped reading)."""
 
     def __init__(self) -> None:
         self.closed: tuple[int, str] | None = None
-
-    async def send(self, _data: bytes, text: bool = True) -> None:
-        await asyncio.Event().wait()
+        self.paused = True
+        self.protocol = FakeProtocol()
+        self.transport = FakeTransport()
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
@@ -121,19 +138,48 @@ def test_slow_consumer_is_disconnected_at_the_queue_limit() -> None:
     async def main() -> None:
         ws = StuckSocket()
         conn = Connection(ws, GatewayLimits(), 0.0, 1)  # type: ignore[arg-type]
-        writer = asyncio.get_running_loop().create_task(conn.run_writer())
-        await asyncio.sleep(0)
-        conn.push(b"first")  # taken by the writer, stuck in send
-        await asyncio.sleep(0)
         for _ in range(MAX_SEND_QUEUE_MESSAGES):
             conn.push(b"x")
+        await asyncio.sleep(0)  # the outbox runs, the transport takes nothing
+        assert ws.transport.written == []
         assert len(conn.queue) == MAX_SEND_QUEUE_MESSAGES
         assert not conn.closing
         conn.push(b"one too many")
-        assert conn.__dict__["closing"] if hasattr(conn, "__dict__") else conn.closing
+        assert conn.closing
         await asyncio.sleep(0)
         assert ws.closed == (CLOSE_SLOW_CONSUMER, "slow consumer")
-        writer.cancel()
+
+    asyncio.run(main())
+
+
+def test_queued_messages_are_written_as_frames_once_the_transport_drains() -> None:
+    async def main() -> None:
+        ws = StuckSocket()
+        conn = Connection(ws, GatewayLimits(), 0.0, 1)  # type: ignore[arg-type]
+        messages = [b"a" * n for n in (0, 1, 125, 126, 65_535, 65_536)] * 100
+        for message in messages:
+            conn.push(message)
+        await asyncio.sleep(0)
+        assert ws.transport.written == []
+        ws.paused = False
+        conn._writable()  # what GatewayConnection.resume_writing calls
+        await asyncio.sleep(0)
+        assert not conn.queue
+        stream = b"".join(ws.transport.written)
+        assert len(ws.transport.written) == -(-len(messages) // WRITE_CHUNK_MESSAGES)
+        reader = StreamReader()
+        reader.feed_data(stream)
+        reader.feed_eof()
+        for message in messages:  # websockets' own parser reads them back, unmasked text frames
+            parser = Frame.parse(reader.read_exact, mask=False)
+            try:
+                next(parser)
+                raise AssertionError("incomplete frame")
+            except StopIteration as done:
+                frame = done.value
+            assert frame.opcode is TEXT
+            assert frame.fin
+            assert frame.data == message
 
     asyncio.run(main())
 
