@@ -5,7 +5,9 @@
         async with Client(ex.url, key_id, secret) as client: ...
 
 All instruments of the packaged file are listed and opened for continuous
-trading through a staff key (the session schedule is off).
+trading through a staff key (the session schedule is off). ``trader_key``
+also registers the account as a clearing member at the simulation bank and
+books its deposit (once per account), so its orders pass pre-trade risk.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from api._client import Client
 from api._keys import KeyStore
 from api._limits import GatewayLimits
 from api._server import Gateway, GatewayServer
-from exchange import Sequencer, Settings
+from exchange import Sequencer, Settings, funding_commands
 
 __all__ = ["RunningExchange", "running_exchange"]
 
@@ -29,6 +31,7 @@ class RunningExchange:
     keys: KeyStore
     staff: tuple[str, str]
     symbols: list[str] = field(default_factory=list)
+    funded: set[str] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -45,7 +48,18 @@ class RunningExchange:
         return self.server.sequencer
 
     def trader_key(self, account: str) -> tuple[str, str]:
+        """An API key of a trader of `account`; the account is registered and funded first."""
+        self.fund(account)
         return self.keys.create("trader", account, f"trader of {account}")
+
+    def fund(self, account: str) -> None:
+        """Register `account` at the simulation bank and deposit its funds (once), waiting for the commit."""
+        if account in self.funded:
+            return
+        tickets = self.sequencer.submit_many(funding_commands([account]))
+        for ticket in tickets:
+            ticket.result(timeout=30)
+        self.funded.add(account)
 
     def staff_client(self) -> Client:
         return Client(self.url, *self.staff)

@@ -3,6 +3,12 @@
     bulkex demo                     a short trading demo on the configured database
     bulkex db upgrade               bring the database schema up to date
     bulkex bench journal [--json]   sequencer + journal throughput, latency and restart time
+    bulkex bench core|clearing      pre-trade risk + ledger + books; end of day and bank import at scale
+    bulkex bank import FILE         apply a bank file (bulkex text or ISO 20022) whole or not at all
+    bulkex bank export --date D     withdrawal instructions (text, pain.001) and the day's clearing file
+    bulkex bank watch DIR           drop folder: DIR/in -> DIR/done or DIR/rejected (+ NAME.reason.txt)
+    bulkex clearing run --date D    close the day: clearing files, statements, reconciliation report
+    bulkex clearing register|withdraw|approve   members and withdrawals (staff)
 
 Groups: ``db_app`` and ``bench_app`` are typer apps; add a subcommand with
 ``@bench_app.command("name")`` in this module (import heavy modules inside
@@ -12,17 +18,25 @@ the function so ``bulkex --help`` stays fast), or add a group with
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-__all__ = ["app", "bench_app", "db_app", "main"]
+__all__ = ["app", "bank_app", "bench_app", "clearing_app", "db_app", "main"]
 
 app = typer.Typer(help="bulkex: a spot exchange for steel and coal.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks: programs that print figures and, last, one JSON line.", no_args_is_help=True)
+bank_app = typer.Typer(
+    help="Files exchanged with the partner banks. HMAC keys: BULKEX_BANK_KEY_<BANK> or BULKEX_BANK_KEYS_FILE (TOML).",
+    no_args_is_help=True,
+)
+clearing_app = typer.Typer(help="Clearing: members, withdrawals and the end of day.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
+app.add_typer(bank_app, name="bank")
+app.add_typer(clearing_app, name="clearing")
 
 DatabaseUrl = Annotated[
     str | None, typer.Option("--database-url", help="Database URL (default: BULKEX_DATABASE_URL or ./var/bulkex.db).")
@@ -105,6 +119,205 @@ def bench_matching(
         typer.echo(f"error: unknown mix {mix!r}; choose from {', '.join(MIXES)}", err=True)
         raise typer.Exit(2)
     report(run(mix, n, seed, repeat), json_out)
+
+
+@bench_app.command("core")
+def bench_core(
+    mix: Annotated[str, typer.Option(help="exchange-core or crossing (the streams of bench matching).")] = "crossing",
+    n: Annotated[int, typer.Option(help="Timed commands per pass.")] = 200_000,
+    seed: Annotated[int, typer.Option(help="Seed of the command stream.")] = 1,
+    repeat: Annotated[int, typer.Option(help="Repeats; the median is reported.")] = 3,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")] = False,
+) -> None:
+    """The core with funded members: pre-trade risk, the ledger and the books (Core.apply, no I/O)."""
+    from bench.core import report, run
+    from bench.workload import MIXES
+
+    if mix not in MIXES:
+        typer.echo(f"error: unknown mix {mix!r}; choose from {', '.join(MIXES)}", err=True)
+        raise typer.Exit(2)
+    report(run(mix, n, seed, repeat), json_out)
+
+
+@bench_app.command("clearing")
+def bench_clearing(
+    database_url: DatabaseUrl = None,
+    members: Annotated[int, typer.Option(help="Members (all at one bank).")] = 10_000,
+    trades: Annotated[int, typer.Option(help="Trades in the day.")] = 1_000_000,
+    deposits: Annotated[int, typer.Option(help="Deposit records in the imported bank file.")] = 100_000,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")] = False,
+) -> None:
+    """End of day (clearing file, instructions, reconciliation) and a bank file import, at scale."""
+    from bench.clearing import report, run
+
+    report(run(database_url, members, trades, deposits), json_out)
+
+
+# ------------------------------------------------------------------ bank and clearing
+
+
+def _open_writer(database_url: str | None) -> Any:
+    """The sequencer of the configured database, opened (instruments listed on a new journal)."""
+    from exchange import ExchangeError, Sequencer, load_instruments
+
+    settings = _settings(database_url)
+    sequencer = Sequencer.from_settings(settings)
+    try:
+        sequencer.open()
+        sequencer.list_on_first_start(load_instruments(settings.instruments_file))
+    except ExchangeError as exc:
+        sequencer.close()
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    return sequencer
+
+
+def _keys() -> dict[str, bytes]:
+    from exchange import BankSetupError, bank_keys
+
+    try:
+        return bank_keys()
+    except BankSetupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+Bank = Annotated[
+    str | None, typer.Option(help="The bank an ISO 20022 file comes from (default: the only bank with a key).")
+]
+Date = Annotated[str, typer.Option("--date", help="Business date, YYYY-MM-DD.")]
+OutDir = Annotated[Path, typer.Option("--out", help="Folder for the files (a sub-folder per date).")]
+
+
+@bank_app.command("import")
+def bank_import(
+    file: Annotated[Path, typer.Argument(help="A bank file: bulkex text format or ISO 20022 XML.")],
+    database_url: DatabaseUrl = None,
+    bank: Bank = None,
+) -> None:
+    """Apply one bank file whole or not at all; a file seen before changes nothing."""
+    from exchange import import_bank_file
+
+    keys = _keys()
+    sequencer = _open_writer(database_url)
+    try:
+        result = import_bank_file(sequencer, file, keys, bank)
+    finally:
+        sequencer.close()
+    typer.echo(result.message, err=result.status == "rejected")
+    if result.status == "rejected":
+        raise typer.Exit(1)
+
+
+@bank_app.command("export")
+def bank_export(date: Date, database_url: DatabaseUrl = None, out: OutDir = Path("bank-out")) -> None:
+    """Withdrawal instructions (text and pain.001) and, for a closed day, the clearing file."""
+    from exchange import ExchangeError, export_bank_files
+
+    keys = _keys()
+    sequencer = _open_writer(database_url)
+    try:
+        paths = export_bank_files(sequencer, date, out, keys, typer.echo)
+    except ExchangeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        sequencer.close()
+    for path in paths:
+        typer.echo(f"wrote {path}")
+
+
+@bank_app.command("watch")
+def bank_watch(
+    folder: Annotated[Path, typer.Argument(help="The drop folder: files arrive in FOLDER/in.")],
+    database_url: DatabaseUrl = None,
+    bank: Bank = None,
+    once: Annotated[bool, typer.Option("--once", help="Process the files there now and exit.")] = False,
+) -> None:
+    """Import every new file of FOLDER/in; move it to FOLDER/done or FOLDER/rejected (with NAME.reason.txt)."""
+    from exchange import watch_folder
+
+    keys = _keys()
+    sequencer = _open_writer(database_url)
+    try:
+        rejected = watch_folder(sequencer, folder, keys, once=once, bank=bank, write=typer.echo)
+    except KeyboardInterrupt:
+        rejected = 0
+    finally:
+        sequencer.close()
+    if once and rejected:
+        raise typer.Exit(1)
+
+
+@clearing_app.command("run")
+def clearing_run(date: Date, database_url: DatabaseUrl = None, out: OutDir = Path("clearing-out")) -> None:
+    """Close the business day through the sequencer and write its files; a re-run writes the same bytes."""
+    from exchange import ExchangeError, run_end_of_day
+
+    keys = _keys()
+    sequencer = _open_writer(database_url)
+    try:
+        paths = run_end_of_day(sequencer, date, out, keys, typer.echo)
+    except ExchangeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        sequencer.close()
+    for path in paths:
+        typer.echo(f"wrote {path}")
+
+
+def _clearing_command(database_url: str | None, command: Any) -> None:
+    """Journal one clearing command and print its outcome; exit 1 when clearing refused it."""
+    from clearing import C_REJECTED, ClearingCode, clearing_event_to_dict, clearing_message
+
+    sequencer = _open_writer(database_url)
+    try:
+        ack = sequencer.execute([command])[0]
+    finally:
+        sequencer.close()
+    refused = [e for e in ack.events if e[0] == C_REJECTED]
+    for e in ack.events:
+        if e[0] != C_REJECTED:
+            typer.echo(f"seq {ack.seq}: {clearing_event_to_dict(e)}")
+    if refused:
+        code = refused[0][3]
+        typer.echo(f"error: {ClearingCode(code).name}: {clearing_message(code, refused[0][4])}", err=True)
+        raise typer.Exit(1)
+
+
+@clearing_app.command("register")
+def clearing_register(member: str, bank: str, sub_account: str, database_url: DatabaseUrl = None) -> None:
+    """Register MEMBER with its supervised SUB_ACCOUNT at BANK."""
+    from clearing import RegisterMember
+
+    _clearing_command(database_url, RegisterMember(member, bank, sub_account))
+
+
+@clearing_app.command("withdraw")
+def clearing_withdraw(
+    member: str,
+    request_id: str,
+    amount_fen: int,
+    requested_by: Annotated[str, typer.Option("--by", help="The staff user or member user asking.")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Request a withdrawal of AMOUNT_FEN (integer fen) for MEMBER; above the threshold a second user approves."""
+    from clearing import RequestWithdrawal
+
+    _clearing_command(database_url, RequestWithdrawal(member, request_id, amount_fen, requested_by))
+
+
+@clearing_app.command("approve")
+def clearing_approve(
+    request_id: str,
+    approver: Annotated[str, typer.Option("--by", help="The approving staff user (not the requester).")],
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Approve a withdrawal request (maker-checker)."""
+    from clearing import ApproveWithdrawal
+
+    _clearing_command(database_url, ApproveWithdrawal(request_id, approver))
 
 
 def _register_gateway() -> None:

@@ -8,6 +8,13 @@ Three figures, on SQLite (default) or PostgreSQL (``--database-url``):
 2. acknowledgement latency at a fixed offered rate (default 50,000/s) from
    a producer thread, open loop: each command's latency runs from the moment
    it was due, so a producer that falls behind is counted, not hidden;
+
+   in both the producer submits up to SUBMISSION_COMMANDS commands at a time
+   with ``Sequencer.submit_batch`` (as the gateway does with what it read in
+   one pass), each command encoded for the journal in the producer's thread;
+   every command is sequenced, applied to the whole core (matching and
+   clearing), journaled with its projection rows and committed before its
+   acknowledgement; snapshots every 100,000 commands as in production;
 3. restart time of a 1,000,000-command journal, from the newest snapshot plus
    the tail (the snapshot sits 50,000 commands before the end, the average
    case of a snapshot every 100,000) and by full replay. To build that
@@ -19,7 +26,8 @@ folder beside the configured database file (so they share its disk) and
 PostgreSQL runs in a database created on the given server and dropped
 afterwards. The command mix is ``OrderFlow``: 70 % new orders (10 % IOC,
 10 % DAY, 80 % GTC) around the reference price, so many trade, 20 % cancels,
-10 % amends, from 50 members on the listed instruments.
+10 % amends, from 50 members (registered and funded first) on the listed
+instruments.
 """
 
 from __future__ import annotations
@@ -41,18 +49,23 @@ from exchange import (
     OrderFlow,
     Sequencer,
     Settings,
-    checksum,
-    encode,
     encode_snapshot,
+    funding_commands,
     load_instruments,
+    simulated_accounts,
     upgrade,
 )
+from exchange._codec import JournalRecordBody, encode_record
+from exchange._db import make_engine
 from exchange._store import Batch, Store
 from matching import CONTINUOUS, Event, Instrument, ListInstrument, SetTradingState
 
 __all__ = ["machine", "run"]
 
 RESTART_SNAPSHOT_BEFORE_END = 50_000
+SUBMISSION_COMMANDS = 64
+"""Commands per submission at most (``Sequencer.submit_batch``), as a gateway submits the
+requests it read from its connections in one pass."""
 SEED = 20_240_601
 
 
@@ -104,7 +117,12 @@ def scratch_database(database_url: str) -> Iterator[str]:
 
 
 def _opening(instruments: list[Instrument]) -> list[Any]:
-    return [ListInstrument(i) for i in instruments] + [SetTradingState(i.symbol, CONTINUOUS) for i in instruments]
+    """List and open the instruments, register and fund the simulated members."""
+    return (
+        [ListInstrument(i) for i in instruments]
+        + [SetTradingState(i.symbol, CONTINUOUS) for i in instruments]
+        + funding_commands(simulated_accounts(50))
+    )
 
 
 def _percentile(sorted_values: list[int], fraction: float) -> int:
@@ -113,32 +131,50 @@ def _percentile(sorted_values: list[int], fraction: float) -> int:
     return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
 
 
-def measure_throughput(url: str, instruments: list[Instrument], commands: int) -> dict[str, Any]:
+def _count_trades(url: str) -> int:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql("SELECT COUNT(*) FROM trades").scalar_one())
+    finally:
+        engine.dispose()
+
+
+def measure_throughput(url: str, instruments: list[Instrument], commands: int, chunk: int) -> dict[str, Any]:
+    """Submit `commands` as fast as the sequencer takes them, `chunk` commands per submission
+    (``submit_batch``, as a gateway submits what it read in one frame batch); time from the
+    first submission to the last acknowledgement."""
     sequencer = Sequencer(url, snapshot_every_commands=100_000, queue_max_commands=commands + 1)
     sequencer.open()
     try:
         sequencer.execute(_opening(instruments))
         flow = OrderFlow(instruments, seed=SEED, first_seq=sequencer.last_seq + 1)
         stream = flow.take(commands)
-        trades = 0
-
-        def count_trades(pairs: Any) -> None:
-            nonlocal trades
-            trades += sum(1 for _c, ack in pairs for e in ack.events if e[0] == 3)
-
-        sequencer.listeners.append(count_trades)
+        chunks = [stream[i : i + chunk] for i in range(0, commands, chunk)]
+        submit = sequencer.submit_batch
         sequencer.start()
         started = time.perf_counter()
-        futures = [sequencer.submit(command) for command in stream]
-        futures[-1].result()
+        tickets = [submit(group) for group in chunks]
+        acks = tickets[-1].result()
         elapsed = time.perf_counter() - started
+        assert acks[-1].seq == sequencer.last_seq
         assert sequencer.committed_seq == sequencer.last_seq
+        assert all(ticket.done() for ticket in tickets)
     finally:
         sequencer.close()
-    return {"commands": commands, "seconds": elapsed, "commands_per_s": commands / elapsed, "trades": trades}
+    return {
+        "commands": commands,
+        "commands_per_submission": chunk,
+        "seconds": elapsed,
+        "commands_per_s": commands / elapsed,
+        "trades": _count_trades(url),
+    }
 
 
-def measure_latency(url: str, instruments: list[Instrument], rate: int, seconds: float) -> dict[str, Any]:
+def measure_latency(url: str, instruments: list[Instrument], rate: int, seconds: float, chunk: int) -> dict[str, Any]:
+    """Open loop at `rate` commands/s: every 0.2 ms the producer submits the commands that have
+    come due (at most `chunk` per submission). A command's latency runs from its due time to
+    the acknowledgement of its batch, so a producer or writer that falls behind is counted."""
     count = int(rate * seconds)
     sequencer = Sequencer(url, snapshot_every_commands=100_000, queue_max_commands=max(count, 1) + 1)
     sequencer.open()
@@ -157,13 +193,14 @@ def measure_latency(url: str, instruments: list[Instrument], rate: int, seconds:
         start_ns = clock_ns()
         interval_ns = 1_000_000_000 / rate
         submitted = 0
-        submit = sequencer.submit
+        submit = sequencer.submit_batch
         last: Any = None
         while submitted < count:
             due = min(count, int((clock_ns() - start_ns) / interval_ns) + 1)
             while submitted < due:
-                last = submit(stream[submitted])
-                submitted += 1
+                end = min(due, submitted + chunk)
+                last = submit(stream[submitted:end])
+                submitted = end
             time.sleep(0.0002)
         last.result()
         end_ns = clock_ns()
@@ -201,7 +238,7 @@ def build_journal(url: str, instruments: list[Instrument], commands: int) -> tup
         flow = OrderFlow(instruments, seed=SEED + 2, first_seq=len(opening) + 1)
         snapshot_at = max(1, commands - RESTART_SNAPSHOT_BEFORE_END)
         seq = 0
-        rows: list[tuple[int, int, str, bytes, int]] = []
+        records: list[JournalRecordBody] = []
         out: list[Event] = []
         ts_ns = time.time_ns()
         snapshot_seq = 0
@@ -210,16 +247,15 @@ def build_journal(url: str, instruments: list[Instrument], commands: int) -> tup
             seq += 1
             core.apply(command, seq, ts_ns, out)
             out.clear()
-            kind, body = encode(command)
-            rows.append((seq, ts_ns, kind, body, checksum(kind, body)))
+            records.append(encode_record(command))
             snapshot = None
             if seq == snapshot_at:
                 state_hash, compressed = encode_snapshot(core)
                 snapshot = (seq, ts_ns, state_hash, compressed)
                 snapshot_seq = seq
-            if len(rows) >= 20_000 or snapshot is not None or seq == commands:
-                store.write(Batch(rows, [], [], [], snapshot))
-                rows = []
+            if len(records) >= 20_000 or snapshot is not None or seq == commands:
+                store.write(Batch(seq - len(records) + 1, ts_ns, records, [], [], [], snapshot))
+                records = []
         return snapshot_seq, core.state_hash()
     finally:
         store.close()
@@ -250,6 +286,7 @@ def run(
     latency_seconds: float = 5.0,
     restart_commands: int = 1_000_000,
     write: Callable[[str], None] = print,
+    chunk: int = SUBMISSION_COMMANDS,
 ) -> dict[str, Any]:
     settings = Settings(database_url=database_url) if database_url else Settings()
     instruments = load_instruments(settings.instruments_file)
@@ -260,13 +297,13 @@ def run(
     result: dict[str, Any] = {"benchmark": "journal", "database": backend, **info}
     if commands:
         with scratch_database(settings.database_url) as url:
-            t = measure_throughput(url, instruments, commands)
+            t = measure_throughput(url, instruments, commands, chunk)
         say(f"throughput: {t['commands']:,} commands in {t['seconds']:.2f} s = {t['commands_per_s']:,.0f} commands/s "
             f"committed before acknowledgement ({t['trades']:,} trades)")  # fmt: skip
         result["throughput"] = t
     if rate and latency_seconds:
         with scratch_database(settings.database_url) as url:
-            lat = measure_latency(url, instruments, rate, latency_seconds)
+            lat = measure_latency(url, instruments, rate, latency_seconds, chunk)
         say(f"latency at {rate:,}/s offered ({lat['achieved_per_s']:,.0f}/s achieved, {lat['batches']} batches): "
             f"p50 {lat['latency_us_p50'] / 1000:.2f} ms, p99 {lat['latency_us_p99'] / 1000:.2f} ms, "
             f"max {lat['latency_us_max'] / 1000:.2f} ms")  # fmt: skip

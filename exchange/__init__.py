@@ -8,6 +8,17 @@ instruments file.
         ack = sequencer.submit(command).result()             # after commit
 """
 
+from exchange._clearing_bank import (
+    BankSetupError,
+    ImportResult,
+    bank_keys,
+    day_files,
+    export_bank_files,
+    import_bank_file,
+    run_end_of_day,
+    watch_folder,
+)
+from exchange._clearing_projection import ClearingProjection, catch_up_clearing, projected_seq
 from exchange._codec import COMMANDS, checksum, decode, encode, register_commands
 from exchange._core import Core, canonical_json, hash_state
 from exchange._db import make_engine, upgrade
@@ -34,19 +45,30 @@ from exchange._projections import BatchProjection, OrdersModel, order_status
 from exchange._recovery import RecoveryReport, decode_snapshot, encode_snapshot, recover
 from exchange._sequencer import Ack, Listener, Sequencer
 from exchange._settings import Settings
-from exchange._simulation import OrderFlow
+from exchange._simulation import (
+    SIMULATION_BANK,
+    SIMULATION_FUNDING_FEN,
+    OrderFlow,
+    funding_commands,
+    simulated_accounts,
+)
 from exchange._store import Store
 from exchange._ticket import Ticket
 
 __all__ = [
     "COMMANDS",
     "MAX_INSTRUMENTS_IN_FILE",
+    "SIMULATION_BANK",
+    "SIMULATION_FUNDING_FEN",
     "STATE_NAMES",
     "Ack",
+    "BankSetupError",
     "BatchProjection",
+    "ClearingProjection",
     "ConfigError",
     "Core",
     "ExchangeError",
+    "ImportResult",
     "JournalCorrupt",
     "JournalError",
     "JournalGap",
@@ -61,21 +83,31 @@ __all__ = [
     "Ticket",
     "WriterLocked",
     "WriterStopped",
+    "bank_keys",
     "canonical_json",
+    "catch_up_clearing",
     "checksum",
+    "day_files",
     "decode",
     "decode_snapshot",
     "desired_states",
     "encode",
     "encode_snapshot",
+    "export_bank_files",
+    "funding_commands",
     "hash_state",
+    "import_bank_file",
     "load_instruments",
     "make_engine",
     "order_status",
     "parse_instruments",
+    "projected_seq",
     "recover",
     "register_commands",
     "run_demo",
+    "run_end_of_day",
     "session_commands",
+    "simulated_accounts",
     "upgrade",
+    "watch_folder",
 ]

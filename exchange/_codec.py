@@ -9,6 +9,11 @@ kind's UTF-8 bytes followed by the body, stored as a signed 32-bit integer.
 ``COMMANDS`` maps kind -> class; clearing and warehouse add theirs with
 ``register_commands``. Decoding checks every value's type against the
 class's annotations, so a damaged record is reported, never half-applied.
+
+``encode_record`` is the submitter's hot path: one precomputed function per
+class gives ``(kind, body, crc32)`` with one attribute fetch for all the
+fields (``operator.attrgetter``, a tuple orjson writes as the same array),
+one ``orjson.dumps`` and one ``crc32`` seeded with the kind's CRC.
 """
 
 from __future__ import annotations
@@ -25,7 +30,18 @@ import orjson
 from exchange._errors import JournalCorrupt
 from matching import MATCHING_COMMANDS
 
-__all__ = ["COMMANDS", "Command", "checksum", "decode", "encode", "register_commands"]
+__all__ = [
+    "COMMANDS",
+    "MAX_BODY_BYTES",
+    "Command",
+    "JournalRecordBody",
+    "checksum",
+    "decode",
+    "encode",
+    "encode_record",
+    "record_encoders",
+    "register_commands",
+]
 
 Command = Any
 """A command: an instance of a registered dataclass with a ``KIND`` class variable."""
@@ -36,6 +52,11 @@ MAX_BODY_BYTES = 1 << 20
 COMMANDS: dict[str, type[Any]] = {}
 _ENCODERS: dict[type[Any], Callable[[Any], Any]] = {}
 _DECODERS: dict[str, Callable[[Any], Any]] = {}
+
+JournalRecordBody = tuple[str, bytes, int]
+"""(kind, body, crc32) of one command: what the journal stores besides seq and ts_ns."""
+
+_RECORDERS: dict[type[Any], Callable[[Any], JournalRecordBody]] = {}
 
 
 def checksum(kind: str, body: bytes) -> int:
@@ -127,6 +148,29 @@ def _dataclass_decoder(cls: type[Any], where: str) -> Callable[[Any], Any]:
     return decode_dataclass
 
 
+def _record_encoder(cls: type[Any]) -> Callable[[Any], JournalRecordBody]:
+    """(kind, body, crc32) of an instance of `cls`; ValueError when the body exceeds MAX_BODY_BYTES."""
+    kind: str = cls.KIND
+    kind_crc = zlib.crc32(kind.encode())
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    dumps = orjson.dumps
+    crc32 = zlib.crc32
+    limit = MAX_BODY_BYTES
+    # attrgetter gives a tuple of the fields (orjson writes it as the same array as a list).
+    plain = len(names) > 1 and all(_is_plain(hints[name]) for name in names)
+    values: Callable[[Any], Any] = attrgetter(*names) if plain else _ENCODERS[cls]
+
+    def record(command: Any) -> JournalRecordBody:
+        body = dumps(values(command))
+        if len(body) > limit:
+            raise ValueError(f"{kind} command encodes to {len(body)} bytes, more than {limit}")
+        crc = crc32(body, kind_crc)
+        return kind, body, crc - ((crc & 0x8000_0000) << 1)  # as a signed 32-bit integer
+
+    return record
+
+
 def register_commands(classes: Iterable[type[Any]]) -> None:
     """Make command classes journalable. Each must be a dataclass with a
     unique ``KIND`` and fields of int, str, bool, dataclasses of those, or
@@ -141,6 +185,7 @@ def register_commands(classes: Iterable[type[Any]]) -> None:
         assert existing is None, f"command kind {kind!r} registered twice ({existing} and {cls})"
         _ENCODERS[cls] = _dataclass_encoder(cls)
         _DECODERS[kind] = _dataclass_decoder(cls, kind)
+        _RECORDERS[cls] = _record_encoder(cls)
         COMMANDS[kind] = cls
 
 
@@ -154,6 +199,21 @@ def encode(command: Command) -> tuple[str, bytes]:
     """(kind, body) of a registered command."""
     cls = type(command)
     return cls.KIND, _dumps(_ENCODERS[cls](command))
+
+
+def encode_record(command: Command) -> JournalRecordBody:
+    """(kind, body, crc32) of a registered command; TypeError for any other object,
+    ValueError when its body would exceed MAX_BODY_BYTES."""
+    recorder = _RECORDERS.get(type(command))
+    if recorder is None:
+        raise TypeError(f"{type(command).__name__} is not a registered command")
+    return recorder(command)
+
+
+def record_encoders() -> dict[type[Any], Callable[[Any], JournalRecordBody]]:
+    """Class -> its (kind, body, crc32) function, for loops that encode many commands
+    (the live table: classes registered later appear in it)."""
+    return _RECORDERS
 
 
 def decode(seq: int, kind: str, body: bytes, crc32: int) -> Command:

@@ -1,6 +1,8 @@
 """A short demonstration on the configured database: list the instruments,
-run an opening call auction and a burst of continuous trading with
-simulated members, print trades and the top of each book, and close.
+register and fund the simulated members through their bank, run an opening
+call auction and a burst of continuous trading (every order through
+pre-trade risk), print trades, the top of each book and the money held, and
+close.
 
 Run it twice: the second run recovers the first run's journal (snapshot +
 tail) and prints the recovered state hash before trading on.
@@ -15,7 +17,13 @@ from collections.abc import Callable
 from exchange._instruments import load_instruments
 from exchange._sequencer import Ack, Sequencer
 from exchange._settings import Settings
-from exchange._simulation import OrderFlow
+from exchange._simulation import (
+    SIMULATION_BANK,
+    SIMULATION_FUNDING_FEN,
+    OrderFlow,
+    funding_commands,
+    simulated_accounts,
+)
 from exchange._ticket import Ticket
 from matching import (
     AUCTION,
@@ -36,6 +44,7 @@ __all__ = ["run_demo"]
 
 AUCTION_MEMBERS = 8
 CONTINUOUS_COMMANDS = 5_000
+SIMULATED_MEMBERS = 50
 
 
 def _move(sequencer: Sequencer, symbol: str, state: int) -> Ticket[Ack]:
@@ -58,6 +67,11 @@ def run_demo(settings: Settings | None = None, write: Callable[[str], None] = pr
         listed = sequencer.list_on_first_start(instruments)
         if listed:
             write(f"listed {listed} instruments (journaled as commands 1..{listed})")
+            funded = sequencer.execute(funding_commands(simulated_accounts(SIMULATED_MEMBERS)))
+            write(
+                f"registered {SIMULATED_MEMBERS} members at {SIMULATION_BANK} and booked their deposits of "
+                f"{SIMULATION_FUNDING_FEN // 100:,} CNY each (commands {funded[0].seq}..{funded[-1].seq})"
+            )
         by_symbol = {b.symbol: b.instrument for b in sequencer.core.matching.books.values()}
         _print_instruments(list(by_symbol.values()), write)
         sequencer.start()
@@ -67,6 +81,7 @@ def run_demo(settings: Settings | None = None, write: Callable[[str], None] = pr
             if state != CLOSED:
                 _move(sequencer, symbol, CLOSED).result()
         write("session closed: DAY orders expired, last prices become tomorrow's reference prices")
+        _money(sequencer, write)
         state_hash = sequencer.state_hash()
         write(f"journal at seq {sequencer.last_seq}, state hash {state_hash}")
         write("run the demo again to see recovery from the journal")
@@ -154,3 +169,18 @@ def _continuous(sequencer: Sequencer, instruments: list[Instrument], seed: int, 
         ask_text = f"{instrument.ticks_to_price(ask[0][0]):>9} @ {ask[0][1]:>4} lots" if ask else "-"
         state = TradingState(matching.book(symbol).state).name.lower()
         write(f"  {symbol:<15} bid {bid_text}  |  ask {ask_text}  ({state})")
+
+
+def _money(sequencer: Sequencer, write: Callable[[str], None]) -> None:
+    clearing = sequencer.core.clearing
+    ledger = clearing.ledger
+    available = sum(b[0] for b in ledger.balances.values())
+    margin = sum(b[1] for b in ledger.balances.values())
+    escrow = sum(b[2] for b in ledger.balances.values())
+    custody = ledger.exchange[3]
+    write(
+        f"money: bank custody {custody / 100:,.2f} CNY = available {available / 100:,.2f} + frozen margin "
+        f"{margin / 100:,.2f} + frozen escrow {escrow / 100:,.2f} + exchange accounts "
+        f"{(custody - available - margin - escrow) / 100:,.2f}; {len(clearing.deals)} open deals, "
+        f"{len(clearing.orders)} orders holding margin"
+    )

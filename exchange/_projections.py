@@ -16,6 +16,7 @@ open_lots = 0: ``cancelled`` if any lot was cancelled, else ``filled``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from matching import ACCEPTED, AMENDED, CANCELLED, TRADE, Event
@@ -30,6 +31,9 @@ TRADE_COLUMNS = (
     "trade_id", "seq", "ts_ns", "instrument", "price_ticks", "quantity_lots", "buy_order_id", "buy_account",
     "sell_order_id", "sell_account", "aggressor",
 )  # fmt: skip
+
+_PROJECTED = frozenset((ACCEPTED, TRADE, CANCELLED, AMENDED))
+"""The event kinds the projections are made of; every other event is skipped."""
 
 # Positions in an order row (ORDER_COLUMNS order).
 _PRICE, _QTY, _FILLED, _OPEN, _CANCELLED, _STATUS, _LAST = 6, 7, 8, 9, 10, 11, 12
@@ -70,66 +74,67 @@ class BatchProjection:
 
     def add(self, events: list[Event], ts_ns: int) -> None:
         """Fold one command's events in."""
-        for e in events:
-            kind = e[0]
-            if kind == TRADE:
-                _, seq, trade_id, instrument, price, qty, buy_id, buy_account, buy_open, sell_id, sell_account, \
-                    sell_open, aggressor = e  # fmt: skip
-                self.trades.append(
-                    (
-                        trade_id,
-                        seq,
-                        ts_ns,
-                        instrument,
-                        price,
-                        qty,
-                        buy_id,
-                        buy_account,
-                        sell_id,
-                        sell_account,
-                        aggressor,
-                    )
-                )
-                self._fill(buy_id, qty, buy_open, seq)
-                self._fill(sell_id, qty, sell_open, seq)
-            elif kind == ACCEPTED:
-                _, seq, order_id, account, instrument, clid, side, price, qty, tif = e
-                self.new_orders[order_id] = [order_id, account, instrument, clid, side, tif, price, qty, 0, qty, 0,
-                                             "", seq]  # fmt: skip
-            elif kind == CANCELLED:
-                seq, order_id, cancelled, open_lots = e[1], e[2], e[7], e[8]
-                row = self.new_orders.get(order_id)
-                if row is not None:
-                    row[_CANCELLED] += cancelled
-                    row[_OPEN] = open_lots
-                    row[_LAST] = seq
+        self.add_all((events,), ts_ns)
+
+    def add_all(self, event_lists: Iterable[list[Event]], ts_ns: int) -> None:
+        """Fold the events of several commands in, in order (one call per batch: the events
+        projections ignore, most of them, cost one set lookup each)."""
+        wanted = _PROJECTED
+        new_orders = self.new_orders
+        updates = self.updates
+        trades = self.trades
+        fill = self._fill
+        for events in event_lists:
+            for e in events:
+                kind = e[0]
+                if kind not in wanted:
                     continue
-                update = self.updates.get(order_id)
-                if update is None:
-                    self.updates[order_id] = [0, cancelled, open_lots, None, None, seq]
-                else:
-                    update[_U_CANCELLED] += cancelled
-                    update[_U_OPEN] = open_lots
-                    update[_U_LAST] = seq
-            elif kind == AMENDED:
-                seq, order_id, price, qty, open_lots = e[1], e[2], e[5], e[6], e[7]
-                row = self.new_orders.get(order_id)
-                if row is not None:
-                    row[_PRICE] = price
-                    row[_QTY] = qty
-                    row[_OPEN] = open_lots
-                    row[_LAST] = seq
-                    continue
-                update = self.updates.get(order_id)
-                if update is None:
-                    self.updates[order_id] = [0, 0, open_lots, price, qty, seq]
-                else:
-                    update[_U_OPEN] = open_lots
-                    update[_U_PRICE] = price
-                    update[_U_QTY] = qty
-                    update[_U_LAST] = seq
+                if kind == TRADE:
+                    _, seq, trade_id, instrument, price, qty, buy_id, buy_account, buy_open, sell_id, sell_account, \
+                        sell_open, aggressor = e  # fmt: skip
+                    trades.append((trade_id, seq, ts_ns, instrument, price, qty, buy_id, buy_account, sell_id,
+                                   sell_account, aggressor))  # fmt: skip
+                    fill(buy_id, qty, buy_open, seq)
+                    fill(sell_id, qty, sell_open, seq)
+                elif kind == ACCEPTED:
+                    _, seq, order_id, account, instrument, clid, side, price, qty, tif = e
+                    new_orders[order_id] = [order_id, account, instrument, clid, side, tif, price, qty, 0, qty, 0,
+                                            "", seq]  # fmt: skip
+                elif kind == CANCELLED:
+                    seq, order_id, cancelled, open_lots = e[1], e[2], e[7], e[8]
+                    row = new_orders.get(order_id)
+                    if row is not None:
+                        row[_CANCELLED] += cancelled
+                        row[_OPEN] = open_lots
+                        row[_LAST] = seq
+                        continue
+                    update = updates.get(order_id)
+                    if update is None:
+                        updates[order_id] = [0, cancelled, open_lots, None, None, seq]
+                    else:
+                        update[_U_CANCELLED] += cancelled
+                        update[_U_OPEN] = open_lots
+                        update[_U_LAST] = seq
+                else:  # AMENDED
+                    seq, order_id, price, qty, open_lots = e[1], e[2], e[5], e[6], e[7]
+                    row = new_orders.get(order_id)
+                    if row is not None:
+                        row[_PRICE] = price
+                        row[_QTY] = qty
+                        row[_OPEN] = open_lots
+                        row[_LAST] = seq
+                        continue
+                    update = updates.get(order_id)
+                    if update is None:
+                        updates[order_id] = [0, 0, open_lots, price, qty, seq]
+                    else:
+                        update[_U_OPEN] = open_lots
+                        update[_U_PRICE] = price
+                        update[_U_QTY] = qty
+                        update[_U_LAST] = seq
 
     def order_inserts(self) -> list[tuple[Any, ...]]:
+        """One row per order accepted in the batch, as it stands at the batch's end (ORDER_COLUMNS)."""
         out = []
         for row in self.new_orders.values():
             row[_STATUS] = order_status(row[_FILLED], row[_OPEN], row[_CANCELLED])
@@ -137,7 +142,8 @@ class BatchProjection:
         return out
 
     def order_updates(self) -> list[tuple[Any, ...]]:
-        """(order_id, filled_delta, cancelled_delta, open_lots, price_ticks|None, quantity_lots|None, last_seq)."""
+        """One row per earlier order the batch changed: (order_id, filled_delta, cancelled_delta,
+        open_lots, price_ticks|None, quantity_lots|None, last_seq)."""
         return [(order_id, *u) for order_id, u in self.updates.items()]
 
 

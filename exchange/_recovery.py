@@ -7,12 +7,25 @@ the next older one is tried, down to a full replay from seq 1. The tail
 must continue the snapshot's seq without a gap (JournalGap names the missing
 seq) and every record must pass its checksum and decode (JournalCorrupt
 names the seq).
+
+``BackgroundSnapshot`` exports a snapshot without stopping the writer: the
+sequencing thread forks at a batch boundary and the child (a copy-on-write
+image of the core at that seq) exports, hashes and compresses it and sends
+it back through a pipe; exporting the core in the writer itself stalls every
+command for as long as that takes (over a second once clearing holds a day of
+deals). The child touches no lock and no connection: it closes every
+inherited descriptor but its pipe first, so a writer killed meanwhile
+leaves no writer lock behind, and it dies on the broken pipe.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
+import os
+import threading
 import time
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,10 +35,19 @@ import orjson
 from exchange._codec import decode
 from exchange._core import Core, hash_state
 from exchange._errors import JournalGap
-from exchange._store import Store
+from exchange._store import SnapshotRecord, Store
 from matching import Event
 
-__all__ = ["RecoveryReport", "decode_snapshot", "encode_snapshot", "recover"]
+try:  # the interpreter's own SHA-256 (no OpenSSL lock a forked child could inherit held)
+    from _sha256 import sha256 as _builtin_sha256  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # pragma: no cover - Python 3.12 renamed the module
+    from _sha2 import sha256 as _builtin_sha256  # type: ignore[import-not-found,no-redef,unused-ignore]
+
+__all__ = ["BackgroundSnapshot", "RecoveryReport", "decode_snapshot", "encode_snapshot", "recover"]
+
+log = logging.getLogger("bulkex.recovery")
+
+_HASH_HEX_CHARS = 64
 
 
 @dataclass(slots=True)
@@ -55,6 +77,71 @@ def encode_snapshot(core: Core) -> tuple[str, bytes]:
     """(state_hash, zlib-compressed canonical JSON)."""
     body = core.state_bytes()
     return hash_state(body), zlib.compress(body, 1)
+
+
+class BackgroundSnapshot:
+    """``encode_snapshot(core)`` as of `seq`, computed in a forked child while the writer goes on.
+
+    ``result()`` waits for it: the SnapshotRecord, or None when the child failed (logged; a
+    snapshot only shortens a restart, the journal holds everything). Only on POSIX (``os.fork``).
+    """
+
+    def __init__(self, core: Core, seq: int, ts_ns: int) -> None:
+        self.seq = seq
+        self.ts_ns = ts_ns
+        self._record: SnapshotRecord | None = None
+        self._done = threading.Event()
+        read_fd, write_fd = os.pipe()
+        with warnings.catch_warnings():
+            # Python 3.12+ warns about fork in a process with threads: the child runs no thread
+            # and takes no lock; it only serialises plain data and exits.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
+            _snapshot_child(core, read_fd, write_fd)
+        os.close(write_fd)
+        self._pid = pid
+        self._thread = threading.Thread(target=self._collect, args=(read_fd,), name="bulkex-snapshot", daemon=True)
+        self._thread.start()
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def result(self, timeout: float | None = None) -> SnapshotRecord | None:
+        self._done.wait(timeout)
+        return self._record
+
+    def _collect(self, read_fd: int) -> None:
+        chunks: list[bytes] = []
+        try:
+            while chunk := os.read(read_fd, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            os.close(read_fd)
+            _, status = os.waitpid(self._pid, 0)
+        data = b"".join(chunks)
+        if os.waitstatus_to_exitcode(status) == 0 and len(data) > _HASH_HEX_CHARS:
+            self._record = (self.seq, self.ts_ns, data[:_HASH_HEX_CHARS].decode(), data[_HASH_HEX_CHARS:])
+        else:
+            log.error("the snapshot at seq %d failed in its child process (status %d)", self.seq, status)
+        self._done.set()
+
+
+def _snapshot_child(core: Core, read_fd: int, write_fd: int) -> None:  # pragma: no cover - runs in the child
+    status = 1
+    try:
+        gc.disable()
+        os.close(read_fd)
+        os.closerange(3, write_fd)  # the writer lock, the database connections: never held by the child
+        os.closerange(write_fd + 1, 1 << 16)
+        body = core.state_bytes()
+        data = _builtin_sha256(body).hexdigest().encode() + zlib.compress(body, 1)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(write_fd, view) :]
+        status = 0
+    finally:
+        os._exit(status)
 
 
 def decode_snapshot(seq: int, state_hash: str, compressed: bytes) -> Core:

@@ -5,6 +5,11 @@ Order ids are the seqs of the commands that entered them, so a generator
 that is the only submitter predicts them: give it the seq its first command
 will get. Cancels and amends aim at recent orders of the same account; some
 of those have traded away and are rejected, as in real markets.
+
+Every order goes through pre-trade risk, so the simulated members must be
+registered with a bank and funded first: journal ``funding_commands(accounts)``
+(``OrderFlow.funding()`` for a flow's own members) before the flow's first
+command, then create the flow with the seq after them.
 """
 
 from __future__ import annotations
@@ -13,9 +18,36 @@ import random
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from clearing import BankDeposit, RegisterMember
 from matching import BUY, DAY, GTC, IOC, SELL, AmendOrder, CancelOrder, Instrument, NewOrder
 
-__all__ = ["OrderFlow"]
+__all__ = ["SIMULATION_BANK", "SIMULATION_FUNDING_FEN", "OrderFlow", "funding_commands", "simulated_accounts"]
+
+SIMULATION_BANK = "SIMBANK"
+"""The partner bank of simulated members."""
+SIMULATION_FUNDING_FEN = 1_000_000_000_000
+"""What each simulated member deposits: 10 billion CNY, far more than any simulated run freezes."""
+
+
+def simulated_accounts(count: int) -> list[str]:
+    """The account ids of `count` simulated members: M000, M001, ..."""
+    return [f"M{n:03d}" for n in range(count)]
+
+
+def funding_commands(
+    accounts: Sequence[str],
+    amount_fen: int = SIMULATION_FUNDING_FEN,
+    bank: str = SIMULATION_BANK,
+    value_date: str = "2025-01-02",
+) -> list[Any]:
+    """RegisterMember then BankDeposit for each account (sub-account ``S-<account>``,
+    deposit record ``FUND-<account>``). Journal them before the account's first order."""
+    commands: list[Any] = []
+    for account in accounts:
+        commands.append(RegisterMember(account, bank, f"S-{account}"))
+        commands.append(BankDeposit(bank, f"FUND-{account}", account, amount_fen, value_date))
+    return commands
+
 
 RECENT_ORDERS_KEPT = 2_000
 """Orders remembered as targets for cancels and amends."""
@@ -41,13 +73,17 @@ class OrderFlow:
         self.instruments = list(instruments)
         self.random = random.Random(seed)
         self.next_seq = first_seq
-        self.accounts = [f"M{n:03d}" for n in range(accounts)]
+        self.accounts = simulated_accounts(accounts)
         self.client_prefix = client_prefix
         self.spread_ticks = spread_ticks
         self.new_share_pct = new_share_pct
         self.cancel_share_pct = cancel_share_pct
         self.counter = 0
         self.recent: list[tuple[int, str, Instrument]] = []
+
+    def funding(self, amount_fen: int = SIMULATION_FUNDING_FEN) -> list[Any]:
+        """The commands that register and fund this flow's members (journal them first)."""
+        return funding_commands(self.accounts, amount_fen)
 
     def __iter__(self) -> Iterator[Any]:
         return self

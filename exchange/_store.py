@@ -23,6 +23,7 @@ from typing import Any
 from psycopg2.extras import execute_values
 from sqlalchemy import Engine
 
+from exchange._codec import JournalRecordBody
 from exchange._db import is_sqlite, make_engine, sqlite_path
 from exchange._errors import WriterLocked
 
@@ -71,19 +72,27 @@ _SQLITE_UPDATE_SET = (
 _SQLITE_UPDATE_WHERE = ") AS v WHERE orders.order_id = v.column1"
 
 
-def _sqlite_many(cur: Any, head: str, tail: str, rows: list[tuple[Any, ...]], width: int) -> None:
-    """Run `head (?, ...), (?, ...) tail` over `rows`: SQLITE_ROWS_PER_STATEMENT rows at a time, the
-    rest in power-of-two chunks, so every statement text repeats and stays in sqlite3's statement
-    cache (compiling a statement of thousands of placeholders costs more than running it)."""
+def _sqlite_many(cur: Any, head: str, tail: str, values: list[Any], width: int) -> None:
+    """Run `head (?, ...), (?, ...) tail` over the rows whose `width` values lie one after the other
+    in `values`: SQLITE_ROWS_PER_STATEMENT rows at a time, the rest in power-of-two chunks, so every
+    statement text repeats and stays in sqlite3's statement cache (compiling a statement of
+    thousands of placeholders costs more than running it)."""
     assert width * SQLITE_ROWS_PER_STATEMENT <= 32_766, width
+    assert len(values) % width == 0, (len(values), width)
     row_marks = "(" + ", ".join("?" * width) + ")"
     start = 0
-    total = len(rows)
+    total = len(values) // width
     while start < total:
         size = min(SQLITE_ROWS_PER_STATEMENT, 1 << ((total - start).bit_length() - 1))
-        chunk = rows[start : start + size]
+        statement = _STATEMENTS.get((head, size))
+        if statement is None:
+            statement = _STATEMENTS[(head, size)] = head + ", ".join([row_marks] * size) + tail
+        cur.execute(statement, values[start * width : (start + size) * width])
         start += size
-        cur.execute(head + ", ".join([row_marks] * size) + tail, [value for row in chunk for value in row])
+
+
+_STATEMENTS: dict[tuple[str, int], str] = {}
+"""(statement head, rows) -> statement text, built once."""
 
 
 _PG_UPDATE_HEAD = (
@@ -130,23 +139,34 @@ def _pg_null(value: int | None) -> str:
 
 
 class Batch:
-    """Everything one transaction writes."""
+    """Everything one transaction writes: journal records first_seq, first_seq + 1, ... (all
+    stamped ts_ns), projection rows, and optionally a snapshot (of a seq at most the last one
+    written with or before it)."""
 
-    __slots__ = ("journal", "order_inserts", "order_updates", "trades", "snapshot")
+    __slots__ = ("first_seq", "ts_ns", "records", "order_inserts", "order_updates", "trades", "snapshot")
 
     def __init__(
         self,
-        journal: list[tuple[int, int, str, bytes, int]],
+        first_seq: int,
+        ts_ns: int,
+        records: list[JournalRecordBody],
         order_inserts: list[tuple[Any, ...]],
         order_updates: list[tuple[Any, ...]],
         trades: list[tuple[Any, ...]],
         snapshot: SnapshotRecord | None = None,
     ) -> None:
-        self.journal = journal
+        self.first_seq = first_seq
+        self.ts_ns = ts_ns
+        self.records = records
         self.order_inserts = order_inserts
         self.order_updates = order_updates
         self.trades = trades
         self.snapshot = snapshot
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the last journal record (first_seq - 1 when there is none)."""
+        return self.first_seq + len(self.records) - 1
 
 
 class Store:
@@ -232,13 +252,23 @@ class Store:
     def _write_sqlite(self, b: Batch) -> None:
         conn = self._conn.driver_connection
         cur = conn.cursor()
+        ts_ns = b.ts_ns
         cur.execute("BEGIN IMMEDIATE")
         try:
-            _sqlite_many(cur, "INSERT INTO journal (seq, ts_ns, kind, body, crc32) VALUES ", "", b.journal, 5)
-            _sqlite_many(cur, f"INSERT INTO orders ({_ORDER_INSERT_COLUMNS}) VALUES ", "", b.order_inserts, 13)
-            _sqlite_many(cur, "UPDATE orders SET " + _SQLITE_UPDATE_SET + " FROM (VALUES ", _SQLITE_UPDATE_WHERE,
-                         b.order_updates, 7)  # fmt: skip
-            _sqlite_many(cur, f"INSERT INTO trades ({_TRADE_INSERT_COLUMNS}) VALUES ", "", b.trades, 11)
+            if b.records:
+                journal = [v for seq, (kind, body, crc) in enumerate(b.records, b.first_seq)
+                           for v in (seq, ts_ns, kind, body, crc)]  # fmt: skip
+                _sqlite_many(cur, "INSERT INTO journal (seq, ts_ns, kind, body, crc32) VALUES ", "", journal, 5)
+            if b.order_inserts:
+                values = [v for row in b.order_inserts for v in row]
+                _sqlite_many(cur, f"INSERT INTO orders ({_ORDER_INSERT_COLUMNS}) VALUES ", "", values, 13)
+            if b.order_updates:
+                values = [v for row in b.order_updates for v in row]
+                _sqlite_many(cur, "UPDATE orders SET " + _SQLITE_UPDATE_SET + " FROM (VALUES ", _SQLITE_UPDATE_WHERE,
+                             values, 7)  # fmt: skip
+            if b.trades:
+                values = [v for row in b.trades for v in row]
+                _sqlite_many(cur, f"INSERT INTO trades ({_TRADE_INSERT_COLUMNS}) VALUES ", "", values, 11)
             if b.snapshot is not None:
                 cur.execute("INSERT INTO snapshots (seq, ts_ns, state_hash, body) VALUES (?, ?, ?, ?)", b.snapshot)
                 cur.execute(
@@ -268,15 +298,21 @@ class Store:
         if not driver.autocommit:
             driver.rollback()
             driver.autocommit = True  # the statements carry their own BEGIN ... COMMIT
-        if len(b.journal) > PG_TEXT_BATCH_ROWS:
+        if len(b.records) > PG_TEXT_BATCH_ROWS:
             self._copy_postgres(driver, b)
             return
-        parts = ["BEGIN; INSERT INTO journal (seq, ts_ns, kind, body, crc32) VALUES "]
-        parts.append(
-            ",".join(
-                [f"({seq},{ts},{_pg_literal(kind)},'\\x{body.hex()}',{crc})" for seq, ts, kind, body, crc in b.journal]
+        parts = ["BEGIN"]
+        if b.records:
+            ts = b.ts_ns
+            parts.append("; INSERT INTO journal (seq, ts_ns, kind, body, crc32) VALUES ")
+            parts.append(
+                ",".join(
+                    [
+                        f"({seq},{ts},{_pg_literal(kind)},'\\x{body.hex()}',{crc})"
+                        for seq, (kind, body, crc) in enumerate(b.records, b.first_seq)
+                    ]
+                )
             )
-        )
         if b.order_inserts:
             parts.append(f"; INSERT INTO orders ({_ORDER_INSERT_COLUMNS}) VALUES ")
             parts.append(
@@ -336,10 +372,11 @@ class Store:
         try:
             cur.execute("BEGIN")
             copy = cur.copy_expert
+            ts = b.ts_ns
             copy(
                 "COPY journal (seq, ts_ns, kind, body, crc32) FROM STDIN",
                 _lines(f"{seq}\t{ts}\t{_pg_text(kind)}\t\\\\x{body.hex()}\t{crc}\n"
-                       for seq, ts, kind, body, crc in b.journal),
+                       for seq, (kind, body, crc) in enumerate(b.records, b.first_seq)),
             )  # fmt: skip
             if b.order_inserts:
                 copy(

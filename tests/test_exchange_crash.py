@@ -29,12 +29,13 @@ ROUNDS = 3
 
 def child(url: str, seed: int) -> None:
     """Sequence orders as fast as they are acknowledged until killed."""
-    from exchange import OrderFlow
+    from exchange import OrderFlow, funding_commands, simulated_accounts
     from matching import CONTINUOUS, SetTradingState
 
     sequencer = Sequencer(url, snapshot_every_commands=1500, batch_max_commands=200)
     sequencer.open()
-    sequencer.list_on_first_start(INSTRUMENTS)
+    if sequencer.list_on_first_start(INSTRUMENTS):
+        sequencer.execute(funding_commands(simulated_accounts(50)))
     out = sys.stdout
 
     def print_acks(pairs) -> None:  # type: ignore[no-untyped-def]

@@ -24,9 +24,11 @@ from exchange import (
     WriterLocked,
     WriterStopped,
     decode,
+    funding_commands,
     load_instruments,
     make_engine,
     order_status,
+    simulated_accounts,
 )
 from matching import CONTINUOUS, NewOrder, SetTradingState
 
@@ -39,8 +41,9 @@ def fake_clock() -> Callable[[], int]:
 
 
 def opening(sequencer: Sequencer) -> list:
+    """List the instruments, then open them and register and fund the simulated members."""
     sequencer.list_on_first_start(INSTRUMENTS)
-    return [SetTradingState(i.symbol, CONTINUOUS) for i in INSTRUMENTS]
+    return [SetTradingState(i.symbol, CONTINUOUS) for i in INSTRUMENTS] + funding_commands(simulated_accounts(50))
 
 
 def run_flow(url: str, commands_count: int, seed: int = 7, **options) -> tuple[str, list]:
@@ -70,6 +73,8 @@ def fetch(url: str, sql: str) -> list:
 def test_replay_reproduces_the_live_state_hash(database_url: str) -> None:
     live_hash, acks = run_flow(database_url, 3000, snapshot_every_commands=0, batch_max_commands=256)
     assert sum(1 for ack in acks for e in ack.events if e[0] == 3) > 50, "the flow should trade"
+    assert not any(e[0] == 116 for ack in acks for e in ack.events), "funded members pass pre-trade risk"
+    assert sum(1 for ack in acks for e in ack.events if e[0] == 110) > 50, "trades become deals"
     with Sequencer(database_url) as sequencer:
         report = sequencer.recovery
         assert report is not None
@@ -254,11 +259,11 @@ def test_failed_commit_stops_the_writer(database_url: str, monkeypatch: pytest.M
 
         monkeypatch.setattr(store, "write", broken_write)
         sequencer.start()
-        future = sequencer.submit(NewOrder("M1", INSTRUMENTS[0].symbol, "x1", 0, 3500, 1))
+        future = sequencer.submit(NewOrder("M001", INSTRUMENTS[0].symbol, "x1", 0, 3500, 1))
         with pytest.raises(WriterStopped, match="disk full"):
             future.result(timeout=10)
         with pytest.raises(WriterStopped):
-            sequencer.submit(NewOrder("M1", INSTRUMENTS[0].symbol, "x2", 0, 3500, 1))
+            sequencer.submit(NewOrder("M001", INSTRUMENTS[0].symbol, "x2", 0, 3500, 1))
         assert not sequencer.running
     with Sequencer(database_url) as sequencer:
         assert sequencer.last_seq == committed_seq
