@@ -40,6 +40,9 @@ def serve_command(
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate chain (PEM); serves wss://.")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     schedule: Annotated[bool, typer.Option(help="Follow the instruments' trading-session schedule.")] = True,
+    demo: Annotated[
+        bool, typer.Option(help="Open every instrument, fund demo members, print a trader key (implies --no-schedule).")
+    ] = False,
 ) -> None:
     """Start the exchange: sequencer, core, journal and the WebSocket endpoint (Ctrl-C stops it gracefully)."""
     import logging
@@ -52,11 +55,26 @@ def serve_command(
         typer.echo("error: give both --tls-cert and --tls-key, or neither", err=True)
         raise typer.Exit(2)
 
+    settings = _settings(database_url, host, port)
+    example: tuple[str, str] | None = None
+    if demo:
+        from api._demo_setup import DEMO_ACCOUNTS, prepare_demo
+        from api._keys import create_key
+
+        schedule = False
+        symbol, price = prepare_demo(settings)[:2]
+        key_id, secret = create_key(settings.database_url, "trader", DEMO_ACCOUNTS[0], "serve --demo")
+        example = (symbol, price)
+
     def ready(server: GatewayServer) -> None:
         typer.echo(f"bulkex listening on {server.url} (database {server.settings.database_url})")
+        if example is not None:
+            from api._demo_setup import print_demo
+
+            print_demo(server.url, key_id, secret, example[0], example[1], typer.echo)
 
     try:
-        serve(_settings(database_url, host, port), tls_cert=tls_cert, tls_key=tls_key, schedule=schedule, ready=ready)
+        serve(settings, tls_cert=tls_cert, tls_key=tls_key, schedule=schedule, ready=ready)
     except ExchangeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
