@@ -1,16 +1,19 @@
 """The sequencer: the exchange's one writer.
 
-    submit(command) ──► queue ──► thread bulkex-sequencer: take a batch (up
-    to batch_max_commands), stamp it (one clock read per batch, never going
-    back), give each command the next seq, apply it to the core in memory,
-    derive the journal and projection rows (and a snapshot every N commands)
-    ──► thread bulkex-committer: write them in ONE transaction, commit
+    submit(command) ──► queue ──► thread bulkex-sequencer: take what is
+    queued, give each command the next seq, apply it to the core in memory
+    into the open batch (stamped once, when it opens: the clock never goes
+    back) and fold its events into the batch's projection rows
+    ──► thread bulkex-committer: take the open batch whole as soon as it is
+    free, write it in ONE transaction, commit
     ──► resolve each ticket with its Ack, then tell the listeners.
 
-The two threads form a pipeline: batch N+1 is applied while batch N
-commits (at most COMMITS_IN_FLIGHT batches wait). The core is touched only
-by the first thread, the database only by the second; still nothing is
-acknowledged before its commit. If a commit (or the core) fails, the writer
+The two threads form a pipeline with group commit: while batch N commits,
+batch N+1 stays open and grows with everything that arrives (up to
+batch_max_commands; beyond it the sequencer waits), so a batch is as large
+as the load makes it and a command waits for at most one commit before its
+own. The core is touched only by the first thread, the database only by the
+second; still nothing is acknowledged before its commit. If a commit (or the core) fails, the writer
 stops: every pending ticket fails with WriterStopped, new submissions are
 refused, and the in-memory state is abandoned; a restart recovers from the
 journal. Exactly one writer per database: ``open`` takes the writer lock
@@ -37,7 +40,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from queue import Empty, Queue, SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Any, NamedTuple
 
 from exchange._codec import JournalRecordBody, encode_record, record_encoders
@@ -47,11 +50,11 @@ from exchange._errors import QueueFull, WriterStopped
 from exchange._projections import BatchProjection
 from exchange._recovery import BackgroundSnapshot, RecoveryReport, encode_snapshot, recover
 from exchange._settings import MAX_BATCH_COMMANDS, Settings
-from exchange._store import Batch, Store
+from exchange._store import Batch, SnapshotRecord, Store
 from exchange._ticket import Ticket
 from matching import Event, Instrument, ListInstrument
 
-__all__ = ["COMMITS_IN_FLIGHT", "GC_FREEZE_EVERY_COMMANDS", "Ack", "Listener", "Sequencer"]
+__all__ = ["GC_FREEZE_EVERY_COMMANDS", "Ack", "Listener", "Sequencer"]
 
 log = logging.getLogger("bulkex.sequencer")
 
@@ -83,11 +86,10 @@ generation (``gc.freeze``) after this many commands. The core's state (orders, h
 ledger entries) only grows and holds no reference cycles; left in the collector's sight, every
 full collection walks all of it again (measured: a third of the core's time per command once it
 holds a few hundred thousand objects). Objects frozen are still freed by reference counting when
-dropped; only a reference cycle that was garbage when frozen would stay (the core makes none)."""
-
-COMMITS_IN_FLIGHT = 2
-"""Applied batches waiting for their commit, at most: the sequencer applies
-batch N+1 while batch N commits; more would only add latency and memory."""
+dropped. The young generations are collected just before, so only a reference cycle that
+became garbage after reaching the oldest generation and before the freeze would stay (the
+core makes none; the rest of the process should not rely on the collector for long-lived
+cycles)."""
 
 
 class Sequencer:
@@ -125,7 +127,11 @@ class Sequencer:
         self._thread: threading.Thread | None = None
         self._stopped: str | None = None  # why the writer stopped, None while it runs
         self._snapshot_job: BackgroundSnapshot | None = None  # a snapshot being exported by a child
-        self._queued = 0  # commands submitted and not yet taken by the sequencing thread (approximate)
+        self._queued = 0  # commands submitted and not yet taken by the sequencing thread
+        self._queued_lock = threading.Lock()
+        self._handoff = threading.Condition()  # guards _open and _closing
+        self._open: _OpenBatch | None = None  # the batch being applied, until the committer takes it
+        self._closing = False
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Callable[[], int] = time.time_ns) -> Sequencer:
@@ -167,6 +173,7 @@ class Sequencer:
         if self._store is None:
             self.open()
         assert self._thread is None, "already started"
+        self._closing = False
         self._thread = threading.Thread(target=self._run, name="bulkex-sequencer", daemon=True)
         self._thread.start()
 
@@ -212,16 +219,19 @@ class Sequencer:
         self._check_open(1)
         record = encode_record(command)  # here: a command that cannot be journaled is refused at once
         ticket: Ticket[Ack] = Ticket()
-        self._queued += 1
+        with self._queued_lock:
+            self._queued += 1
         self._queue.put(((command,), [record], _ONE_TICKET, ticket))
         return ticket
 
     def submit_many(self, commands: Sequence[Any]) -> list[Ticket[Ack]]:
         """Queue several commands at once (one queue operation; they stay in order and
         share a batch), a ticket each."""
+        commands = tuple(commands)  # the caller may reuse its list
         records = self._records(commands)
         tickets: list[Ticket[Ack]] = [Ticket() for _ in records]
-        self._queued += len(records)
+        with self._queued_lock:
+            self._queued += len(records)
         self._queue.put((commands, records, _TICKET_EACH, tickets))
         return tickets
 
@@ -229,9 +239,11 @@ class Sequencer:
         """Queue several commands at once with ONE ticket, resolved after their commit with
         their Acks in order (a gateway that read several requests from a connection answers
         them together: no ticket per command)."""
+        commands = tuple(commands)  # the caller may reuse its list
         records = self._records(commands)
         ticket: Ticket[list[Ack]] = Ticket()
-        self._queued += len(records)
+        with self._queued_lock:
+            self._queued += len(records)
         self._queue.put((commands, records, _GROUP_TICKET, ticket))
         return ticket
 
@@ -272,12 +284,14 @@ class Sequencer:
     # --------------------------------------------------------------- writer
 
     def _run(self) -> None:
-        """Stage 1 (thread bulkex-sequencer): batch, sequence, apply, build rows."""
+        """Stage 1 (thread bulkex-sequencer): take groups, sequence them and apply them into the
+        open batch, which the committer takes whole whenever it is free (group commit: while one
+        batch commits, the next one grows with everything that arrives meanwhile)."""
         queue = self._queue
         limit = self.batch_max_commands
         wait_s = self.batch_max_wait_s
-        commits: Queue[Any] = Queue(maxsize=COMMITS_IN_FLIGHT)
-        committer = threading.Thread(target=self._commit_loop, args=(commits,), name="bulkex-committer", daemon=True)
+        handoff = self._handoff
+        committer = threading.Thread(target=self._commit_loop, name="bulkex-committer", daemon=True)
         committer.start()
         stopping = False
         unfrozen = 0  # commands applied since the last gc.freeze()
@@ -287,8 +301,9 @@ class Sequencer:
                 break
             groups: list[_Group] = [group]
             size = len(group[0])
+            room = max(1, limit - self._open_size())
             deadline = time.monotonic() + wait_s
-            while size < limit:  # a group stays whole (a batch may exceed the limit by one group)
+            while size < room:  # a group stays whole (a batch may exceed the limit by one group)
                 try:
                     if wait_s:
                         remaining = deadline - time.monotonic()
@@ -302,39 +317,58 @@ class Sequencer:
                     break
                 groups.append(group)
                 size += len(group[0])
-            self._queued -= size
+            with self._queued_lock:
+                self._queued -= size
             if self._stopped is not None:
                 # Stopped: answer everything still arriving (until close) with the reason.
                 self._fail_groups(groups)
                 continue
-            try:
-                work = self._apply(groups, in_background=True)
-            except BaseException as exc:
-                self._stop(exc)
-                self._fail_groups(groups)
-                continue
-            commits.put(work)
+            with handoff:
+                while self._open is not None and self._open.size >= limit:
+                    handoff.wait()  # the open batch is full: wait for the committer to take it
+                if self._open is None:
+                    self._open = self._new_batch()
+                try:
+                    self._open.add(groups, in_background=True)
+                except BaseException as exc:
+                    self._stop(exc)
+                    self._fail_groups(groups)
+                handoff.notify_all()
             unfrozen += size
             if unfrozen >= GC_FREEZE_EVERY_COMMANDS:
+                gc.collect(1)  # the young generations first: their garbage cycles are not frozen
                 gc.freeze()
                 unfrozen = 0
-        commits.put(_STOP)
+        with handoff:
+            self._closing = True
+            handoff.notify_all()
         committer.join()
 
-    def _commit_loop(self, commits: Queue[Any]) -> None:
-        """Stage 2 (thread bulkex-committer): one transaction per batch, then the acks."""
+    def _open_size(self) -> int:
+        batch = self._open
+        return 0 if batch is None else batch.size
+
+    def _commit_loop(self) -> None:
+        """Stage 2 (thread bulkex-committer): take the open batch, write it in one transaction,
+        then the acks."""
+        handoff = self._handoff
         while True:
-            work = commits.get()
-            if work is _STOP:
+            with handoff:
+                while self._open is None and not self._closing:
+                    handoff.wait()
+                batch = self._open
+                self._open = None
+                handoff.notify_all()
+            if batch is None:
                 return
             if self._stopped is not None:
-                self._fail_groups(work[0])
+                self._fail_groups(batch.groups)
                 continue
             try:
-                self._commit(work)
+                self._commit(batch.finish())
             except BaseException as exc:
                 self._stop(exc)
-                self._fail_groups(work[0])
+                self._fail_groups(batch.groups)
 
     def _stop(self, exc: BaseException) -> None:
         """A commit or the core failed: the core is ahead of the journal, so stop for good."""
@@ -353,49 +387,21 @@ class Sequencer:
     def _process(self, commands: list[Any]) -> list[Ack]:
         """Apply and commit one batch in the caller's thread (the synchronous path)."""
         records = [encode_record(command) for command in commands]
+        batch = self._new_batch()
         try:
-            work = self._apply([(commands, records, _NO_ANSWER, None)], in_background=False)
+            batch.add([(commands, records, _NO_ANSWER, None)], in_background=False)
+            work = batch.finish()
             self._commit(work)
         except BaseException as exc:
             self._stop(exc)
             raise
         return work[1]
 
-    def _apply(self, groups: list[_Group], in_background: bool) -> _Work:
+    def _new_batch(self) -> _OpenBatch:
+        """A batch starting after the last seq, stamped now (the clock never goes back)."""
         ts_ns = max(self.clock(), self.last_ts_ns)
-        first_seq = self.last_seq + 1
-        seq = self.last_seq
-        apply = self.core.apply
-        acks: list[Ack] = []
-        append = acks.append
-        outs: list[list[Event]] = []
-        keep = outs.append
-        for group in groups:
-            for command in group[0]:
-                seq += 1
-                out: list[Event] = []
-                apply(command, seq, ts_ns, out)
-                keep(out)
-                append(Ack(seq, ts_ns, out))
-        self.last_seq = seq
         self.last_ts_ns = ts_ns
-        projection = BatchProjection()
-        projection.add_all(outs, ts_ns)
-        records = groups[0][1] if len(groups) == 1 else [r for group in groups for r in group[1]]
-        assert len(records) == seq - first_seq + 1, (len(records), first_seq, seq)
-        snapshot = None
-        if self.snapshot_every_commands and seq - self.last_snapshot_seq >= self.snapshot_every_commands:
-            if in_background and hasattr(os, "fork"):
-                if self._snapshot_job is None:  # one at a time: a slow export delays the next one
-                    self._snapshot_job = BackgroundSnapshot(self.core, seq, ts_ns)
-                    self.last_snapshot_seq = seq
-            else:
-                state_hash, compressed = encode_snapshot(self.core)
-                snapshot = (seq, ts_ns, state_hash, compressed)
-                self.last_snapshot_seq = seq
-        rows = Batch(first_seq, ts_ns, records, projection.order_inserts(), projection.order_updates(),
-                     projection.trades, snapshot)  # fmt: skip
-        return groups, acks, rows
+        return _OpenBatch(self, self.last_seq + 1, ts_ns)
 
     def _commit(self, work: _Work) -> None:
         groups, acks, rows = work
@@ -439,3 +445,63 @@ class Sequencer:
             self._store.write(Batch(self.committed_seq + 1, self.last_ts_ns, [], [], [], [], record))
         except Exception:
             log.exception("the snapshot at seq %d could not be written", job.seq)
+
+
+class _OpenBatch:
+    """A batch being applied: commands are sequenced and applied into it (in the sequencing
+    thread) until the committer takes it; ``finish`` gives its rows."""
+
+    __slots__ = ("sequencer", "first_seq", "ts_ns", "groups", "records", "acks", "projection", "size", "snapshot")
+
+    def __init__(self, sequencer: Sequencer, first_seq: int, ts_ns: int) -> None:
+        self.sequencer = sequencer
+        self.first_seq = first_seq
+        self.ts_ns = ts_ns
+        self.groups: list[_Group] = []
+        self.records: list[JournalRecordBody] = []
+        self.acks: list[Ack] = []
+        self.projection = BatchProjection()
+        self.size = 0
+        self.snapshot: SnapshotRecord | None = None
+
+    def add(self, groups: list[_Group], in_background: bool) -> None:
+        """Sequence and apply `groups` (stamped with the batch's ts_ns)."""
+        owner = self.sequencer
+        ts_ns = self.ts_ns
+        seq = owner.last_seq
+        assert seq == self.first_seq + self.size - 1, (seq, self.first_seq, self.size)
+        apply = owner.core.apply
+        append = self.acks.append
+        outs: list[list[Event]] = []
+        keep = outs.append
+        self.groups.extend(groups)
+        for group in groups:
+            self.records.extend(group[1])
+            for command in group[0]:
+                seq += 1
+                out: list[Event] = []
+                apply(command, seq, ts_ns, out)
+                keep(out)
+                append(Ack(seq, ts_ns, out))
+        owner.last_seq = seq
+        self.size = seq - self.first_seq + 1
+        assert len(self.records) == self.size, (len(self.records), self.size)
+        self.projection.add_all(outs, ts_ns)
+        if owner.snapshot_every_commands and seq - owner.last_snapshot_seq >= owner.snapshot_every_commands:
+            if in_background and hasattr(os, "fork"):
+                if owner._snapshot_job is None:  # one at a time: a slow export delays the next one
+                    try:
+                        owner._snapshot_job = BackgroundSnapshot(owner.core, seq, ts_ns)
+                    except OSError:  # no fork (memory, process limit): the journal holds everything
+                        log.exception("the snapshot at seq %d could not start", seq)
+                    owner.last_snapshot_seq = seq
+            else:
+                state_hash, compressed = encode_snapshot(owner.core)
+                self.snapshot = (seq, ts_ns, state_hash, compressed)
+                owner.last_snapshot_seq = seq
+
+    def finish(self) -> _Work:
+        projection = self.projection
+        rows = Batch(self.first_seq, self.ts_ns, self.records, projection.order_inserts(),
+                     projection.order_updates(), projection.trades, self.snapshot)  # fmt: skip
+        return self.groups, self.acks, rows

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exchange import COMMANDS, JournalCorrupt, checksum, decode, encode, register_commands
+from exchange._codec import MAX_BODY_BYTES, encode_record
 from matching import (
     AmendOrder,
     CancelOrder,
@@ -123,3 +124,18 @@ def test_register_refuses_a_second_class_for_a_kind() -> None:
     with pytest.raises(AssertionError, match="registered twice"):
         register_commands([Impostor])
     register_commands([NewOrder])  # the same class again is fine
+
+
+@settings(max_examples=300, deadline=None)
+@given(commands)
+def test_encode_record_is_kind_body_and_checksum(command) -> None:
+    """The submitter's fast path writes exactly what encode and checksum define."""
+    kind, body = encode(command)
+    assert encode_record(command) == (kind, body, checksum(kind, body))
+
+
+def test_encode_record_refuses_what_cannot_be_journaled() -> None:
+    with pytest.raises(TypeError, match="not a registered command"):
+        encode_record(object())
+    with pytest.raises(ValueError, match="more than"):
+        encode_record(CancelOrder("x" * MAX_BODY_BYTES, 1))
