@@ -4,11 +4,13 @@
     bulkex db upgrade               bring the database schema up to date
     bulkex bench journal [--json]   sequencer + journal throughput, latency and restart time
     bulkex bench core|clearing      pre-trade risk + ledger + books; end of day and bank import at scale
+    bulkex bench delivery [--json]  deals from trade to settled delivery (receipts, DvP) through the journal
     bulkex bank import FILE         apply a bank file (bulkex text or ISO 20022) whole or not at all
     bulkex bank export --date D     withdrawal instructions (text, pain.001) and the day's clearing file
     bulkex bank watch DIR           drop folder: DIR/in -> DIR/done or DIR/rejected (+ NAME.reason.txt)
     bulkex clearing run --date D    close the day: clearing files, statements, reconciliation report
     bulkex clearing register|withdraw|approve   members and withdrawals (staff)
+    bulkex warehouse add|operator|require-receipts|stock   warehouses, operators, the receipt rule (staff)
 
 Groups: ``db_app`` and ``bench_app`` are typer apps; add a subcommand with
 ``@bench_app.command("name")`` in this module (import heavy modules inside
@@ -23,7 +25,7 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["app", "bank_app", "bench_app", "clearing_app", "db_app", "main"]
+__all__ = ["app", "bank_app", "bench_app", "clearing_app", "db_app", "main", "warehouse_app"]
 
 app = typer.Typer(help="bulkex: a spot exchange for steel and coal.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
@@ -37,6 +39,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
 app.add_typer(bank_app, name="bank")
 app.add_typer(clearing_app, name="clearing")
+warehouse_app = typer.Typer(help="Warehouses: operators, the receipt rule, stock.", no_args_is_help=True)
+app.add_typer(warehouse_app, name="warehouse")
 
 DatabaseUrl = Annotated[
     str | None, typer.Option("--database-url", help="Database URL (default: BULKEX_DATABASE_URL or ./var/bulkex.db).")
@@ -151,6 +155,19 @@ def bench_clearing(
     from bench.clearing import report, run
 
     report(run(database_url, members, trades, deposits), json_out)
+
+
+@bench_app.command("delivery")
+def bench_delivery(
+    database_url: DatabaseUrl = None,
+    deals: Annotated[int, typer.Option(help="Deals taken from trade to settled delivery.")] = 10_000,
+    sellers: Annotated[int, typer.Option(help="Sellers (each with one receipt) and as many buyers.")] = 100,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")] = False,
+) -> None:
+    """Receipts locked by sell orders, trades, payment, delivery confirmed and settled (DvP), journaled."""
+    from bench.delivery import report, run
+
+    report(run(database_url, deals, sellers), json_out)
 
 
 # ------------------------------------------------------------------ bank and clearing
@@ -324,6 +341,80 @@ def _register_gateway() -> None:
     from api._serve_cli import register
 
     register(app, bench_app)
+
+
+# ------------------------------------------------------------------ warehouse
+
+Staff = Annotated[str, typer.Option("--by", help="The staff user.")]
+
+
+def _warehouse_command(database_url: str | None, command: Any) -> None:
+    """Journal one warehouse command and print its outcome; exit 1 when it was refused."""
+    from warehouse import W_REJECTED, WAREHOUSE_EVENT_FIELDS, warehouse_event_to_dict, warehouse_message
+
+    sequencer = _open_writer(database_url)
+    try:
+        ack = sequencer.execute([command])[0]
+    finally:
+        sequencer.close()
+    refused = [e for e in ack.events if e[0] == W_REJECTED]
+    for e in ack.events:
+        if e[0] != W_REJECTED:
+            typer.echo(f"seq {ack.seq}: {warehouse_event_to_dict(e) if e[0] in WAREHOUSE_EVENT_FIELDS else e}")
+    if refused:
+        typer.echo(f"error: {warehouse_message(refused[0][3], refused[0][4])}", err=True)
+        raise typer.Exit(1)
+
+
+@warehouse_app.command("add")
+def warehouse_add(
+    warehouse_id: str,
+    name: str,
+    groups: Annotated[list[str], typer.Option("--group", help="A designated instrument group (repeat).")],
+    staff: Staff,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Add warehouse WAREHOUSE_ID called NAME, designated for the instrument groups given."""
+    from warehouse import AddWarehouse
+
+    _warehouse_command(database_url, AddWarehouse(warehouse_id, name, tuple(groups), staff))
+
+
+@warehouse_app.command("operator")
+def warehouse_operator(operator_id: str, warehouse_id: str, staff: Staff, database_url: DatabaseUrl = None) -> None:
+    """Open operator account OPERATOR_ID acting for WAREHOUSE_ID only."""
+    from warehouse import AddOperator
+
+    _warehouse_command(database_url, AddOperator(operator_id, warehouse_id, staff))
+
+
+@warehouse_app.command("require-receipts")
+def warehouse_require_receipts(
+    symbol: str,
+    staff: Staff,
+    off: Annotated[bool, typer.Option("--off", help="Turn the rule off (sellers without receipts may sell).")] = False,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Sell orders of SYMBOL must lock warehouse receipts covering their quantity (or, with --off, need not)."""
+    from exchange._warehouse_rule import RequireReceipts
+
+    _warehouse_command(database_url, RequireReceipts(symbol, not off, staff))
+
+
+@warehouse_app.command("stock")
+def warehouse_stock(database_url: DatabaseUrl = None) -> None:
+    """Stock per warehouse and instrument group, in kg: taken in, loaded out, live, locked, pledged, in delivery."""
+    sequencer = _open_writer(database_url)
+    try:
+        rows = sequencer.core.warehouse.stock_report()
+        required = sorted(sequencer.core.receipts_required)
+    finally:
+        sequencer.close()
+    typer.echo(f"receipts required for: {', '.join(required) or 'no instrument'}")
+    for row in rows:
+        typer.echo(" ".join(f"{k}={v}" for k, v in row.items()))
+    if not rows:
+        typer.echo("no stock")
 
 
 _register_gateway()

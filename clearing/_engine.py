@@ -58,13 +58,16 @@ from clearing._ledger import (
     FEE_INCOME,
     FROZEN_ESCROW,
     FROZEN_MARGIN,
+    HOLD_EVENT,
     MAX_AMOUNT_FEN,
     RISK_FUND,
+    TRANSFER_EVENT,
+    Hold,
     Ledger,
     TransferCode,
 )
 from clearing._reconcile import reconcile
-from clearing._risk import InstrumentRisk, fee_fen, forfeit_split, margin_fen, per_lot_hold_fen
+from clearing._risk import BPS, InstrumentRisk, forfeit_split, per_lot_hold_fen
 from matching import ACCEPTED, AMENDED, BUY, CANCELLED, SELL, TRADE, Instrument
 
 __all__ = [
@@ -797,6 +800,64 @@ class ClearingEngine:
         naming the shortfall, when the member cannot afford it: the order
         must then not reach the book."""
         risk = self.instruments.get(instrument)
+        bal = self.ledger.balances.get(member)
+        if (
+            bal is not None
+            and risk is not None
+            and order_id not in self.orders
+            and side in (BUY, SELL)
+            and price_ticks > 0
+            and quantity_lots > 0
+        ):
+            # the common path: ledger.freeze inlined (a FREEZE transfer and a C_HOLD "order")
+            lot_notional = price_ticks * risk.lot_fen_per_tick
+            per_lot = -(-lot_notional * risk.margin_rate_bps // BPS)  # per_lot_hold_fen: each part rounded up
+            if side == BUY:
+                per_lot += -(-lot_notional * risk.taker_fee_bps // BPS)
+            amount = per_lot * quantity_lots
+            hold_id = 0
+            if amount:
+                assert amount <= MAX_AMOUNT_FEN, amount
+                if bal[AVAILABLE] < amount:
+                    out.append(
+                        (
+                            C_ORDER_REJECTED,
+                            seq,
+                            order_id,
+                            member,
+                            ClearingCode.INSUFFICIENT_FUNDS,
+                            f"needs {amount} fen, shortfall {amount - bal[AVAILABLE]} fen",
+                        )
+                    )
+                    return False
+                bal[AVAILABLE] -= amount
+                bal[FROZEN_MARGIN] += amount
+                ledger = self.ledger
+                ref = f"order:{order_id}"
+                tid = ledger.next_transfer_id
+                hold_id = ledger.next_hold_id
+                ledger.next_transfer_id = tid + 1
+                ledger.next_hold_id = hold_id + 1
+                ledger.holds[hold_id] = Hold(hold_id, member, FROZEN_MARGIN, amount, "order", ref)
+                out.append(
+                    (
+                        TRANSFER_EVENT,
+                        seq,
+                        tid,
+                        TransferCode.FREEZE,
+                        member,
+                        AVAILABLE,
+                        member,
+                        FROZEN_MARGIN,
+                        amount,
+                        ref,
+                    )
+                )
+                out.append((HOLD_EVENT, seq, hold_id, member, FROZEN_MARGIN, amount, "order", ref))
+            self.orders[order_id] = OrderHold(
+                order_id, member, risk, side, price_ticks, quantity_lots, per_lot, hold_id
+            )
+            return True
         code, detail = _OK, ""
         if member not in self.ledger.balances:
             code, detail = ClearingCode.UNKNOWN_MEMBER, member
@@ -886,13 +947,14 @@ class ClearingEngine:
         (rejected or a duplicate) has its hold released."""
         end = len(out)
         touched: list[OrderHold] = []
+        orders = self.orders
         for i in range(start, end):
             ev = out[i]
             kind = ev[0]
             if kind == TRADE:
                 self._trade(ev, seq, out)
             elif kind == CANCELLED:
-                order = self.orders.get(ev[2])
+                order = orders.get(ev[2])
                 if order is not None:
                     # an amend below the filled size reports AMENDED (open 0) before this CANCELLED
                     lots = order.open_lots - ev[8]
@@ -903,7 +965,7 @@ class ClearingEngine:
                     elif lots and order.per_lot_fen:
                         self.ledger.release_part(order.hold_id, lots * order.per_lot_fen, seq, out)
             elif kind == ACCEPTED:
-                order = self.orders.get(ev[2])
+                order = orders.get(ev[2])
                 assert order is not None, f"order {ev[2]} reached the book without a clearing hold"
                 order.accepted = True
             elif kind == AMENDED:
@@ -914,7 +976,7 @@ class ClearingEngine:
                     order.open_lots = ev[7]
                     touched.append(order)
         if self._amending:
-            amended = self.orders.get(self._amending)
+            amended = orders.get(self._amending)
             self._amending = 0
             if amended is not None:
                 touched.append(amended)
@@ -940,12 +1002,6 @@ class ClearingEngine:
             else:
                 self.ledger.release(order.hold_id, seq, out)
 
-    def _consume(self, order: OrderHold, lots: int, open_after: int) -> int:
-        order.open_lots -= lots
-        order.filled_lots += lots
-        assert order.open_lots == open_after, (order.to_list(), open_after)
-        return lots * order.per_lot_fen
-
     def _trade(self, ev: Event, seq: int, out: list[Event]) -> None:
         (_, _, trade_id, symbol, price, lots, buy_id, buyer, buy_open, sell_id, seller, sell_open, aggressor) = ev
         risk = self.instruments[symbol]
@@ -955,28 +1011,32 @@ class ClearingEngine:
         deal = Deal(trade_id, symbol, price, lots, notional, buyer, seller)
         ref = f"deal:{trade_id}"
         ledger = self.ledger
-        # buyer: margin and fee at the trade price out of the order's hold, the rest released
-        consumed = self._consume(bo, lots, buy_open)
-        margin = margin_fen(notional, risk.margin_rate_bps)
-        fee = fee_fen(notional, risk.taker_fee_bps if aggressor == BUY else risk.maker_fee_bps)
-        assert margin + fee <= consumed, (margin, fee, consumed)
-        if margin:
-            deal.buyer_margin_hold = ledger.split(bo.hold_id, margin, FROZEN_MARGIN, "deal_margin", ref, seq, out)
-        if fee:
-            deal.buyer_fee_hold = ledger.split(bo.hold_id, fee, FROZEN_ESCROW, "deal_fee", ref, seq, out)
-        if consumed - margin - fee:
-            ledger.release_part(bo.hold_id, consumed - margin - fee, seq, out)
-        deal.buyer_margin_fen = margin
+        # buyer: margin and fee at the trade price out of the order's hold, the rest released (one draw)
+        bo.open_lots -= lots
+        bo.filled_lots += lots
+        assert bo.open_lots == buy_open, (bo.to_list(), buy_open)
+        consumed = lots * bo.per_lot_fen
+        full_margin = -(-notional * risk.margin_rate_bps // BPS)  # margin_fen: ceiling
+        fee_bps = risk.taker_fee_bps if aggressor == BUY else risk.maker_fee_bps
+        fee = (notional * fee_bps * 2 + BPS) // (2 * BPS)  # fee_fen: half up
+        assert full_margin + fee <= consumed, (full_margin, fee, consumed)
+        if consumed:
+            deal.buyer_margin_hold, deal.buyer_fee_hold = ledger.draw(
+                bo.hold_id, full_margin, fee, consumed - full_margin - fee, ref, seq, out
+            )
+        deal.buyer_margin_fen = full_margin
         deal.buyer_fee_fen = fee
         # seller: margin at the trade price, at most what the order froze (its limit price's margin)
-        consumed = self._consume(so, lots, sell_open)
-        margin = min(margin_fen(notional, risk.margin_rate_bps), consumed)
-        if margin:
-            deal.seller_margin_hold = ledger.split(so.hold_id, margin, FROZEN_MARGIN, "deal_margin", ref, seq, out)
-        if consumed - margin:
-            ledger.release_part(so.hold_id, consumed - margin, seq, out)
+        so.open_lots -= lots
+        so.filled_lots += lots
+        assert so.open_lots == sell_open, (so.to_list(), sell_open)
+        consumed = lots * so.per_lot_fen
+        margin = min(full_margin, consumed)
+        if consumed:
+            deal.seller_margin_hold = ledger.draw(so.hold_id, margin, 0, consumed - margin, ref, seq, out)[0]
         deal.seller_margin_fen = margin
-        deal.seller_fee_fen = fee_fen(notional, risk.taker_fee_bps if aggressor == SELL else risk.maker_fee_bps)
+        fee_bps = risk.taker_fee_bps if aggressor == SELL else risk.maker_fee_bps
+        deal.seller_fee_fen = (notional * fee_bps * 2 + BPS) // (2 * BPS)  # fee_fen: half up
         self.deals[trade_id] = deal
         out.append(
             (

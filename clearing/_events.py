@@ -12,7 +12,11 @@ sequence number of the command that caused it. Layouts, item by item:
                     a hold opened; purpose: order, deal_margin, deal_fee,
                     escrow, withdrawal
     C_HOLD_CHANGED (103, seq, hold_id, amount_fen)
-                    an open hold drawn down (or topped up) to amount_fen
+                    an open hold drawn down (or topped up) to amount_fen; a
+                    trade draws an order's hold down by its deal margin hold,
+                    fee hold and released rest with ONE such event carrying
+                    the amount after all three (the C_HOLD and C_TRANSFER
+                    events before it give each step)
     C_HOLD_CLOSED  (104, seq, hold_id, state, settled_fen, released_fen, forfeited_fen)
                     state: HoldState.SETTLED, RELEASED or FORFEITED; the
                     amounts of the closing step

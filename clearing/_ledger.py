@@ -302,6 +302,71 @@ class Ledger:
         out.append((HOLD_CHANGED_EVENT, seq, hold_id, hold.amount_fen))
         return self._open(hold.member, account, amount, purpose, ref, seq, out)
 
+    def draw(
+        self, hold_id: int, margin: int, fee: int, release: int, ref: str, seq: int, out: list[Event]
+    ) -> tuple[int, int]:
+        """Draw a FROZEN_MARGIN hold (an order's) down in one step for a
+        trade: `margin` into a new FROZEN_MARGIN hold ("deal_margin"), `fee`
+        into a new FROZEN_ESCROW hold ("deal_fee", a MOVE transfer) and
+        `release` back to AVAILABLE. One HOLD_CHANGED carries the hold's
+        amount after all three (the same as ``split``, ``split`` and
+        ``release_part`` one after another, without their intermediate
+        HOLD_CHANGED events). Returns (margin hold id, fee hold id), 0 for a
+        zero part."""
+        hold = self.holds[hold_id]
+        member = hold.member
+        assert hold.account == FROZEN_MARGIN, hold.to_list()
+        assert margin >= 0
+        assert fee >= 0
+        assert release >= 0
+        left = hold.amount_fen - margin - fee - release
+        assert left >= 0, (hold_id, margin, fee, release, hold.amount_fen)
+        bal = self.balances[member]
+        holds = self.holds
+        margin_hold = fee_hold = 0
+        hid = self.next_hold_id
+        tid = self.next_transfer_id
+        if margin:
+            margin_hold = hid
+            hid += 1
+            holds[margin_hold] = Hold(margin_hold, member, FROZEN_MARGIN, margin, "deal_margin", ref)
+            out.append((HOLD_EVENT, seq, margin_hold, member, FROZEN_MARGIN, margin, "deal_margin", ref))
+        if fee:
+            bal[FROZEN_MARGIN] -= fee
+            bal[FROZEN_ESCROW] += fee
+            out.append(
+                (TRANSFER_EVENT, seq, tid, TransferCode.MOVE, member, FROZEN_MARGIN, member, FROZEN_ESCROW, fee, ref)
+            )
+            tid += 1
+            fee_hold = hid
+            hid += 1
+            holds[fee_hold] = Hold(fee_hold, member, FROZEN_ESCROW, fee, "deal_fee", ref)
+            out.append((HOLD_EVENT, seq, fee_hold, member, FROZEN_ESCROW, fee, "deal_fee", ref))
+        if release:
+            bal[FROZEN_MARGIN] -= release
+            bal[AVAILABLE] += release
+            out.append(
+                (
+                    TRANSFER_EVENT,
+                    seq,
+                    tid,
+                    TransferCode.RELEASE,
+                    member,
+                    FROZEN_MARGIN,
+                    member,
+                    AVAILABLE,
+                    release,
+                    hold.ref,
+                )
+            )
+            tid += 1
+        assert bal[FROZEN_MARGIN] >= 0, (member, bal)
+        self.next_hold_id = hid
+        self.next_transfer_id = tid
+        hold.amount_fen = left
+        out.append((HOLD_CHANGED_EVENT, seq, hold_id, left))
+        return margin_hold, fee_hold
+
     def top_up(self, hold_id: int, amount: int, seq: int, out: list[Event]) -> bool:
         """Freeze `amount` more from AVAILABLE into an open hold; False
         (nothing changed) when AVAILABLE is short."""
@@ -333,6 +398,33 @@ class Ledger:
         self, hold_id: int, payouts: list[tuple[int, Account, int]], state: int, seq: int, out: list[Event]
     ) -> None:
         hold = self.holds.pop(hold_id)  # KeyError: closing a hold twice is a programmer error
+        if not payouts:  # the common case (an order's hold): release what is left
+            rest = hold.amount_fen
+            assert rest >= 0, (hold_id, rest)
+            if rest:
+                bal = self.balances[hold.member]
+                bal[hold.account] -= rest
+                bal[AVAILABLE] += rest
+                assert bal[hold.account] >= 0, (hold.member, hold.account)
+                tid = self.next_transfer_id
+                self.next_transfer_id = tid + 1
+                out.append(
+                    (
+                        TRANSFER_EVENT,
+                        seq,
+                        tid,
+                        TransferCode.RELEASE,
+                        hold.member,
+                        hold.account,
+                        hold.member,
+                        AVAILABLE,
+                        rest,
+                        hold.ref,
+                    )
+                )
+            self.closed_holds += 1
+            out.append((HOLD_CLOSED_EVENT, seq, hold_id, state, 0, rest, 0))
+            return
         paid = 0
         for code, (owner, account), amount in payouts:
             assert amount > 0

@@ -14,8 +14,29 @@ Matching and clearing are composed here (pre-trade risk):
     AmendOrder         clearing.reserve_amend (top up the hold), matching.apply, clearing.absorb
     CancelOrder, MassCancel, SetTradingState
                        matching.apply, clearing.absorb
-    ListInstrument     matching.apply; clearing.list_instrument when matching listed it
+    ListInstrument     matching.apply; clearing.list_instrument and warehouse.list_instrument
+                       when matching listed it
     clearing commands  clearing.apply (RegisterMember, BankDeposit, withdrawals, files, CloseDay, ...)
+    warehouse commands warehouse.apply (receipts, PayDeal, ConfirmDelivery, SettleDelivery,
+                       ResolveDispute, DeclareDefault, SweepDeadlines, load-out, ...); the warehouse
+                       calls clearing (its DeliveryLedger) so delivery versus payment is one step.
+                       LockReceipts, UnlockReceipts and AllocateDeal are refused (CORE_ONLY): the
+                       core does those itself, below
+    RequireReceipts    the per-instrument receipt rule (see ``_warehouse_rule``)
+
+Warehouse receipts follow the sell orders (see docs/warehouse.md):
+
+    SELL NewOrder      warehouse.lock_for_order (oldest active receipts of the seller, one
+                       warehouse) before the hold is frozen; refused and the instrument requires
+                       receipts: REJECTED INSUFFICIENT_RECEIPTS (81), nothing frozen;
+                       refused and not required: the order goes on without a lock.
+                       When clearing then refuses the hold, the lock is undone (unlock_order).
+    after matching     every TRADE against a locked sell order: warehouse.open_delivery with the
+                       deal id clearing gave the deal (the trade id); then every touched locked
+                       order is trimmed to what matching left open (cancel, amend down, expiry,
+                       fill, a new order that never rested)
+    AmendOrder up      a locked sell order may not grow beyond its lock: REJECTED 81 (cancel and
+                       enter a new order to lock more receipts)
 
 An order that matching is certain to refuse before it could rest or trade
 (unknown instrument, bad side, quantity outside the instrument's limits, a
@@ -30,14 +51,16 @@ and detail stay in the C_ORDER_REJECTED event before it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import orjson
 
 from clearing import CLEARING_COMMANDS, ClearingCode, ClearingEngine
 from exchange._codec import register_commands
+from exchange._warehouse_rule import EXCHANGE_WAREHOUSE_COMMANDS, X_RECEIPT_RULE, RequireReceipts
 from matching import (
+    AMENDED,
     BUY,
     LIMIT,
     LISTED,
@@ -55,10 +78,30 @@ from matching import (
     RejectCode,
     SetTradingState,
 )
+from matching import (
+    CANCELLED as M_CANCELLED,
+)
+from matching import (
+    TRADE as M_TRADE,
+)
+from warehouse import (
+    W_REJECTED,
+    WAREHOUSE_COMMANDS,
+    AllocateDeal,
+    LockReceipts,
+    UnlockReceipts,
+    WarehouseCode,
+    WarehouseEngine,
+)
 
 __all__ = ["Core", "canonical_json", "hash_state"]
 
 register_commands(CLEARING_COMMANDS.values())
+register_commands(WAREHOUSE_COMMANDS.values())
+register_commands(EXCHANGE_WAREHOUSE_COMMANDS.values())
+
+_CORE_ONLY: Final = (LockReceipts, UnlockReceipts, AllocateDeal)
+_FOLLOWED: Final = frozenset((M_CANCELLED, AMENDED))
 
 # The matching reject code a trader sees when clearing refuses an order (the
 # gateway speaks matching's codes). An unregistered member has no funds.
@@ -89,19 +132,30 @@ def _risk_reject(out: list[Event], seq: int, account: str, reference: str) -> No
 
 
 class Core:
-    """Composes the matching engine and the clearing engine (warehouse joins the same way)."""
+    """Composes the matching, clearing and warehouse engines."""
 
-    def __init__(self, matching: MatchingEngine | None = None, clearing: ClearingEngine | None = None) -> None:
+    def __init__(
+        self,
+        matching: MatchingEngine | None = None,
+        clearing: ClearingEngine | None = None,
+        warehouse: WarehouseEngine | None = None,
+        receipts_required: Iterable[str] = (),
+    ) -> None:
         self.matching = matching if matching is not None else MatchingEngine(Limits())
         self.clearing = clearing if clearing is not None else ClearingEngine()
+        self.warehouse = warehouse if warehouse is not None else WarehouseEngine(self.clearing)
+        assert self.warehouse.ledger is self.clearing, "the warehouse settles money through this core's clearing"
+        self.receipts_required: set[str] = set(receipts_required)
         m = self.matching
         c = self.clearing
+        w = self.warehouse
         self._matching_apply = m.apply
         self._books = m.books
         self._client_ids = m.client_ids
         self._matching_orders = m.orders
         self._freeze = c.freeze_order
         self._absorb = c.absorb
+        self._locks = w.locks
         # type -> apply(command, seq, ts_ns, out)
         self._routes: dict[type[Any], Callable[[Any, int, int, list[Event]], None]] = {
             NewOrder: self._new_order,
@@ -110,9 +164,12 @@ class Core:
             MassCancel: self._follow,
             SetTradingState: self._follow,
             ListInstrument: self._list,
+            RequireReceipts: self._require_receipts,
         }
         for cls in CLEARING_COMMANDS.values():
             self._routes[cls] = c.apply
+        for wcls in WAREHOUSE_COMMANDS.values():
+            self._routes[wcls] = self._core_only if wcls in _CORE_ONLY else w.apply
 
     def apply(self, command: Any, seq: int, ts_ns: int, out: list[Event]) -> None:
         """Apply one sequenced command, appending its events to `out`."""
@@ -144,17 +201,38 @@ class Core:
         if ids is not None and c.client_order_id in ids:
             self._matching_apply(c, seq, out)  # a repeat: answered as the first, nothing applied
             return
+        locked = False
+        if side == SELL:
+            mark = len(out)
+            code, detail = self.warehouse.lock_for_order(seq, c.account, c.instrument, qty, (), seq, ts_ns, out)
+            locked = code == 0
+            if not locked:
+                assert len(out) == mark, "a refused lock appends nothing"
+                if c.instrument in self.receipts_required:
+                    out.append((REJECTED, seq, c.account, c.client_order_id, RejectCode.INSUFFICIENT_RECEIPTS, detail))
+                    return
         if not self._freeze(seq, c.account, c.instrument, side, price, qty, seq, out):
+            if locked:
+                self.warehouse.unlock_order(seq, qty, seq, ts_ns, out)
             _risk_reject(out, seq, c.account, c.client_order_id)
             return
         start = len(out)
         self._matching_apply(c, seq, out)
         self._absorb(out, start, seq)
+        if locked or self._locks:
+            self._follow_receipts(out, start, seq, ts_ns, seq)
 
     def _amend(self, c: AmendOrder, seq: int, ts_ns: int, out: list[Event]) -> None:
         order = self._matching_orders.get(c.order_id)
         if order is not None and order.account == c.account:
             book = self._books[order.instrument]
+            lock = self._locks.get(c.order_id)
+            if lock is not None:
+                lot_kg = self.warehouse.instruments[lock.instrument].lot_weight_kg
+                if (c.quantity_lots - order.filled_lots) * lot_kg > lock.open_weight_kg:
+                    detail = f"the order's receipts cover {lock.open_weight_kg // lot_kg} open lots"
+                    out.append((REJECTED, seq, c.account, str(c.order_id), RejectCode.INSUFFICIENT_RECEIPTS, detail))
+                    return
             if (
                 book.band_low_ticks <= c.price_ticks <= book.band_high_ticks
                 and c.price_ticks > 0
@@ -166,17 +244,71 @@ class Core:
         start = len(out)
         self._matching_apply(c, seq, out)
         self._absorb(out, start, seq)
+        if self._locks:
+            self._follow_receipts(out, start, seq, ts_ns, 0)
 
     def _follow(self, c: Any, seq: int, ts_ns: int, out: list[Event]) -> None:
         start = len(out)
         self._matching_apply(c, seq, out)
         self._absorb(out, start, seq)
+        if self._locks:
+            self._follow_receipts(out, start, seq, ts_ns, 0)
+
+    def _follow_receipts(self, out: list[Event], start: int, seq: int, ts_ns: int, new_order_id: int) -> None:
+        """Receipts follow the matching events ``out[start:]``: a trade against
+        a locked sell order opens its delivery (deal id = trade id, as clearing
+        numbers deals), then each touched lock is trimmed to the lots matching
+        left open (cancels, amends down, expiries, fills, a new order that
+        never rested)."""
+        locks = self._locks
+        w = self.warehouse
+        touched: dict[int, None] = {new_order_id: None} if new_order_id in locks else {}
+        end = len(out)
+        for i in range(start, end):
+            ev = out[i]
+            kind = ev[0]
+            if kind == M_TRADE:
+                sell_id = ev[9]
+                if sell_id in locks:
+                    code, detail = w.open_delivery(ev[2], sell_id, ev[7], ev[5], ev[4], 0, 0, seq, ts_ns, out)
+                    if code:  # a warehouse limit: the receipts go back below, the deal clears without delivery
+                        out.append((W_REJECTED, seq, str(ev[2]), code, detail))
+                    touched[sell_id] = None
+            elif kind in _FOLLOWED and ev[2] in locks:
+                touched[ev[2]] = None
+        for order_id in touched:
+            lock = locks.get(order_id)
+            if lock is None:
+                continue
+            lot_kg = w.instruments[lock.instrument].lot_weight_kg
+            order = self._matching_orders.get(order_id)
+            open_lots = order.open_lots if order is not None else 0
+            surplus = lock.open_weight_kg // lot_kg - open_lots
+            assert surplus >= 0, (order_id, lock.open_weight_kg, open_lots)
+            if surplus:
+                code, detail = w.unlock_order(order_id, surplus, seq, ts_ns, out)
+                assert code == 0, (code, detail)
 
     def _list(self, c: ListInstrument, seq: int, ts_ns: int, out: list[Event]) -> None:
         start = len(out)
         self._matching_apply(c, seq, out)
         if any(e[0] == LISTED for e in out[start:]):
             self.clearing.list_instrument(c.instrument)
+            self.warehouse.list_instrument(c.instrument)
+
+    def _require_receipts(self, c: RequireReceipts, seq: int, ts_ns: int, out: list[Event]) -> None:
+        if type(c.instrument) is not str or c.instrument not in self._books or type(c.required) is not bool:
+            out.append((W_REJECTED, seq, str(c.instrument)[:64], WarehouseCode.UNKNOWN_INSTRUMENT, "listed symbol"))
+            return
+        if c.required:
+            self.receipts_required.add(c.instrument)
+        else:
+            self.receipts_required.discard(c.instrument)
+        out.append((X_RECEIPT_RULE, seq, c.instrument, c.required, c.staff))
+
+    def _core_only(self, c: Any, seq: int, ts_ns: int, out: list[Event]) -> None:
+        reference = str(getattr(c, "order_id", getattr(c, "deal_id", "")))[:64]
+        out.append((W_REJECTED, seq, reference, WarehouseCode.CORE_ONLY, type(c).KIND))
 
     # ---------------------------------------------------------------- state
 
@@ -186,20 +318,38 @@ class Core:
 
     def check_invariants(self) -> None:
         """Assert the invariants of every machine and that they agree: every
-        order on a book has its clearing hold and no hold outlives its order."""
+        order on a book has its clearing hold and no hold outlives its order;
+        every receipt lock belongs to an order on a book with as many open lots."""
         self.matching.check_invariants()
         self.clearing.check_invariants()
+        self.warehouse.check_invariants()
         on_books = set(self.matching.orders)
         held = set(self.clearing.orders)
         assert on_books == held, (sorted(on_books ^ held)[:10], len(on_books), len(held))
+        for order_id, lock in self.warehouse.locks.items():
+            order = self.matching.orders.get(order_id)
+            assert order is not None, f"receipts locked for order {order_id}, which is not on a book"
+            lot_kg = self.warehouse.instruments[lock.instrument].lot_weight_kg
+            assert order.open_lots * lot_kg == lock.open_weight_kg, (order_id, order.open_lots, lock.open_weight_kg)
 
     def export_state(self) -> dict[str, Any]:
         """The whole state as canonical plain data (keys are strings)."""
-        return {"matching": self.matching.export_state(), "clearing": self.clearing.export_state()}
+        return {
+            "matching": self.matching.export_state(),
+            "clearing": self.clearing.export_state(),
+            "warehouse": self.warehouse.export_state(),
+            "receipts_required": sorted(self.receipts_required),
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Core:
-        return cls(MatchingEngine.from_state(state["matching"], Limits()), ClearingEngine.from_state(state["clearing"]))
+        clearing = ClearingEngine.from_state(state["clearing"])
+        return cls(
+            MatchingEngine.from_state(state["matching"], Limits()),
+            clearing,
+            WarehouseEngine.from_state(state["warehouse"], clearing),
+            state["receipts_required"],
+        )
 
     def state_bytes(self) -> bytes:
         return canonical_json(self.export_state())

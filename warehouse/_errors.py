@@ -10,7 +10,8 @@ that tells the sender how to fix the command.
     ├── receipts:   UNKNOWN_RECEIPT, NOT_YOUR_RECEIPT, BAD_RECEIPT_STATE,
     │               RECEIPT_IN_DISPUTE, NOT_PLEDGEE, MERGE_MISMATCH,
     │               REPEATED_RECEIPT, NOT_DELIVERABLE, INSUFFICIENT_RECEIPTS
-    ├── sell locks: UNKNOWN_LOCK, LOCK_EXISTS, BAD_QUANTITY, ONE_WAREHOUSE
+    ├── sell locks: UNKNOWN_LOCK, LOCK_EXISTS, BAD_QUANTITY, ONE_WAREHOUSE,
+    │               CORE_ONLY
     ├── deliveries: UNKNOWN_DEAL, DEAL_EXISTS, BAD_DEAL_STATE, NOT_BUYER,
     │               PAYMENT_DEADLINE_PASSED, DELIVERY_DEADLINE_PASSED,
     │               DEADLINE_NOT_PASSED, BAD_RESOLUTION, BAD_AMOUNT,
@@ -62,6 +63,7 @@ class WarehouseCode(IntEnum):
     LOCK_EXISTS = 231
     BAD_QUANTITY = 232
     ONE_WAREHOUSE = 233
+    CORE_ONLY = 234
     UNKNOWN_DEAL = 240
     DEAL_EXISTS = 241
     BAD_DEAL_STATE = 242
@@ -140,6 +142,10 @@ WAREHOUSE_MESSAGES: dict[WarehouseCode, str] = {
         "the quantity must be a positive number of lots, at most what is still open on the sell order"
     ),
     WarehouseCode.ONE_WAREHOUSE: "the receipts locked for one sell order must all lie in one warehouse",
+    WarehouseCode.CORE_ONLY: (
+        "in the running exchange receipts are locked, unlocked and allocated by sell orders, cancels, "
+        "amends and trades; send those instead"
+    ),
     WarehouseCode.UNKNOWN_DEAL: "no delivery record for this deal id",
     WarehouseCode.DEAL_EXISTS: "a delivery record for this deal id already exists",
     WarehouseCode.BAD_DEAL_STATE: "the delivery is not in a state that allows this step (the detail names its state)",
