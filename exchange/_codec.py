@@ -46,7 +46,7 @@ __all__ = [
 Command = Any
 """A command: an instance of a registered dataclass with a ``KIND`` class variable."""
 
-MAX_BODY_BYTES = 1 << 20
+MAX_BODY_BYTES = 16 << 20  # a 200,000-record bank file (about 12 MB) is one command, applied whole
 """A journal body is at most 1 MiB (an instrument definition is the largest, a few hundred bytes)."""
 
 COMMANDS: dict[str, type[Any]] = {}
