@@ -108,38 +108,48 @@ def bench_journal(
     )
 
 
-@bench_app.command("matching")
-def bench_matching(
-    mix: Annotated[str, typer.Option(help="exchange-core or crossing (see bench/workload.py).")] = "exchange-core",
-    n: Annotated[int, typer.Option(help="Timed commands per pass.")] = 200_000,
-    seed: Annotated[int, typer.Option(help="Seed of the command stream.")] = 1,
-    repeat: Annotated[int, typer.Option(help="Repeats; the median is reported.")] = 3,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")] = False,
-) -> None:
-    """The order books alone: seeded streams through MatchingEngine.apply (validation and events, no I/O)."""
-    from bench.matching import MIXES, report, run
-
-    if mix not in MIXES:
-        typer.echo(f"error: unknown mix {mix!r}; choose from {', '.join(MIXES)}", err=True)
-        raise typer.Exit(2)
-    report(run(mix, n, seed, repeat), json_out)
+MixOption = Annotated[str, typer.Option(help="exchange-core or crossing (see bench/workload.py).")]
+CountOption = Annotated[int, typer.Option(help="Timed commands per pass.")]
+SeedOption = Annotated[int, typer.Option(help="Seed of the command stream.")]
+RepeatOption = Annotated[int, typer.Option(help="Repeats; the median is reported.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")]
 
 
-@bench_app.command("core")
-def bench_core(
-    mix: Annotated[str, typer.Option(help="exchange-core or crossing (the streams of bench matching).")] = "crossing",
-    n: Annotated[int, typer.Option(help="Timed commands per pass.")] = 200_000,
-    seed: Annotated[int, typer.Option(help="Seed of the command stream.")] = 1,
-    repeat: Annotated[int, typer.Option(help="Repeats; the median is reported.")] = 3,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line.")] = False,
-) -> None:
-    """The core with funded members: pre-trade risk, the ledger and the books (Core.apply, no I/O)."""
-    from bench.core import report, run
+def _check_mix(mix: str) -> None:
     from bench.workload import MIXES
 
     if mix not in MIXES:
         typer.echo(f"error: unknown mix {mix!r}; choose from {', '.join(MIXES)}", err=True)
         raise typer.Exit(2)
+
+
+@bench_app.command("matching")
+def bench_matching(
+    mix: MixOption = "exchange-core",
+    n: CountOption = 200_000,
+    seed: SeedOption = 1,
+    repeat: RepeatOption = 3,
+    json_out: JsonOption = False,
+) -> None:
+    """The order books alone: seeded streams through MatchingEngine.apply (validation and events, no I/O)."""
+    from bench.matching import report, run
+
+    _check_mix(mix)
+    report(run(mix, n, seed, repeat), json_out)
+
+
+@bench_app.command("core")
+def bench_core(
+    mix: MixOption = "crossing",
+    n: CountOption = 200_000,
+    seed: SeedOption = 1,
+    repeat: RepeatOption = 3,
+    json_out: JsonOption = False,
+) -> None:
+    """The core with funded members: pre-trade risk, the ledger and the books (Core.apply, no I/O)."""
+    from bench.core import report, run
+
+    _check_mix(mix)
     report(run(mix, n, seed, repeat), json_out)
 
 
