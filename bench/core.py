@@ -25,7 +25,8 @@ from typing import Any
 
 from bench.workload import BENCH_INSTRUMENT, BENCH_LIMITS, MIXES, SYMBOL, generate
 from clearing import C_DEAL, C_ORDER_REJECTED
-from exchange import Core, funding_commands
+from exchange import Core, funding_commands, tune_collector
+from exchange._sequencer import GC_FREEZE_EVERY_COMMANDS
 from matching import CONTINUOUS, TRADE, ListInstrument, MatchingEngine, SetTradingState
 
 __all__ = ["MIXES", "fresh_core", "report", "run"]
@@ -50,16 +51,31 @@ def fresh_core(prefill: list[Any]) -> tuple[Core, int]:
     return core, seq
 
 
+def _collector_as_the_sequencer() -> None:
+    """The garbage collector set up as in the sequencing thread (``exchange.tune_collector``,
+    the state built so far frozen); the timed loops freeze again every
+    ``GC_FREEZE_EVERY_COMMANDS`` commands as the sequencer does."""
+    tune_collector()
+    gc.collect()
+    gc.freeze()
+
+
 def _throughput(prefill: list[Any], stream: list[Any], check: bool) -> tuple[float, int, int, int]:
     core, seq = fresh_core(prefill)
     apply = core.apply
     out: list[Any] = []
     trades = deals = refused = 0
-    gc.collect()
+    _collector_as_the_sequencer()
     start = time.perf_counter()
+    unfrozen = 0
     for command in stream:
         apply(command, seq, 0, out)
         seq += 1
+        unfrozen += 1
+        if unfrozen == GC_FREEZE_EVERY_COMMANDS:  # as the sequencing thread does
+            gc.collect(1)
+            gc.freeze()
+            unfrozen = 0
         if len(out) > 256:  # events are consumed in batches, as the sequencer does
             for event in out:
                 kind = event[0]
@@ -90,13 +106,16 @@ def _latency(prefill: list[Any], stream: list[Any]) -> list[int]:
     out: list[Any] = []
     ns = time.perf_counter_ns
     samples = [0] * len(stream)
-    gc.collect()
+    _collector_as_the_sequencer()
     for i, command in enumerate(stream):
         start = ns()
         apply(command, seq, 0, out)
         samples[i] = ns() - start
         seq += 1
         out.clear()
+        if i % GC_FREEZE_EVERY_COMMANDS == GC_FREEZE_EVERY_COMMANDS - 1:
+            gc.collect(1)
+            gc.freeze()
     samples.sort()
     return samples
 

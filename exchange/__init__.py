@@ -33,6 +33,7 @@ from exchange._errors import (
     WriterLocked,
     WriterStopped,
 )
+from exchange._gc import YOUNG_THRESHOLD_OBJECTS, tune_collector
 from exchange._instruments import (
     MAX_INSTRUMENTS_IN_FILE,
     STATE_NAMES,
@@ -61,6 +62,7 @@ __all__ = [
     "SIMULATION_BANK",
     "SIMULATION_FUNDING_FEN",
     "STATE_NAMES",
+    "YOUNG_THRESHOLD_OBJECTS",
     "Ack",
     "BankSetupError",
     "BatchProjection",
@@ -108,6 +110,7 @@ __all__ = [
     "run_end_of_day",
     "session_commands",
     "simulated_accounts",
+    "tune_collector",
     "upgrade",
     "watch_folder",
 ]

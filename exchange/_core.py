@@ -156,6 +156,7 @@ class Core:
         self._freeze = c.freeze_order
         self._absorb = c.absorb
         self._locks = w.locks
+        self._active_by_holder = w.active_by_holder
         # type -> apply(command, seq, ts_ns, out)
         self._routes: dict[type[Any], Callable[[Any, int, int, list[Event]], None]] = {
             NewOrder: self._new_order,
@@ -202,7 +203,8 @@ class Core:
             self._matching_apply(c, seq, out)  # a repeat: answered as the first, nothing applied
             return
         locked = False
-        if side == SELL:
+        # a seller with no active receipt cannot lock any: skip the search unless the refusal matters
+        if side == SELL and (c.instrument in self.receipts_required or self._active_by_holder.get(c.account)):
             mark = len(out)
             code, detail = self.warehouse.lock_for_order(seq, c.account, c.instrument, qty, (), seq, ts_ns, out)
             locked = code == 0

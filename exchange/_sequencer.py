@@ -47,6 +47,7 @@ from exchange._codec import JournalRecordBody, encode_record, record_encoders
 from exchange._core import Core
 from exchange._db import upgrade
 from exchange._errors import QueueFull, WriterStopped
+from exchange._gc import tune_collector
 from exchange._projections import BatchProjection
 from exchange._recovery import BackgroundSnapshot, RecoveryReport, encode_snapshot, recover
 from exchange._settings import MAX_BATCH_COMMANDS, Settings
@@ -173,6 +174,7 @@ class Sequencer:
         if self._store is None:
             self.open()
         assert self._thread is None, "already started"
+        tune_collector()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="bulkex-sequencer", daemon=True)
         self._thread.start()
