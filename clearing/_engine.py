@@ -68,7 +68,7 @@ from clearing._ledger import (
 )
 from clearing._reconcile import reconcile
 from clearing._risk import BPS, InstrumentRisk, forfeit_split, per_lot_hold_fen
-from matching import ACCEPTED, AMENDED, BUY, CANCELLED, SELL, TRADE, Instrument
+from matching import ACCEPTED, AMENDED, BOOK, BUY, CANCELLED, SELL, TRADE, Instrument
 
 __all__ = [
     "MAX_ID_CHARS",
@@ -951,7 +951,13 @@ class ClearingEngine:
         for i in range(start, end):
             ev = out[i]
             kind = ev[0]
-            if kind == TRADE:
+            if kind == BOOK:  # the most frequent: level totals, nothing to follow
+                continue
+            if kind == ACCEPTED:
+                order = orders.get(ev[2])
+                assert order is not None, f"order {ev[2]} reached the book without a clearing hold"
+                order.accepted = True
+            elif kind == TRADE:
                 self._trade(ev, seq, out)
             elif kind == CANCELLED:
                 order = orders.get(ev[2])
@@ -964,10 +970,6 @@ class ClearingEngine:
                         self._finish_order(order, seq, out)
                     elif lots and order.per_lot_fen:
                         self.ledger.release_part(order.hold_id, lots * order.per_lot_fen, seq, out)
-            elif kind == ACCEPTED:
-                order = orders.get(ev[2])
-                assert order is not None, f"order {ev[2]} reached the book without a clearing hold"
-                order.accepted = True
             elif kind == AMENDED:
                 order = self.orders.get(ev[2])
                 if order is not None:

@@ -106,6 +106,8 @@ class Limits:
 class MatchingEngine:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits if limits is not None else Limits()
+        self._max_client_ids = self.limits.max_client_order_ids_per_account  # read on the fast path
+        self._max_open_orders = self.limits.max_open_orders_per_account
         self.books: dict[str, Book] = {}
         self.orders: dict[int, Order] = {}
         self.account_orders: dict[str, dict[int, Order]] = {}
@@ -137,7 +139,12 @@ class MatchingEngine:
     def _new_order(self, c: NewOrder, seq: int, out: list[Event]) -> None:
         """Fast path for the common case: a valid limit GTC/DAY/IOC order in
         continuous trading. Anything else goes to ``_new_order_checked``,
-        which takes the same decisions for these orders, only slower."""
+        which takes the same decisions for these orders, only slower.
+
+        The client order id is looked up and remembered in one probe
+        (``setdefault``), the last check of the guard: when it finds an
+        earlier entry, nothing was written and the checked path answers the
+        repeat from that entry."""
         account = c.account
         clid = c.client_order_id
         ids = self.client_ids.get(account)
@@ -146,11 +153,10 @@ class MatchingEngine:
         qty = c.quantity_lots
         side = c.side
         tif = c.time_in_force
-        limits = self.limits
+        packed = seq << _CODE_BITS
         if (
             ids is None
             or book is None
-            or clid in ids
             or book.state != CONTINUOUS
             or c.order_type != LIMIT
             or c.post_only
@@ -161,13 +167,13 @@ class MatchingEngine:
             or not (book.min_lots <= qty <= book.max_lots)
             or not (0 < len(clid) <= _MAX_CLIENT_ORDER_ID_CHARS)
             or not clid.isprintable()
-            or len(ids) >= limits.max_client_order_ids_per_account
+            or len(ids) >= self._max_client_ids
             or (mine := self.account_orders.get(account)) is None
-            or len(mine) >= limits.max_open_orders_per_account
+            or len(mine) >= self._max_open_orders
+            or ids.setdefault(clid, packed) != packed
         ):
             self._new_order_checked(c, seq, out)
             return
-        ids[clid] = seq << _CODE_BITS
         symbol = book.symbol
         out.append((ACCEPTED, seq, seq, account, symbol, clid, side, price, qty, tif))
         buying = side == BUY
@@ -201,7 +207,7 @@ class MatchingEngine:
         if level is not None:
             level[seq] = order
             level_total = lots[price] + remaining
-        elif len(levels) >= limits.max_levels_per_side:
+        elif len(levels) >= self.limits.max_levels_per_side:
             out.append((CANCELLED, seq, seq, account, symbol, side, price, remaining, 0, _REASON_LEVEL_LIMIT))
             return
         else:
