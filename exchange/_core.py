@@ -150,6 +150,7 @@ class Core:
         c = self.clearing
         w = self.warehouse
         self._matching_apply = m.apply
+        self._matching_new_order = m._new_order  # what m.apply routes a NewOrder to, without the lookup
         self._books = m.books
         self._client_ids = m.client_ids
         self._matching_orders = m.orders
@@ -219,7 +220,7 @@ class Core:
             _risk_reject(out, seq, c.account, c.client_order_id)
             return
         start = len(out)
-        self._matching_apply(c, seq, out)
+        self._matching_new_order(c, seq, out)  # MatchingEngine.apply for a NewOrder
         self._absorb(out, start, seq)
         if locked or self._locks:
             self._follow_receipts(out, start, seq, ts_ns, seq)
