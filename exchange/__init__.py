@@ -51,6 +51,10 @@ from exchange._simulation import (
     OrderFlow,
     funding_commands,
     simulated_accounts,
+    receipt_commands,
+    simulation_setup,
+    stocking_commands,
+    warehouse_commands,
 )
 from exchange._store import Store
 from exchange._ticket import Ticket
@@ -108,6 +112,10 @@ __all__ = [
     "run_end_of_day",
     "session_commands",
     "simulated_accounts",
+    "receipt_commands",
+    "simulation_setup",
+    "stocking_commands",
     "upgrade",
+    "warehouse_commands",
     "watch_folder",
 ]
