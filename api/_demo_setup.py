@@ -15,7 +15,6 @@ restart keeps the same members, balances and receipts.
 from __future__ import annotations
 
 from collections.abc import Callable
-
 from typing import Any
 
 from exchange import Sequencer, Settings, funding_commands, load_instruments, stocking_commands

@@ -64,7 +64,9 @@ class RunningExchange:
         if account in self.funded:
             return
         instruments = [book.instrument for book in self.sequencer.core.matching.books.values()]
-        commands = funding_commands([account]) + receipt_commands(instruments, [account], HARNESS_RECEIPTS_PER_INSTRUMENT)
+        commands = funding_commands([account]) + receipt_commands(
+            instruments, [account], HARNESS_RECEIPTS_PER_INSTRUMENT
+        )
         if not self.funded:
             commands = warehouse_commands(instruments) + commands
         tickets = self.sequencer.submit_many(commands)

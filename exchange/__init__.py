@@ -50,14 +50,17 @@ from exchange._simulation import (
     SIMULATION_FUNDING_FEN,
     OrderFlow,
     funding_commands,
-    simulated_accounts,
     receipt_commands,
+    simulated_accounts,
     simulation_setup,
     stocking_commands,
     warehouse_commands,
 )
 from exchange._store import Store
 from exchange._ticket import Ticket
+from exchange._warehouse_projection import WarehouseRows, list_receipts
+from exchange._warehouse_projection import stock_report as warehouse_stock_report
+from exchange._warehouse_tables import DeliveryRow, ReceiptRow, StockRow
 
 __all__ = [
     "COMMANDS",
@@ -71,6 +74,7 @@ __all__ = [
     "ClearingProjection",
     "ConfigError",
     "Core",
+    "DeliveryRow",
     "ExchangeError",
     "ImportResult",
     "JournalCorrupt",
@@ -80,11 +84,14 @@ __all__ = [
     "OrderFlow",
     "OrdersModel",
     "QueueFull",
+    "ReceiptRow",
     "RecoveryReport",
     "Sequencer",
     "Settings",
+    "StockRow",
     "Store",
     "Ticket",
+    "WarehouseRows",
     "WriterLocked",
     "WriterStopped",
     "bank_keys",
@@ -101,21 +108,23 @@ __all__ = [
     "funding_commands",
     "hash_state",
     "import_bank_file",
+    "list_receipts",
     "load_instruments",
     "make_engine",
     "order_status",
     "parse_instruments",
     "projected_seq",
+    "receipt_commands",
     "recover",
     "register_commands",
     "run_demo",
     "run_end_of_day",
     "session_commands",
     "simulated_accounts",
-    "receipt_commands",
     "simulation_setup",
     "stocking_commands",
     "upgrade",
     "warehouse_commands",
+    "warehouse_stock_report",
     "watch_folder",
 ]

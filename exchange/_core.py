@@ -264,7 +264,9 @@ class Core:
                 if grow > 0:  # an amend up locks more receipts first (see grow_lock)
                     code, detail = self.warehouse.grow_lock(c.order_id, grow, seq, ts_ns, out, check_only=True)
                     if code:
-                        out.append((REJECTED, seq, c.account, str(c.order_id), RejectCode.INSUFFICIENT_RECEIPTS, detail))
+                        out.append(
+                            (REJECTED, seq, c.account, str(c.order_id), RejectCode.INSUFFICIENT_RECEIPTS, detail)
+                        )
                         return
             if in_limits and not self.clearing.reserve_amend(
                 c.order_id, c.account, c.price_ticks, c.quantity_lots, seq, out

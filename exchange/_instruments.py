@@ -107,7 +107,9 @@ def parse_instruments(data: Mapping[str, Any], source: str = "instruments file")
         if "receipts_required" in entry:
             required = entry["receipts_required"]
             if type(required) is not bool:
-                raise ConfigError(f"{source}: {name}: field `receipts_required` must be true or false, found {required!r}")
+                raise ConfigError(
+                    f"{source}: {name}: field `receipts_required` must be true or false, found {required!r}"
+                )
             fields["receipts_required"] = required
         schedule_name = entry.get("sessions")
         if schedule_name is not None:

@@ -37,11 +37,11 @@ __all__ = [
     "SIMULATION_STAFF",
     "OrderFlow",
     "funding_commands",
+    "receipt_commands",
     "simulated_accounts",
     "simulation_operator",
     "simulation_setup",
     "simulation_warehouse",
-    "receipt_commands",
     "stocking_commands",
     "warehouse_commands",
 ]
@@ -117,7 +117,8 @@ def receipt_commands(
     """Per account and instrument `receipts_each` receipts of `lots_each` lots,
     registered by the simulation operator after inspection and confirmed by
     the member (RegisterReceipt, ConfirmReceipt; numbers ``<account>-<symbol>-<n>``)."""
-    assert receipts_each >= 0 and lots_each >= 1, (receipts_each, lots_each)
+    assert receipts_each >= 0, receipts_each
+    assert lots_each >= 1, lots_each
     commands: list[Any] = []
     for account in accounts:
         for index, inst in enumerate(instruments):

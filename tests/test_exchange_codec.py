@@ -30,12 +30,10 @@ instruments = st.builds(
     Instrument, text, text, text, text, text, ints, ints, ints, ints, ints, ints, ints, ints, ints, ints, ints, ints,
     st.lists(phases, max_size=6).map(tuple), st.booleans(),
 )  # fmt: skip
+receipt_lists = st.lists(text, max_size=5).map(tuple)
 commands = st.one_of(
     st.builds(NewOrder, text, text, text, ints, ints, ints, ints, ints, st.booleans(), ints),
-    st.builds(
-        NewOrder, text, text, text, ints, ints, ints, ints, ints, st.booleans(), ints,
-        st.lists(text, max_size=5).map(tuple),
-    ),  # fmt: skip
+    st.builds(NewOrder, text, text, text, ints, ints, ints, ints, ints, st.booleans(), ints, receipt_lists),
     st.builds(CancelOrder, text, ints),
     st.builds(AmendOrder, text, ints, ints, ints),
     st.builds(MassCancel, text, text),
@@ -169,6 +167,8 @@ def test_an_instrument_listed_before_the_receipt_rule_field_requires_receipts() 
     old = b'[["RB","steel","rebar","g","W",10,100,3500,700,1,5,1000,2,5,2,5,300,[]]]'
     listed = decode(1, "list_instrument", old, checksum("list_instrument", old))
     assert listed.instrument.receipts_required is True
-    off = ListInstrument(Instrument("RB", "steel", "rebar", "g", "W", 10, 100, 3500, 700, 1, 5, receipts_required=False))
+    off = ListInstrument(
+        Instrument("RB", "steel", "rebar", "g", "W", 10, 100, 3500, 700, 1, 5, receipts_required=False)
+    )
     kind, body, crc = encode_record(off)
     assert decode(2, kind, body, crc).instrument.receipts_required is False

@@ -21,9 +21,9 @@ from exchange import (
     WriterStopped,
     canonical_json,
     funding_commands,
-    stocking_commands,
     load_instruments,
     make_engine,
+    stocking_commands,
 )
 from matching import CONTINUOUS, MassCancel, NewOrder, SetTradingState
 

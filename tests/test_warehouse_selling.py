@@ -63,7 +63,10 @@ class Exchange:
             SetTradingState(COIL.symbol, CONTINUOUS),
         ]
         for member, amount in (("SELLER", seller_fen), ("OTHER", 10**12), ("BUYER", 10**12)):
-            commands += [RegisterMember(member, BANK, f"SUB-{member}"), BankDeposit(BANK, f"D-{member}", member, amount, DATE)]
+            commands += [
+                RegisterMember(member, BANK, f"SUB-{member}"),
+                BankDeposit(BANK, f"D-{member}", member, amount, DATE),
+            ]
         commands += [
             AddWarehouse("W1", "East Steel Yard", ("EAST-STEEL",), "staff1"),
             AddWarehouse("W2", "River Port", ("EAST-STEEL",), "staff1"),

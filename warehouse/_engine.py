@@ -774,7 +774,9 @@ class WarehouseEngine:
             return WarehouseCode.UNKNOWN_LOCK, str(order_id)[:64]
         inst = self.instruments[lock.instrument]
         lot_kg = inst.lot_weight_kg
-        if not _is_int(extra_lots) or not (0 < extra_lots and lock.open_weight_kg + extra_lots * lot_kg <= limits.max_weight_kg):
+        if not _is_int(extra_lots) or not (
+            extra_lots > 0 and lock.open_weight_kg + extra_lots * lot_kg <= limits.max_weight_kg
+        ):
             return WarehouseCode.BAD_QUANTITY, f"at most {limits.max_weight_kg // lot_kg} lots"
         extra_kg = extra_lots * lot_kg
         need = lock.open_weight_kg + extra_kg - sum(self.receipts[n].weight_kg for n in lock.receipts)
