@@ -76,8 +76,8 @@ class Instrument:
         for name in ("payment_days", "delivery_days"):
             if not (0 <= getattr(self, name) <= 60):
                 out.append(f"{name} must be between 0 and 60")
-        if type(self.receipts_required) is not bool:
-            out.append("receipts_required must be true or false")
+        if not isinstance(self.receipts_required, bool):  # from untyped input (a file, a journal)
+            out.append("receipts_required must be true or false")  # type: ignore[unreachable]
         last = -1
         for phase in self.sessions:
             if phase.state not in (AUCTION, CONTINUOUS, BREAK, CLOSED):

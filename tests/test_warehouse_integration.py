@@ -280,10 +280,17 @@ def test_warehouse_admin_through_the_cli(tmp_path: Any) -> None:
     assert "no warehouse with this id" in output
     code, output = cli("warehouse", "require-receipts", REBAR.symbol, "--by", "staff1")
     assert code == 0, output
-    code, output = cli("warehouse", "stock")
+    code, output = cli("warehouse", "rules")
     assert code == 0, output
-    assert f"receipts required for: {REBAR.symbol}" in output
+    every = ", ".join(sorted(i.symbol for i in INSTRUMENTS))
+    assert f"receipts required for: {every}\n" in output  # every instrument requires receipts by default
+    assert "receipts not required for: no instrument" in output
     code, output = cli("warehouse", "require-receipts", REBAR.symbol, "--off", "--by", "staff1")
     assert code == 0, output
+    code, output = cli("warehouse", "rules")
+    others = ", ".join(sorted(i.symbol for i in INSTRUMENTS if i.symbol != REBAR.symbol))
+    assert f"receipts required for: {others}\n" in output
+    assert f"receipts not required for: {REBAR.symbol}" in output
     code, output = cli("warehouse", "stock")
-    assert "receipts required for: no instrument" in output
+    assert code == 0, output
+    assert "no stock" in output
