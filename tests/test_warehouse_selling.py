@@ -275,3 +275,45 @@ def test_amend_up_refused_by_matching_or_clearing_leaves_the_receipts_as_they_we
     assert poor.core.warehouse.locks[order_id].receipts == ["R1"]
     assert poor.state("R2") == ACTIVE
     assert poor.core.matching.orders[order_id].open_lots == 5
+
+
+# ----------------------------------------------------------------- the gateway
+
+
+def test_a_sell_order_names_its_receipts_over_the_gateway(tmp_path: Any) -> None:
+    import asyncio
+
+    from api._client import Client, RequestError
+    from api._harness import running_exchange
+
+    async def main() -> None:
+        async with running_exchange(f"sqlite:///{tmp_path / 'gw.db'}") as ex:
+            client = Client(ex.url, *ex.trader_key("S1"))  # the harness stocks S1: S1-<symbol>-<n>
+            await client.connect()
+            named = f"S1-{REBAR.symbol}-7"
+            answer = await client.place_order(REBAR.symbol, "sell", "3500.00", 3, receipts=[named])
+            lock = ex.sequencer.core.warehouse.locks[answer["order_id"]]
+            assert lock.receipts == [named]  # not S1-...-0, the oldest
+            before = ex.sequencer.core.state_hash()
+            for receipts, code in (
+                (["NOPE"], "UNKNOWN_RECEIPT"),
+                ([named], "RECEIPT_NOT_ACTIVE"),
+                ([f"S1-{COIL.symbol}-0"], "RECEIPT_NOT_DELIVERABLE"),
+                ([f"S1-{REBAR.symbol}-1", f"S1-{REBAR.symbol}-1"], "RECEIPT_REPEATED"),
+                ([f"S1-{REBAR.symbol}-1"], "INSUFFICIENT_RECEIPTS"),  # 10 lots named for 11
+                (["has space"], "INVALID_FIELD"),
+                ([f"R{n}" for n in range(101)], "INVALID_FIELD"),
+            ):
+                lots = 11 if code == "INSUFFICIENT_RECEIPTS" else 1
+                with pytest.raises(RequestError) as info:
+                    await client.place_order(REBAR.symbol, "sell", "3500.00", lots, receipts=receipts)
+                assert info.value.code == code, (receipts, info.value)
+            with pytest.raises(RequestError) as info:
+                await client.place_order(REBAR.symbol, "buy", "3500.00", 1, receipts=[named])
+            assert info.value.code == "RECEIPTS_ON_BUY"
+            # the refused orders changed nothing (journaled, they were answered with a rejection only)
+            assert ex.sequencer.core.state_hash() == before
+            assert lock.receipts == [named]
+            await client.close()
+
+    asyncio.run(main())
