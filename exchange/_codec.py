@@ -204,15 +204,6 @@ def _record_encoder(cls: type[Any]) -> Callable[[Any], JournalRecordBody]:
     head = names[: len(names) - tail]
     plain = len(head) > 1 and all(_is_plain(hints[name]) for name in head)
     values: Callable[[Any], Any] = attrgetter(*names) if plain else _ENCODERS[cls]
-    if plain and tail:
-        # the common case (empty tail) stays one attrgetter; a filled tail takes the full encoder
-        head_values = attrgetter(*head)
-        tail_values = attrgetter(*names[len(head) :])
-        full = _ENCODERS[cls]
-        if tail == 1:
-            values = lambda command: full(command) if tail_values(command) else head_values(command)  # noqa: E731
-        else:
-            values = lambda command: full(command) if any(tail_values(command)) else head_values(command)  # noqa: E731
 
     def record(command: Any) -> JournalRecordBody:
         body = dumps(values(command))
@@ -221,6 +212,23 @@ def _record_encoder(cls: type[Any]) -> Callable[[Any], JournalRecordBody]:
         crc = crc32(body, kind_crc)
         return kind, body, crc - ((crc & 0x8000_0000) << 1)  # as a signed 32-bit integer
 
+    if plain and tail:
+        # the common case (an empty tail) stays one attrgetter, in the same frame; a filled
+        # tail takes the full encoder
+        head_values = attrgetter(*head)
+        tail_values = attrgetter(*names[len(head) :]) if tail == 1 else None
+        full = _ENCODERS[cls]
+        tail_names = names[len(head) :]
+
+        def record_with_tail(command: Any) -> JournalRecordBody:
+            filled = tail_values(command) if tail_values is not None else any(getattr(command, n) for n in tail_names)
+            body = dumps(full(command) if filled else head_values(command))
+            if len(body) > limit:
+                raise ValueError(f"{kind} command encodes to {len(body)} bytes, more than {limit}")
+            crc = crc32(body, kind_crc)
+            return kind, body, crc - ((crc & 0x8000_0000) << 1)  # as a signed 32-bit integer
+
+        return record_with_tail
     return record
 
 
