@@ -232,7 +232,9 @@ class Core:
             if not locked:
                 assert len(out) == mark, "a refused lock appends nothing"
                 if named or c.instrument in self.receipts_required:
-                    reject = _LOCK_TO_REJECT.get(code, 81) if named else 81
+                    reject = RejectCode.INSUFFICIENT_RECEIPTS
+                    if named:
+                        reject = _LOCK_TO_REJECT.get(code, reject)
                     out.append((REJECTED, seq, c.account, c.client_order_id, reject, detail))
                     return
         elif named:
