@@ -317,3 +317,22 @@ def test_a_sell_order_names_its_receipts_over_the_gateway(tmp_path: Any) -> None
             await client.close()
 
     asyncio.run(main())
+
+
+def test_serve_demo_gives_the_demo_members_receipts_once(tmp_path: Any) -> None:
+    from api._demo_setup import DEMO_ACCOUNTS, prepare_demo
+    from exchange import Sequencer
+    from exchange._simulation import SIMULATION_RECEIPTS_PER_INSTRUMENT
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'demo.db'}")
+    prepare_demo(settings)
+    with Sequencer(settings.database_url) as seq:
+        receipts = dict(seq.core.warehouse.receipts)
+        first_seq = seq.last_seq
+    assert len(receipts) == len(DEMO_ACCOUNTS) * len(INSTRUMENTS) * SIMULATION_RECEIPTS_PER_INSTRUMENT
+    assert {r.state for r in receipts.values()} == {ACTIVE}
+    assert {r.holder for r in receipts.values()} == set(DEMO_ACCOUNTS)
+    prepare_demo(settings)  # again: no warehouse, operator or receipt is sent twice
+    with Sequencer(settings.database_url) as seq:
+        assert set(seq.core.warehouse.receipts) == set(receipts)
+        assert seq.last_seq - first_seq == 2 * len(DEMO_ACCOUNTS)  # the repeated registrations and deposits
