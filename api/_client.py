@@ -219,7 +219,10 @@ class Client:
         order_type: str = "limit",
         post_only: bool = False,
         stp_mode: str = "cancel_newest",
+        receipts: tuple[str, ...] | list[str] = (),
     ) -> dict[str, Any]:
+        """Enter an order; a sell order may name the warehouse receipts it locks (`receipts`)."""
+        extra: dict[str, Any] = {"receipts": list(receipts)} if receipts else {}
         return await self.request(
             "new_order",
             instrument=instrument,
@@ -231,6 +234,7 @@ class Client:
             order_type=order_type,
             post_only=post_only,
             stp_mode=stp_mode,
+            **extra,
         )
 
     async def cancel_order(self, order_id: int) -> dict[str, Any]:

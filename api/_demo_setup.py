@@ -1,20 +1,25 @@
 """`bulkex serve --demo`: make a fresh (or existing) database ready to trade
 by hand: instruments listed and open for continuous trading, demo members
-registered at the simulation bank and funded, and a trader key for one of
-them, printed with a short client example.
+registered at the simulation bank and funded, their goods registered as
+warehouse receipts by the simulation warehouses' operators (sellers sell
+only against receipts), and a trader key for one of them, printed with a
+short client example.
 
 Every step goes through the sequencer as journaled commands; repeating it is
 harmless (a repeated deposit record or member registration is answered as
-the first and changes nothing), so running `serve --demo` again after a
-restart keeps the same members and balances.
+the first and changes nothing; warehouses, operators and receipts that exist
+already are not sent again), so running `serve --demo` again after a
+restart keeps the same members, balances and receipts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from exchange import Sequencer, Settings, funding_commands, load_instruments
+from exchange import Sequencer, Settings, funding_commands, load_instruments, stocking_commands
 from matching import CONTINUOUS, SetTradingState
+from warehouse import AddOperator, AddWarehouse, WarehouseEngine
 
 __all__ = ["DEMO_ACCOUNTS", "prepare_demo"]
 
@@ -42,6 +47,10 @@ def prepare_demo(settings: Settings) -> tuple[str, str, str]:
     try:
         sequencer.list_on_first_start(instruments)
         sequencer.execute(funding_commands(DEMO_ACCOUNTS))
+        warehouse = sequencer.core.warehouse
+        stocking = [c for c in stocking_commands(instruments, DEMO_ACCOUNTS) if not _done(c, warehouse)]
+        if stocking:
+            sequencer.execute(stocking)
         states = sequencer.core.trading_states()
         sequencer.execute(SetTradingState(s, CONTINUOUS) for s, state in sorted(states.items()) if state != CONTINUOUS)
         book = sequencer.core.matching.books[instruments[0].symbol]
@@ -51,10 +60,20 @@ def prepare_demo(settings: Settings) -> tuple[str, str, str]:
         sequencer.close()
 
 
+def _done(command: Any, warehouse: WarehouseEngine) -> bool:
+    """True for a stocking command whose warehouse, operator or receipt exists already."""
+    if isinstance(command, AddWarehouse):
+        return command.warehouse_id in warehouse.warehouses
+    if isinstance(command, AddOperator):
+        return command.operator_id in warehouse.operators
+    return command.number in warehouse.receipts
+
+
 def print_demo(url: str, key_id: str, secret: str, symbol: str, price: str, write: Callable[[str], None]) -> None:
     write("")
     write(f"demo exchange at {url}: instruments open for continuous trading, members {DEMO_ACCOUNTS[0]}..")
-    write(f"{DEMO_ACCOUNTS[-1]} funded; trader key for {DEMO_ACCOUNTS[0]}:")
+    write(f"{DEMO_ACCOUNTS[-1]} funded and holding warehouse receipts for every instrument (a sell order")
+    write("locks them; name them with receipts=[...]); trader key for " + f"{DEMO_ACCOUNTS[0]}:")
     write(f"  key_id: {key_id}")
     write(f"  secret: {secret}")
     write("connect with (save as try.py, run with .venv/bin/python try.py):")

@@ -224,6 +224,7 @@ def _new_order(gateway: Gateway, conn: Connection, r: NewOrderRequest) -> Submit
         _TYPES[r.order_type],
         r.post_only,
         _STP[r.stp_mode],
+        r.receipts,
     )
 
     def finish(ack: Ack) -> dict[str, Any]:

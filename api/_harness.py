@@ -6,8 +6,10 @@
 
 All instruments of the packaged file are listed and opened for continuous
 trading through a staff key (the session schedule is off). ``trader_key``
-also registers the account as a clearing member at the simulation bank and
-books its deposit (once per account), so its orders pass pre-trade risk.
+also registers the account as a clearing member at the simulation bank,
+books its deposit and has the simulation warehouses' operators register
+receipts for it on every instrument (once per account), so its orders pass
+pre-trade risk and its sell orders lock receipts.
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ from api._client import Client
 from api._keys import KeyStore
 from api._limits import GatewayLimits
 from api._server import Gateway, GatewayServer
-from exchange import Sequencer, Settings, funding_commands
+from exchange import Sequencer, Settings, funding_commands, receipt_commands, warehouse_commands
 
-__all__ = ["RunningExchange", "running_exchange"]
+__all__ = ["HARNESS_RECEIPTS_PER_INSTRUMENT", "RunningExchange", "running_exchange"]
+
+HARNESS_RECEIPTS_PER_INSTRUMENT = 200
+"""Receipts of 10 lots each a trader gets per instrument: a resting sell order locks whole
+receipts, so this is how many sell orders of one trader may rest on one book."""
 
 
 @dataclass
@@ -53,10 +59,17 @@ class RunningExchange:
         return self.keys.create("trader", account, f"trader of {account}")
 
     def fund(self, account: str) -> None:
-        """Register `account` at the simulation bank and deposit its funds (once), waiting for the commit."""
+        """Register `account` at the simulation bank, deposit its funds and give it warehouse
+        receipts on every instrument (once), waiting for the commit."""
         if account in self.funded:
             return
-        tickets = self.sequencer.submit_many(funding_commands([account]))
+        instruments = [book.instrument for book in self.sequencer.core.matching.books.values()]
+        commands = funding_commands([account]) + receipt_commands(
+            instruments, [account], HARNESS_RECEIPTS_PER_INSTRUMENT
+        )
+        if not self.funded:
+            commands = warehouse_commands(instruments) + commands
+        tickets = self.sequencer.submit_many(commands)
         for ticket in tickets:
             ticket.result(timeout=30)
         self.funded.add(account)

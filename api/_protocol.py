@@ -91,6 +91,15 @@ Price = Annotated[
 ]
 Lots = Annotated[int, Field(ge=1, le=MAX_LOTS_PER_ORDER, description="quantity in lots")]
 OrderId = Annotated[int, Field(ge=1, le=MAX_ORDER_ID)]
+MAX_RECEIPTS_PER_ORDER = 100
+"""Receipts a sell order may name (the warehouse's list limit)."""
+ReceiptNumber = Annotated[
+    str,
+    Field(
+        pattern=r"^[\x21-\x2b\x2d-\x7e]{1,96}$",
+        description="warehouse receipt number (registered, or <warehouse>#<serial> as the exchange issues them)",
+    ),
+]
 Seq = Annotated[int, Field(ge=0, le=MAX_ORDER_ID)]
 QueryLimit = Annotated[int, Field(ge=1, le=MAX_QUERY_ROWS)]
 
@@ -141,6 +150,13 @@ class NewOrderRequest(WireModel):
     order_type: Literal["limit", "market"] = "limit"
     post_only: bool = False
     stp_mode: Literal["none", "cancel_newest", "cancel_oldest", "cancel_both", "decrement"] = "cancel_newest"
+    receipts: Annotated[
+        tuple[ReceiptNumber, ...],
+        Field(
+            max_length=MAX_RECEIPTS_PER_ORDER,
+            description="sell only: the warehouse receipts the order locks, in this order (else the oldest)",
+        ),
+    ] = ()
 
     @model_validator(mode="after")
     def _price_matches_type(self) -> NewOrderRequest:

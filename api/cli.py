@@ -10,7 +10,8 @@
     bulkex bank watch DIR           drop folder: DIR/in -> DIR/done or DIR/rejected (+ NAME.reason.txt)
     bulkex clearing run --date D    close the day: clearing files, statements, reconciliation report
     bulkex clearing register|withdraw|approve   members and withdrawals (staff)
-    bulkex warehouse add|operator|require-receipts|stock   warehouses, operators, the receipt rule (staff)
+    bulkex warehouse add|operator|require-receipts|rules   warehouses, operators, the receipt rule (staff)
+    bulkex warehouse stock|receipts [--json]   stock per warehouse and instrument, receipts (read models)
 
 Groups: ``db_app`` and ``bench_app`` are typer apps; add a subcommand with
 ``@bench_app.command("name")`` in this module (import heavy modules inside
@@ -39,7 +40,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
 app.add_typer(bank_app, name="bank")
 app.add_typer(clearing_app, name="clearing")
-warehouse_app = typer.Typer(help="Warehouses: operators, the receipt rule, stock.", no_args_is_help=True)
+warehouse_app = typer.Typer(help="Warehouses: operators, the receipt rule, stock, receipts.", no_args_is_help=True)
 app.add_typer(warehouse_app, name="warehouse")
 
 DatabaseUrl = Annotated[
@@ -411,20 +412,93 @@ def warehouse_require_receipts(
     _warehouse_command(database_url, RequireReceipts(symbol, not off, staff))
 
 
-@warehouse_app.command("stock")
-def warehouse_stock(database_url: DatabaseUrl = None) -> None:
-    """Stock per warehouse and instrument group, in kg: taken in, loaded out, live, locked, pledged, in delivery."""
+@warehouse_app.command("rules")
+def warehouse_rules(database_url: DatabaseUrl = None) -> None:
+    """The instruments whose sell orders must lock warehouse receipts (the default for every instrument)."""
     sequencer = _open_writer(database_url)
     try:
-        rows = sequencer.core.warehouse.stock_report()
         required = sorted(sequencer.core.receipts_required)
+        listed = sorted(sequencer.core.matching.books)
     finally:
         sequencer.close()
     typer.echo(f"receipts required for: {', '.join(required) or 'no instrument'}")
-    for row in rows:
-        typer.echo(" ".join(f"{k}={v}" for k, v in row.items()))
+    free = [symbol for symbol in listed if symbol not in required]
+    typer.echo(f"receipts not required for: {', '.join(free) or 'no instrument'}")
+
+
+def _read_models(database_url: str | None) -> Any:
+    """An engine on the configured database with the schema brought up to date (read-only use)."""
+    from exchange import make_engine, upgrade
+
+    url = _settings(database_url).database_url
+    upgrade(url)
+    return make_engine(url)
+
+
+@warehouse_app.command("stock")
+def warehouse_stock(database_url: DatabaseUrl = None, json_out: JsonOption = False) -> None:
+    """Stock per warehouse and instrument, in kg: taken in, loaded out, live receipts, locked, pledged, in delivery.
+
+    Read from the warehouse read models (written with the journal), not from the core."""
+    import json
+
+    from exchange._warehouse_projection import stock_report
+
+    engine = _read_models(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = stock_report(conn)
+    finally:
+        engine.dispose()
+    if json_out:
+        typer.echo(json.dumps({"stock": rows}))
+        return
     if not rows:
         typer.echo("no stock")
+        return
+    names = ("taken_in_kg", "loaded_out_kg", "live_kg", "locked_kg", "pledged_kg", "in_delivery_kg")
+    typer.echo(f"{'warehouse':<20} {'instrument':<16} " + " ".join(f"{n[:-3]:>14}" for n in names))
+    for row in rows:
+        typer.echo(f"{row['warehouse_id']:<20} {row['instrument']:<16} " + " ".join(f"{row[n]:>14,}" for n in names))
+
+
+@warehouse_app.command("receipts")
+def warehouse_receipts(
+    holder: Annotated[str | None, typer.Option("--holder", help="Only this member's receipts.")] = None,
+    warehouse_id: Annotated[str | None, typer.Option("--warehouse", help="Only this warehouse's receipts.")] = None,
+    state: Annotated[
+        str | None, typer.Option("--state", help="Only receipts in this state (active, locked, pledged, ...).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="At most this many, newest first.")] = 100,
+    database_url: DatabaseUrl = None,
+    json_out: JsonOption = False,
+) -> None:
+    """List warehouse receipts from the read models, the most recently changed first."""
+    import json
+
+    from exchange._warehouse_projection import list_receipts
+
+    engine = _read_models(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = list_receipts(conn, holder, warehouse_id, state, limit)
+    finally:
+        engine.dispose()
+    if json_out:
+        typer.echo(json.dumps({"receipts": rows}))
+        return
+    if not rows:
+        typer.echo("no receipts")
+        return
+    typer.echo(
+        f"{'number':<28} {'warehouse':<18} {'instrument':<16} {'holder':<10} {'state':<10} {'weight_kg':>11}  locked to"
+    )
+    for r in rows:
+        to = f"deal {r['deal_id']}" if r["deal_id"] else f"order {r['order_id']}" if r["order_id"] else r["pledgee"]
+        typer.echo(
+            f"{r['number']:<28} {r['warehouse_id']:<18} {r['instrument']:<16} {r['holder']:<10} {r['state']:<10} "
+            f"{r['weight_kg']:>11,}  {to}"
+        )
 
 
 _register_gateway()

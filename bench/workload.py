@@ -57,6 +57,7 @@ BENCH_INSTRUMENT = Instrument(
     price_band_bps=9999,
     min_lots=1,
     max_lots=10_000,
+    receipts_required=False,  # matching and clearing are measured here; `bench delivery` measures the warehouse
 )
 BENCH_LIMITS = Limits(max_open_orders_per_account=1_000_000, max_levels_per_side=100_000)
 Command = Any

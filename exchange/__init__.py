@@ -51,10 +51,17 @@ from exchange._simulation import (
     SIMULATION_FUNDING_FEN,
     OrderFlow,
     funding_commands,
+    receipt_commands,
     simulated_accounts,
+    simulation_setup,
+    stocking_commands,
+    warehouse_commands,
 )
 from exchange._store import Store
 from exchange._ticket import Ticket
+from exchange._warehouse_projection import WarehouseRows, list_receipts
+from exchange._warehouse_projection import stock_report as warehouse_stock_report
+from exchange._warehouse_tables import DeliveryRow, ReceiptRow, StockRow
 
 __all__ = [
     "COMMANDS",
@@ -69,6 +76,7 @@ __all__ = [
     "ClearingProjection",
     "ConfigError",
     "Core",
+    "DeliveryRow",
     "ExchangeError",
     "ImportResult",
     "JournalCorrupt",
@@ -78,11 +86,14 @@ __all__ = [
     "OrderFlow",
     "OrdersModel",
     "QueueFull",
+    "ReceiptRow",
     "RecoveryReport",
     "Sequencer",
     "Settings",
+    "StockRow",
     "Store",
     "Ticket",
+    "WarehouseRows",
     "WriterLocked",
     "WriterStopped",
     "bank_keys",
@@ -99,18 +110,24 @@ __all__ = [
     "funding_commands",
     "hash_state",
     "import_bank_file",
+    "list_receipts",
     "load_instruments",
     "make_engine",
     "order_status",
     "parse_instruments",
     "projected_seq",
+    "receipt_commands",
     "recover",
     "register_commands",
     "run_demo",
     "run_end_of_day",
     "session_commands",
     "simulated_accounts",
+    "simulation_setup",
+    "stocking_commands",
     "tune_collector",
     "upgrade",
+    "warehouse_commands",
+    "warehouse_stock_report",
     "watch_folder",
 ]

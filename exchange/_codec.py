@@ -6,6 +6,12 @@ that holds a dataclass (``Instrument``, ``SessionPhase``) is itself an array
 of its field values, a tuple field an array. The checksum is CRC-32 over the
 kind's UTF-8 bytes followed by the body, stored as a signed 32-bit integer.
 
+Fields added later keep old records decodable: a body may leave out
+trailing fields that have defaults (they take their defaults). A trailing
+run of tuple fields whose default is ``()`` (``NewOrder.receipts``) is left
+out of the body while empty, so an ordinary order's body is what it was
+before the field existed.
+
 ``COMMANDS`` maps kind -> class; clearing and warehouse add theirs with
 ``register_commands``. Decoding checks every value's type against the
 class's annotations, so a damaged record is reported, never half-applied.
@@ -84,10 +90,43 @@ def _value_encoder(hint: Any) -> Callable[[Any], Any] | None:
     raise TypeError(f"cannot journal a field of type {hint!r}")
 
 
+def _omitted_tail(cls: type[Any]) -> int:
+    """How many trailing fields of `cls` are tuples defaulting to () (left out of a body while empty)."""
+    count = 0
+    for f in reversed(dataclasses.fields(cls)):
+        if f.default != () or typing.get_origin(typing.get_type_hints(cls)[f.name]) is not tuple:
+            break
+        count += 1
+    return count
+
+
+def _minimum_values(cls: type[Any]) -> int:
+    """The fewest values a body of `cls` may hold: up to its last field without a default."""
+    fields = dataclasses.fields(cls)
+    for index in range(len(fields), 0, -1):
+        f = fields[index - 1]
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            return index
+    return 0
+
+
 def _dataclass_encoder(cls: type[Any]) -> Callable[[Any], list[Any]]:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     encoders = [_value_encoder(hints[name]) for name in names]
+    tail = _omitted_tail(cls)
+    if tail:
+        keep = len(names) - tail
+        pairs_all = list(zip(names, encoders, strict=True))
+
+        def encode_with_tail(obj: Any) -> list[Any]:
+            values = [getattr(obj, n) if e is None else e(getattr(obj, n)) for n, e in pairs_all]
+            end = len(values)
+            while end > keep and not values[end - 1]:
+                end -= 1
+            return values[:end]
+
+        return encode_with_tail
     if all(e is None for e in encoders):
         getter = attrgetter(*names)
         if len(names) == 1:
@@ -134,16 +173,19 @@ def _dataclass_decoder(cls: type[Any], where: str) -> Callable[[Any], Any]:
     names = [f.name for f in dataclasses.fields(cls)]
     checks = [_value_decoder(hints[name], f"{where}.{name}") for name in names]
     count = len(names)
-    plain = all(hints[name] in (int, str, bool) for name in names)
-    types_ = tuple(hints[name] for name in names)
+    minimum = _minimum_values(cls)
+    head = count - _omitted_tail(cls)
+    plain = all(hints[name] in (int, str, bool) for name in names[:head])
+    types_ = tuple(hints[name] for name in names[:head])
 
     def decode_dataclass(values: Any) -> Any:
-        if type(values) is not list or len(values) != count:
-            raise ValueError(f"{where}: expected an array of {count} values, found {values!r}"[:300])
+        if type(values) is not list or not (minimum <= len(values) <= count):
+            expected = count if minimum == count else f"{minimum} to {count}"
+            raise ValueError(f"{where}: expected an array of {expected} values, found {values!r}"[:300])
         # Fast path for the common case: compare exact types, no per-field calls.
-        if plain and tuple(map(type, values)) == types_:
+        if plain and len(values) == head and tuple(map(type, values)) == types_:
             return cls(*values)
-        return cls(*[check(v) for check, v in zip(checks, values, strict=True)])
+        return cls(*[check(v) for check, v in zip(checks[: len(values)], values, strict=True)])
 
     return decode_dataclass
 
@@ -158,7 +200,9 @@ def _record_encoder(cls: type[Any]) -> Callable[[Any], JournalRecordBody]:
     crc32 = zlib.crc32
     limit = MAX_BODY_BYTES
     # attrgetter gives a tuple of the fields (orjson writes it as the same array as a list).
-    plain = len(names) > 1 and all(_is_plain(hints[name]) for name in names)
+    tail = _omitted_tail(cls)
+    head = names[: len(names) - tail]
+    plain = len(head) > 1 and all(_is_plain(hints[name]) for name in head)
     values: Callable[[Any], Any] = attrgetter(*names) if plain else _ENCODERS[cls]
 
     def record(command: Any) -> JournalRecordBody:
@@ -168,6 +212,23 @@ def _record_encoder(cls: type[Any]) -> Callable[[Any], JournalRecordBody]:
         crc = crc32(body, kind_crc)
         return kind, body, crc - ((crc & 0x8000_0000) << 1)  # as a signed 32-bit integer
 
+    if plain and tail:
+        # the common case (an empty tail) stays one attrgetter, in the same frame; a filled
+        # tail takes the full encoder
+        head_values = attrgetter(*head)
+        tail_values = attrgetter(*names[len(head) :]) if tail == 1 else None
+        full = _ENCODERS[cls]
+        tail_names = names[len(head) :]
+
+        def record_with_tail(command: Any) -> JournalRecordBody:
+            filled = tail_values(command) if tail_values is not None else any(getattr(command, n) for n in tail_names)
+            body = dumps(full(command) if filled else head_values(command))
+            if len(body) > limit:
+                raise ValueError(f"{kind} command encodes to {len(body)} bytes, more than {limit}")
+            crc = crc32(body, kind_crc)
+            return kind, body, crc - ((crc & 0x8000_0000) << 1)  # as a signed 32-bit integer
+
+        return record_with_tail
     return record
 
 

@@ -26,17 +26,26 @@ Matching and clearing are composed here (pre-trade risk):
 
 Warehouse receipts follow the sell orders (see docs/warehouse.md):
 
-    SELL NewOrder      warehouse.lock_for_order (oldest active receipts of the seller, one
-                       warehouse) before the hold is frozen; refused and the instrument requires
-                       receipts: REJECTED INSUFFICIENT_RECEIPTS (81), nothing frozen;
+    SELL NewOrder      warehouse.lock_for_order before the hold is frozen: the receipts the
+                       order names (NewOrder.receipts, in the order given), else the oldest
+                       active receipts of the seller in one warehouse. Refused and the order
+                       names receipts: REJECTED with the code of the reason (82 unknown or not
+                       the seller's, 83 not active, 84 not for this instrument, 85 two
+                       warehouses, 86 named twice, 87 too many, 81 too light), nothing frozen;
+                       refused and the instrument requires receipts (the default, see
+                       Instrument.receipts_required): REJECTED INSUFFICIENT_RECEIPTS (81);
                        refused and not required: the order goes on without a lock.
                        When clearing then refuses the hold, the lock is undone (unlock_order).
+    BUY NewOrder       naming receipts: REJECTED RECEIPTS_ON_BUY (88)
     after matching     every TRADE against a locked sell order: warehouse.open_delivery with the
                        deal id clearing gave the deal (the trade id); then every touched locked
                        order is trimmed to what matching left open (cancel, amend down, expiry,
                        fill, a new order that never rested)
-    AmendOrder up      a locked sell order may not grow beyond its lock: REJECTED 81 (cancel and
-                       enter a new order to lock more receipts)
+    AmendOrder up      a locked sell order first locks more of the seller's active receipts in
+                       its lock's warehouse, oldest first (warehouse.grow_lock; what its receipts
+                       hold beyond its open weight counts first); none to cover it: REJECTED 81,
+                       nothing changed. Should clearing refuse the bigger hold, nothing is locked;
+                       should matching refuse the amend, the new receipts are unlocked again.
 
 An order that matching is certain to refuse before it could rest or trade
 (unknown instrument, bad side, quantity outside the instrument's limits, a
@@ -102,6 +111,19 @@ register_commands(EXCHANGE_WAREHOUSE_COMMANDS.values())
 
 _CORE_ONLY: Final = (LockReceipts, UnlockReceipts, AllocateDeal)
 _FOLLOWED: Final = frozenset((M_CANCELLED, AMENDED))
+
+# The matching reject code a trader sees when the receipts a sell order names
+# cannot be locked. Someone else's receipt is answered as an unknown one: a
+# trader learns nothing of receipts it does not hold.
+_LOCK_TO_REJECT: Final[dict[int, int]] = {
+    WarehouseCode.UNKNOWN_RECEIPT: RejectCode.UNKNOWN_RECEIPT,
+    WarehouseCode.NOT_YOUR_RECEIPT: RejectCode.UNKNOWN_RECEIPT,
+    WarehouseCode.BAD_RECEIPT_STATE: RejectCode.RECEIPT_NOT_ACTIVE,
+    WarehouseCode.NOT_DELIVERABLE: RejectCode.RECEIPT_NOT_DELIVERABLE,
+    WarehouseCode.ONE_WAREHOUSE: RejectCode.RECEIPTS_IN_TWO_WAREHOUSES,
+    WarehouseCode.REPEATED_RECEIPT: RejectCode.RECEIPT_REPEATED,
+    WarehouseCode.TOO_MANY_IN_LIST: RejectCode.TOO_MANY_RECEIPTS,
+}
 
 # The matching reject code a trader sees when clearing refuses an order (the
 # gateway speaks matching's codes). An unregistered member has no funds.
@@ -204,16 +226,23 @@ class Core:
             self._matching_apply(c, seq, out)  # a repeat: answered as the first, nothing applied
             return
         locked = False
+        named = c.receipts
         # a seller with no active receipt cannot lock any: skip the search unless the refusal matters
-        if side == SELL and (c.instrument in self.receipts_required or self._active_by_holder.get(c.account)):
+        if side == SELL and (named or c.instrument in self.receipts_required or self._active_by_holder.get(c.account)):
             mark = len(out)
-            code, detail = self.warehouse.lock_for_order(seq, c.account, c.instrument, qty, (), seq, ts_ns, out)
+            code, detail = self.warehouse.lock_for_order(seq, c.account, c.instrument, qty, named, seq, ts_ns, out)
             locked = code == 0
             if not locked:
                 assert len(out) == mark, "a refused lock appends nothing"
-                if c.instrument in self.receipts_required:
-                    out.append((REJECTED, seq, c.account, c.client_order_id, RejectCode.INSUFFICIENT_RECEIPTS, detail))
+                if named or c.instrument in self.receipts_required:
+                    reject = RejectCode.INSUFFICIENT_RECEIPTS
+                    if named:
+                        reject = _LOCK_TO_REJECT.get(code, reject)
+                    out.append((REJECTED, seq, c.account, c.client_order_id, reject, detail))
                     return
+        elif named:
+            out.append((REJECTED, seq, c.account, c.client_order_id, RejectCode.RECEIPTS_ON_BUY, ""))
+            return
         if not self._freeze(seq, c.account, c.instrument, side, price, qty, seq, out):
             if locked:
                 self.warehouse.unlock_order(seq, qty, seq, ts_ns, out)
@@ -227,28 +256,36 @@ class Core:
 
     def _amend(self, c: AmendOrder, seq: int, ts_ns: int, out: list[Event]) -> None:
         order = self._matching_orders.get(c.order_id)
+        grow = 0
         if order is not None and order.account == c.account:
             book = self._books[order.instrument]
-            lock = self._locks.get(c.order_id)
-            if lock is not None:
-                lot_kg = self.warehouse.instruments[lock.instrument].lot_weight_kg
-                if (c.quantity_lots - order.filled_lots) * lot_kg > lock.open_weight_kg:
-                    detail = f"the order's receipts cover {lock.open_weight_kg // lot_kg} open lots"
-                    out.append((REJECTED, seq, c.account, str(c.order_id), RejectCode.INSUFFICIENT_RECEIPTS, detail))
-                    return
-            if (
+            in_limits = (
                 book.band_low_ticks <= c.price_ticks <= book.band_high_ticks
                 and c.price_ticks > 0
                 and c.quantity_lots <= book.max_lots
-                and not self.clearing.reserve_amend(c.order_id, c.account, c.price_ticks, c.quantity_lots, seq, out)
+            )
+            if in_limits and c.order_id in self._locks:
+                grow = c.quantity_lots - order.filled_lots - order.open_lots
+                if grow > 0:  # an amend up locks more receipts first (see grow_lock)
+                    code, detail = self.warehouse.grow_lock(c.order_id, grow, seq, ts_ns, out, check_only=True)
+                    if code:
+                        out.append(
+                            (REJECTED, seq, c.account, str(c.order_id), RejectCode.INSUFFICIENT_RECEIPTS, detail)
+                        )
+                        return
+            if in_limits and not self.clearing.reserve_amend(
+                c.order_id, c.account, c.price_ticks, c.quantity_lots, seq, out
             ):
                 _risk_reject(out, seq, c.account, str(c.order_id))
                 return
+            if grow > 0:
+                code, detail = self.warehouse.grow_lock(c.order_id, grow, seq, ts_ns, out)
+                assert code == 0, (code, detail)
         start = len(out)
         self._matching_apply(c, seq, out)
         self._absorb(out, start, seq)
-        if self._locks:
-            self._follow_receipts(out, start, seq, ts_ns, 0)
+        if self._locks:  # a refused amend up gives its new receipts back here
+            self._follow_receipts(out, start, seq, ts_ns, c.order_id if grow > 0 else 0)
 
     def _follow(self, c: Any, seq: int, ts_ns: int, out: list[Event]) -> None:
         start = len(out)
@@ -298,6 +335,8 @@ class Core:
         if any(e[0] == LISTED for e in out[start:]):
             self.clearing.list_instrument(c.instrument)
             self.warehouse.list_instrument(c.instrument)
+            if c.instrument.receipts_required:
+                self.receipts_required.add(c.instrument.symbol)
 
     def _require_receipts(self, c: RequireReceipts, seq: int, ts_ns: int, out: list[Event]) -> None:
         if type(c.instrument) is not str or c.instrument not in self._books or type(c.required) is not bool:

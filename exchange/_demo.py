@@ -1,5 +1,7 @@
 """A short demonstration on the configured database: list the instruments,
-register and fund the simulated members through their bank, run an opening
+register and fund the simulated members through their bank, have the
+simulation warehouses' operators register the members' goods as receipts
+(so sellers sell only against receipts), run an opening
 call auction and a burst of continuous trading (every order through
 pre-trade risk), print trades, the top of each book and the money held, and
 close.
@@ -23,6 +25,7 @@ from exchange._simulation import (
     OrderFlow,
     funding_commands,
     simulated_accounts,
+    stocking_commands,
 )
 from exchange._ticket import Ticket
 from matching import (
@@ -72,6 +75,13 @@ def run_demo(settings: Settings | None = None, write: Callable[[str], None] = pr
                 f"registered {SIMULATED_MEMBERS} members at {SIMULATION_BANK} and booked their deposits of "
                 f"{SIMULATION_FUNDING_FEN // 100:,} CNY each (commands {funded[0].seq}..{funded[-1].seq})"
             )
+            stocked = sequencer.execute(stocking_commands(instruments, simulated_accounts(SIMULATED_MEMBERS)))
+            warehouse = sequencer.core.warehouse
+            write(
+                f"added {len(warehouse.warehouses)} warehouses with their operators, who registered "
+                f"{len(warehouse.receipts)} receipts for the members' goods, confirmed by the members "
+                f"(commands {stocked[0].seq}..{stocked[-1].seq}): sellers sell only goods in a warehouse"
+            )
         by_symbol = {b.symbol: b.instrument for b in sequencer.core.matching.books.values()}
         _print_instruments(list(by_symbol.values()), write)
         sequencer.start()
@@ -82,6 +92,7 @@ def run_demo(settings: Settings | None = None, write: Callable[[str], None] = pr
                 _move(sequencer, symbol, CLOSED).result()
         write("session closed: DAY orders expired, last prices become tomorrow's reference prices")
         _money(sequencer, write)
+        _stock(sequencer, write)
         state_hash = sequencer.state_hash()
         write(f"journal at seq {sequencer.last_seq}, state hash {state_hash}")
         write("run the demo again to see recovery from the journal")
@@ -169,6 +180,16 @@ def _continuous(sequencer: Sequencer, instruments: list[Instrument], seed: int, 
         ask_text = f"{instrument.ticks_to_price(ask[0][0]):>9} @ {ask[0][1]:>4} lots" if ask else "-"
         state = TradingState(matching.book(symbol).state).name.lower()
         write(f"  {symbol:<15} bid {bid_text}  |  ask {ask_text}  ({state})")
+
+
+def _stock(sequencer: Sequencer, write: Callable[[str], None]) -> None:
+    warehouse = sequencer.core.warehouse
+    write(f"goods: {len(warehouse.open_deals)} deliveries open, {len(warehouse.locks)} sell orders holding receipts")
+    for row in warehouse.stock_report():
+        write(
+            f"  {row['warehouse_id']:<18} {row['group']:<12} live {row['live_kg'] // 1000:>7,} t  "
+            f"locked {row['locked_kg'] // 1000:>6,} t  in delivery {row['in_delivery_kg'] // 1000:>6,} t"
+        )
 
 
 def _money(sequencer: Sequencer, write: Callable[[str], None]) -> None:

@@ -36,7 +36,7 @@ _INT_FIELDS = (
 )  # fmt: skip
 _REQUIRED_INT_FIELDS = _INT_FIELDS[:6]
 _STR_FIELDS = ("symbol", "commodity", "product", "grade", "warehouse_group")
-_KNOWN_FIELDS = {*_INT_FIELDS, *_STR_FIELDS, "sessions"}
+_KNOWN_FIELDS = {*_INT_FIELDS, *_STR_FIELDS, "sessions", "receipts_required"}
 
 
 def _minute(text: Any, where: str) -> int:
@@ -104,6 +104,13 @@ def parse_instruments(data: Mapping[str, Any], source: str = "instruments file")
             if type(value) is not int:
                 raise ConfigError(f"{source}: {name}: field `{field}` must be a whole number, found {value!r}")
             fields[field] = value
+        if "receipts_required" in entry:
+            required = entry["receipts_required"]
+            if type(required) is not bool:
+                raise ConfigError(
+                    f"{source}: {name}: field `receipts_required` must be true or false, found {required!r}"
+                )
+            fields["receipts_required"] = required
         schedule_name = entry.get("sessions")
         if schedule_name is not None:
             if schedule_name not in schedules:

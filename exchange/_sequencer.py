@@ -53,6 +53,7 @@ from exchange._recovery import BackgroundSnapshot, RecoveryReport, encode_snapsh
 from exchange._settings import MAX_BATCH_COMMANDS, Settings
 from exchange._store import Batch, SnapshotRecord, Store
 from exchange._ticket import Ticket
+from exchange._warehouse_projection import WarehouseRows
 from matching import Event, Instrument, ListInstrument
 
 __all__ = ["GC_FREEZE_EVERY_COMMANDS", "Ack", "Listener", "Sequencer"]
@@ -453,7 +454,10 @@ class _OpenBatch:
     """A batch being applied: commands are sequenced and applied into it (in the sequencing
     thread) until the committer takes it; ``finish`` gives its rows."""
 
-    __slots__ = ("sequencer", "first_seq", "ts_ns", "groups", "records", "acks", "projection", "size", "snapshot")
+    __slots__ = (
+        "sequencer", "first_seq", "ts_ns", "groups", "records", "acks", "projection", "warehouse_rows", "size",
+        "snapshot",
+    )  # fmt: skip
 
     def __init__(self, sequencer: Sequencer, first_seq: int, ts_ns: int) -> None:
         self.sequencer = sequencer
@@ -463,6 +467,7 @@ class _OpenBatch:
         self.records: list[JournalRecordBody] = []
         self.acks: list[Ack] = []
         self.projection = BatchProjection()
+        self.warehouse_rows = WarehouseRows()
         self.size = 0
         self.snapshot: SnapshotRecord | None = None
 
@@ -489,6 +494,7 @@ class _OpenBatch:
         self.size = seq - self.first_seq + 1
         assert len(self.records) == self.size, (len(self.records), self.size)
         self.projection.add_all(outs, ts_ns)
+        self.warehouse_rows.add_all(outs, owner.core.warehouse)  # here: the rows as the core now stands
         if owner.snapshot_every_commands and seq - owner.last_snapshot_seq >= owner.snapshot_every_commands:
             if in_background and hasattr(os, "fork"):
                 if owner._snapshot_job is None:  # one at a time: a slow export delays the next one
@@ -505,5 +511,5 @@ class _OpenBatch:
     def finish(self) -> _Work:
         projection = self.projection
         rows = Batch(self.first_seq, self.ts_ns, self.records, projection.order_inserts(),
-                     projection.order_updates(), projection.trades, self.snapshot)  # fmt: skip
+                     projection.order_updates(), projection.trades, self.snapshot, self.warehouse_rows)  # fmt: skip
         return self.groups, self.acks, rows

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from exchange._codec import JournalRecordBody
 from exchange._db import is_sqlite, make_engine, sqlite_path
 from exchange._errors import WriterLocked
+from exchange._warehouse_projection import WarehouseRows, pg_warehouse_text, write_sqlite_warehouse
 
 __all__ = ["SNAPSHOTS_KEPT", "WRITER_LOCK_KEY", "Batch", "JournalRecord", "SnapshotRecord", "Store"]
 
@@ -166,10 +167,10 @@ def _pg_null(value: int | None) -> str:
 
 class Batch:
     """Everything one transaction writes: journal records first_seq, first_seq + 1, ... (all
-    stamped ts_ns), projection rows, and optionally a snapshot (of a seq at most the last one
-    written with or before it)."""
+    stamped ts_ns), projection rows, optionally a snapshot (of a seq at most the last one
+    written with or before it) and the warehouse read-model rows."""
 
-    __slots__ = ("first_seq", "ts_ns", "records", "order_inserts", "order_updates", "trades", "snapshot")
+    __slots__ = ("first_seq", "ts_ns", "records", "order_inserts", "order_updates", "trades", "snapshot", "warehouse")
 
     def __init__(
         self,
@@ -180,6 +181,7 @@ class Batch:
         order_updates: list[tuple[Any, ...]],
         trades: list[tuple[Any, ...]],
         snapshot: SnapshotRecord | None = None,
+        warehouse: WarehouseRows | None = None,
     ) -> None:
         self.first_seq = first_seq
         self.ts_ns = ts_ns
@@ -188,6 +190,7 @@ class Batch:
         self.order_updates = order_updates
         self.trades = trades
         self.snapshot = snapshot
+        self.warehouse = warehouse
 
     @property
     def last_seq(self) -> int:
@@ -289,6 +292,8 @@ class Store:
                 cur.execute(_SQLITE_UPDATE, (_dumps(b.order_updates),))
             if b.trades:
                 cur.execute(_SQLITE_TRADES, (_dumps(b.trades),))
+            if b.warehouse:
+                write_sqlite_warehouse(cur, b.warehouse)
             if b.snapshot is not None:
                 cur.execute("INSERT INTO snapshots (seq, ts_ns, state_hash, body) VALUES (?, ?, ?, ?)", b.snapshot)
                 cur.execute(
@@ -357,6 +362,8 @@ class Store:
                     ]
                 )
             )
+        if b.warehouse:
+            parts.append("; " + pg_warehouse_text(b.warehouse, _pg_literal))
         if b.snapshot is not None:
             parts.append("; " + _pg_snapshot_text(b.snapshot))
         parts.append("; COMMIT")
@@ -406,6 +413,8 @@ class Store:
                         for t in b.trades
                     ],
                 )
+            if b.warehouse:
+                cur.execute(pg_warehouse_text(b.warehouse, _pg_literal))
             cur.execute(_pg_snapshot_text(b.snapshot) + "; COMMIT" if b.snapshot is not None else "COMMIT")
         except BaseException:
             with contextlib.suppress(Exception):  # the connection may be gone; the original error matters

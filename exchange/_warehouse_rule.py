@@ -2,14 +2,16 @@
 
 A seller on bulkex sells goods that sit in a designated warehouse: with the
 rule on for an instrument, a sell order is accepted only when the seller's
-active receipts (oldest first, in one warehouse) cover its quantity, and
-they are locked to the order; otherwise the order is refused with
-INSUFFICIENT_RECEIPTS (81) and nothing is frozen.
+active receipts (those it names, else the oldest, in one warehouse) cover its
+quantity, and they are locked to the order; otherwise the order is refused
+with INSUFFICIENT_RECEIPTS (81) and nothing is frozen.
 
-With the rule off (the state an instrument is listed in) a sell order still
-locks receipts when the seller has enough, so its deals are delivered
-through the warehouse; a seller without receipts trades as before and its
-deals are settled by clearing alone.
+The rule is on for every listed instrument unless its definition says
+otherwise (``Instrument.receipts_required``, in the instruments file
+``receipts_required = false``, meant for test and benchmark setups only).
+With the rule off a sell order still locks receipts when the seller has
+enough, so its deals are delivered through the warehouse; a seller without
+receipts trades and its deals are settled by clearing alone.
 
 The rule is state of the core, changed by a journaled command, so a replay
 of the journal gives the same answers.

@@ -30,7 +30,12 @@ __all__ = [
 class NewOrder:
     """Enter an order. `price_ticks` is ignored for a market order (it is
     protected by the price band: it trades up to the band's edge and no
-    further). `quantity_lots` is the whole order's size."""
+    further). `quantity_lots` is the whole order's size.
+
+    `receipts` (sell orders only, empty by default) names the seller's
+    warehouse receipts the order locks, used in the order given; empty: the
+    oldest active receipts. Matching ignores it; the exchange core checks it
+    (see exchange/_core.py)."""
 
     KIND: ClassVar[str] = "new_order"
     account: str
@@ -43,6 +48,7 @@ class NewOrder:
     order_type: int = LIMIT
     post_only: bool = False
     stp_mode: int = STP_CANCEL_NEWEST
+    receipts: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

@@ -12,8 +12,12 @@ that tells the sender how to fix the command.
     ├── outcome:     POST_ONLY_WOULD_CROSS, FOK_NOT_FILLABLE, NO_LIQUIDITY
     ├── references:  UNKNOWN_ORDER, NOT_YOUR_ORDER
     ├── limits:      TOO_MANY_ORDERS, TOO_MANY_LEVELS, TOO_MANY_INSTRUMENTS
-    └── risk:        INSUFFICIENT_FUNDS, INSUFFICIENT_RECEIPTS (raised by clearing
-                     and warehouse, listed here so one table holds every code)
+    ├── risk:        INSUFFICIENT_FUNDS, INSUFFICIENT_RECEIPTS (raised by clearing
+    │                and warehouse, listed here so one table holds every code)
+    └── receipts:    UNKNOWN_RECEIPT, RECEIPT_NOT_ACTIVE, RECEIPT_NOT_DELIVERABLE,
+                     RECEIPTS_IN_TWO_WAREHOUSES, RECEIPT_REPEATED, TOO_MANY_RECEIPTS,
+                     RECEIPTS_ON_BUY (a sell order naming its receipts; raised by the
+                     exchange core, which also answers a named set too light with 81)
 """
 
 from __future__ import annotations
@@ -53,6 +57,13 @@ class RejectCode(IntEnum):
     TOO_MANY_INSTRUMENTS = 72
     INSUFFICIENT_FUNDS = 80
     INSUFFICIENT_RECEIPTS = 81
+    UNKNOWN_RECEIPT = 82
+    RECEIPT_NOT_ACTIVE = 83
+    RECEIPT_NOT_DELIVERABLE = 84
+    RECEIPTS_IN_TWO_WAREHOUSES = 85
+    RECEIPT_REPEATED = 86
+    TOO_MANY_RECEIPTS = 87
+    RECEIPTS_ON_BUY = 88
 
 
 MESSAGES: dict[RejectCode, str] = {
@@ -89,6 +100,17 @@ MESSAGES: dict[RejectCode, str] = {
     RejectCode.TOO_MANY_INSTRUMENTS: "the exchange has reached its limit of listed instruments",
     RejectCode.INSUFFICIENT_FUNDS: ("available funds do not cover the margin and fees; deposit or reduce the order"),
     RejectCode.INSUFFICIENT_RECEIPTS: "unencumbered warehouse receipts do not cover the quantity",
+    RejectCode.UNKNOWN_RECEIPT: "you hold no warehouse receipt with this number; name receipts you hold",
+    RejectCode.RECEIPT_NOT_ACTIVE: (
+        "the named receipt is not active (still to be confirmed, locked, pledged, frozen, loading out or ended)"
+    ),
+    RejectCode.RECEIPT_NOT_DELIVERABLE: (
+        "the named receipt is not for this instrument's goods, or not in a warehouse designated for it"
+    ),
+    RejectCode.RECEIPTS_IN_TWO_WAREHOUSES: "the receipts a sell order names must all be in one warehouse",
+    RejectCode.RECEIPT_REPEATED: "a receipt is named twice; name each receipt once",
+    RejectCode.TOO_MANY_RECEIPTS: "a sell order may name at most 100 receipts; merge receipts first",
+    RejectCode.RECEIPTS_ON_BUY: "only a sell order names warehouse receipts; send the buy order without them",
 }
 
 

@@ -50,6 +50,9 @@ class Instrument:
     delivery_days: int = 5
     weight_tolerance_bps: int = 300
     sessions: tuple[SessionPhase, ...] = field(default=())
+    receipts_required: bool = True
+    """Sell orders must lock warehouse receipts covering their quantity (the
+    exchange's rule; False only for test and benchmark setups of matching alone)."""
 
     def problems(self) -> list[str]:
         """Everything wrong with this definition (empty when it is valid)."""
@@ -73,6 +76,8 @@ class Instrument:
         for name in ("payment_days", "delivery_days"):
             if not (0 <= getattr(self, name) <= 60):
                 out.append(f"{name} must be between 0 and 60")
+        if not isinstance(self.receipts_required, bool):  # from untyped input (a file, a journal)
+            out.append("receipts_required must be true or false")  # type: ignore[unreachable]
         last = -1
         for phase in self.sessions:
             if phase.state not in (AUCTION, CONTINUOUS, BREAK, CLOSED):

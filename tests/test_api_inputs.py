@@ -161,8 +161,15 @@ def test_authentication_failures(tmp_path: Any) -> None:
             ex.keys.revoke(key_id)
             async with connect(ex.url) as ws:
                 assert (await answer(ws, login_frame(key_id, secret)))["code"] == "KEY_REVOKED"
-            # listings, openings and the member's registration and deposit only
-            assert ex.sequencer.last_seq == len(ex.symbols) * 2 + 2 * len(ex.funded)
+            # listings, openings, the simulation warehouses, and the member's registration, deposit
+            # and receipts (registered and confirmed) only
+            from api._harness import HARNESS_RECEIPTS_PER_INSTRUMENT
+            from exchange import warehouse_commands
+
+            instruments = [book.instrument for book in ex.sequencer.core.matching.books.values()]
+            per_member = 2 + 2 * HARNESS_RECEIPTS_PER_INSTRUMENT * len(ex.symbols)
+            expected = len(ex.symbols) * 2 + len(warehouse_commands(instruments)) + per_member * len(ex.funded)
+            assert ex.sequencer.last_seq == expected
 
     run(main)
 

@@ -34,7 +34,7 @@ from clearing.bankfiles import (
     write_camt054,
     write_text_file,
 )
-from exchange import Core, Sequencer, Settings, catch_up_clearing, load_instruments, make_engine
+from exchange import Core, Sequencer, Settings, catch_up_clearing, load_instruments, make_engine, stocking_commands
 from matching import ACCEPTED, BUY, CONTINUOUS, REJECTED, SELL, NewOrder, SetTradingState
 
 INSTRUMENTS = load_instruments(Settings().instruments_file)
@@ -97,13 +97,16 @@ def test_order_the_member_cannot_afford_never_reaches_the_book() -> None:
     core.apply(BankDeposit(BANK, "D2", "M1", 10**12, DATE), 7, 0, out)
     core.apply(RegisterMember("M2", BANK, "S2"), 8, 0, out)
     core.apply(BankDeposit(BANK, "D3", "M2", 10**12, DATE), 9, 0, out)
+    stocking = stocking_commands([inst], ["M2"], receipts_each=1, lots_each=1)  # M2 sells goods it holds
+    for seq, command in enumerate(stocking, 10):
+        core.apply(command, seq, 0, out)
     out.clear()
-    core.apply(NewOrder("M1", inst.symbol, "b2", BUY, price, 2), 10, 0, out)
+    core.apply(NewOrder("M1", inst.symbol, "b2", BUY, price, 2), 14, 0, out)
     assert ACCEPTED in [e[0] for e in out]
-    core.apply(NewOrder("M2", inst.symbol, "s1", SELL, price, 1), 11, 0, out)
+    core.apply(NewOrder("M2", inst.symbol, "s1", SELL, price, 1), 15, 0, out)
     assert C_DEAL in [e[0] for e in out]
     core.check_invariants()
-    held = core.clearing.orders[10]
+    held = core.clearing.orders[14]
     assert held.open_lots == 1
 
 
@@ -198,6 +201,7 @@ def trading_day(url: str) -> None:
                 RegisterMember("M2", BANK, "SUB-M2"),
                 BankDeposit(BANK, "R1", "M1", 10**10, DATE),
                 BankDeposit(BANK, "R2", "M2", 10**10, DATE),
+                *stocking_commands([inst], ["M2"], receipts_each=1, lots_each=2),
                 NewOrder("M1", inst.symbol, "b1", BUY, price, 3),
                 NewOrder("M2", inst.symbol, "s1", SELL, price, 2),
                 RequestWithdrawal("M2", "W-1", 5_000_000, "m2.user"),

@@ -28,10 +28,12 @@ ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 phases = st.builds(SessionPhase, st.integers(0, 1439), st.integers(0, 3))
 instruments = st.builds(
     Instrument, text, text, text, text, text, ints, ints, ints, ints, ints, ints, ints, ints, ints, ints, ints, ints,
-    st.lists(phases, max_size=6).map(tuple),
+    st.lists(phases, max_size=6).map(tuple), st.booleans(),
 )  # fmt: skip
+receipt_lists = st.lists(text, max_size=5).map(tuple)
 commands = st.one_of(
     st.builds(NewOrder, text, text, text, ints, ints, ints, ints, ints, st.booleans(), ints),
+    st.builds(NewOrder, text, text, text, ints, ints, ints, ints, ints, st.booleans(), ints, receipt_lists),
     st.builds(CancelOrder, text, ints),
     st.builds(AmendOrder, text, ints, ints, ints),
     st.builds(MassCancel, text, text),
@@ -96,7 +98,9 @@ def test_any_body_decodes_or_is_reported_corrupt(kind: str, body: bytes) -> None
         ("new_order", b'["M1","RB","c1",0,"3500",3,0,0,false,1]', "price_ticks: expected int"),
         ("new_order", b'["M1","RB","c1",0,3500,3,0,0,0,1]', "post_only: expected a boolean"),
         ("new_order", b'["M1","RB","c1",true,3500,3,0,0,false,1]', "side: expected int"),
-        ("new_order", b'["M1","RB"]', "expected an array of 10 values"),
+        ("new_order", b'["M1","RB"]', "expected an array of 6 to 11 values"),
+        ("new_order", b'["M1","RB","c1",1,3500,3,0,0,false,1,"R1"]', "receipts: expected an array"),
+        ("new_order", b'["M1","RB","c1",1,3500,3,0,0,false,1,[7]]', "receipts\\[\\]: expected str"),
         ("cancel_order", b'{"account":"M1"}', "expected an array of 2 values"),
         ("cancel_order", b'["M1",1', "does not decode"),
         ("no_such_kind", b"[]", "unknown command kind"),
@@ -139,3 +143,32 @@ def test_encode_record_refuses_what_cannot_be_journaled() -> None:
         encode_record(object())
     with pytest.raises(ValueError, match="more than"):
         encode_record(CancelOrder("x" * MAX_BODY_BYTES, 1))
+
+
+def test_an_order_without_receipts_keeps_its_old_body_and_old_bodies_decode() -> None:
+    """A journal written before NewOrder.receipts existed (10 values) decodes with
+    no receipts; such an order encodes to the same 10 values, so its body is
+    unchanged; named receipts add an eleventh value."""
+    old = b'["M1","RB","c1",1,3500,3,0,0,false,1]'
+    order = decode(1, "new_order", old, checksum("new_order", old))
+    assert order == NewOrder("M1", "RB", "c1", 1, 3500, 3, 0, 0, False, 1)
+    assert order.receipts == ()
+    assert encode(order) == ("new_order", old)
+    assert encode_record(order) == ("new_order", old, checksum("new_order", old))
+    named = NewOrder("M1", "RB", "c1", 1, 3500, 3, 0, 0, False, 1, ("R1", "R2"))
+    kind, body, crc = encode_record(named)
+    assert body == b'["M1","RB","c1",1,3500,3,0,0,false,1,["R1","R2"]]'
+    assert encode(named) == (kind, body)
+    assert decode(2, kind, body, crc) == named
+
+
+def test_an_instrument_listed_before_the_receipt_rule_field_requires_receipts() -> None:
+    """ListInstrument bodies without receipts_required (18 values) decode with the default, True."""
+    old = b'[["RB","steel","rebar","g","W",10,100,3500,700,1,5,1000,2,5,2,5,300,[]]]'
+    listed = decode(1, "list_instrument", old, checksum("list_instrument", old))
+    assert listed.instrument.receipts_required is True
+    off = ListInstrument(
+        Instrument("RB", "steel", "rebar", "g", "W", 10, 100, 3500, 700, 1, 5, receipts_required=False)
+    )
+    kind, body, crc = encode_record(off)
+    assert decode(2, kind, body, crc).instrument.receipts_required is False

@@ -29,13 +29,13 @@ ROUNDS = 3
 
 def child(url: str, seed: int) -> None:
     """Sequence orders as fast as they are acknowledged until killed."""
-    from exchange import OrderFlow, funding_commands, simulated_accounts
+    from exchange import OrderFlow, simulated_accounts, simulation_setup
     from matching import CONTINUOUS, SetTradingState
 
     sequencer = Sequencer(url, snapshot_every_commands=1500, batch_max_commands=200)
     sequencer.open()
     if sequencer.list_on_first_start(INSTRUMENTS):
-        sequencer.execute(funding_commands(simulated_accounts(50)))
+        sequencer.execute(simulation_setup(INSTRUMENTS, simulated_accounts(50)))
     out = sys.stdout
 
     def print_acks(pairs) -> None:  # type: ignore[no-untyped-def]

@@ -23,6 +23,7 @@ from exchange import (
     funding_commands,
     load_instruments,
     make_engine,
+    stocking_commands,
 )
 from matching import CONTINUOUS, MassCancel, NewOrder, SetTradingState
 
@@ -70,7 +71,7 @@ def test_export_state_round_trips_through_the_core(tmp_path: Path) -> None:
     with Sequencer(f"sqlite:///{tmp_path / 'x.db'}", snapshot_every_commands=0) as sequencer:
         sequencer.list_on_first_start(INSTRUMENTS)
         sequencer.execute([SetTradingState(i.symbol, CONTINUOUS) for i in INSTRUMENTS])
-        sequencer.execute(OrderFlow(INSTRUMENTS, seed=11, first_seq=0).funding())
+        sequencer.execute(OrderFlow(INSTRUMENTS, seed=11, first_seq=0).setup())
         sequencer.execute(OrderFlow(INSTRUMENTS, seed=11, first_seq=sequencer.last_seq + 1).take(3000))
         state = sequencer.core.export_state()
     assert state["clearing"]["deals"], "the flow traded: deals hold money"
@@ -90,6 +91,7 @@ def test_strings_with_tabs_backslashes_and_newlines_survive_the_projections(data
         sequencer.list_on_first_start(INSTRUMENTS)
         sequencer.execute([SetTradingState(symbol, CONTINUOUS)])
         sequencer.execute(funding_commands([account, "M2", *(f"F{n}" for n in range(filler))]))
+        sequencer.execute(stocking_commands(INSTRUMENTS[:1], ["M2"], receipts_each=1, lots_each=1))
         price = INSTRUMENTS[0].reference_price_ticks
         low = price - 50
         others = [NewOrder(f"F{n}", symbol, f"f{n}", 0, low, 1) for n in range(filler)]
@@ -133,7 +135,7 @@ def test_submit_many_and_the_queue_limit(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'q.db'}"
     with Sequencer(url, queue_max_commands=100) as sequencer:
         sequencer.list_on_first_start(INSTRUMENTS)
-        sequencer.execute(OrderFlow(INSTRUMENTS, seed=5, first_seq=0).funding())
+        sequencer.execute(OrderFlow(INSTRUMENTS, seed=5, first_seq=0).setup())
         sequencer.start()
         flow = OrderFlow(INSTRUMENTS, seed=5, first_seq=sequencer.last_seq + 1)
         tickets = sequencer.submit_many(flow.take(100))

@@ -24,11 +24,11 @@ from exchange import (
     WriterLocked,
     WriterStopped,
     decode,
-    funding_commands,
     load_instruments,
     make_engine,
     order_status,
     simulated_accounts,
+    simulation_setup,
 )
 from matching import CONTINUOUS, NewOrder, SetTradingState
 
@@ -41,14 +41,17 @@ def fake_clock() -> Callable[[], int]:
 
 
 def opening(sequencer: Sequencer) -> list:
-    """List the instruments, then open them and register and fund the simulated members."""
+    """List the instruments, then open them, register and fund the simulated members and give
+    them warehouse receipts to sell."""
     sequencer.list_on_first_start(INSTRUMENTS)
-    return [SetTradingState(i.symbol, CONTINUOUS) for i in INSTRUMENTS] + funding_commands(simulated_accounts(50))
+    return [SetTradingState(i.symbol, CONTINUOUS) for i in INSTRUMENTS] + simulation_setup(
+        INSTRUMENTS, simulated_accounts(50)
+    )
 
 
-def run_flow(url: str, commands_count: int, seed: int = 7, **options) -> tuple[str, list]:
+def run_flow(url: str, commands_count: int, seed: int = 7, clock=None, **options) -> tuple[str, list]:
     """Sequence the instruments, an opening and `commands_count` simulated orders; (state hash, acks)."""
-    with Sequencer(url, clock=fake_clock(), **options) as sequencer:
+    with Sequencer(url, clock=clock or fake_clock(), **options) as sequencer:
         acks = sequencer.execute(opening(sequencer))
         flow = OrderFlow(INSTRUMENTS, seed=seed, first_seq=sequencer.last_seq + 1)
         acks += sequencer.execute(flow.take(commands_count))
@@ -86,8 +89,12 @@ def test_replay_reproduces_the_live_state_hash(database_url: str) -> None:
 
 
 def test_same_commands_give_byte_identical_events(database_url: str, tmp_path) -> None:
-    _, first = run_flow(database_url, 1500, batch_max_commands=100)
-    _, second = run_flow(f"sqlite:///{tmp_path / 'other.db'}", 1500, batch_max_commands=999)
+    # one time for every batch: deliveries take their deadlines from the trade's time
+    def fixed() -> int:
+        return 1_700_000_000_000_000_000
+
+    _, first = run_flow(database_url, 1500, clock=fixed, batch_max_commands=100)
+    _, second = run_flow(f"sqlite:///{tmp_path / 'other.db'}", 1500, clock=fixed, batch_max_commands=999)
     assert orjson.dumps([a.events for a in first]) == orjson.dumps([a.events for a in second])
     assert [a.seq for a in first] == list(range(len(INSTRUMENTS) + 1, len(INSTRUMENTS) + 1 + len(first)))
 

@@ -133,15 +133,24 @@ def test_full_deal_from_receipt_to_settlement_and_restart(database_url: str) -> 
         ack = seq.execute([NewOrder("BUYER", REBAR.symbol, "x1", SELL, 3_500, 1)])[0]
         assert one(ack.events, REJECTED)[4] == 81
         assert seq.core.clearing.ledger.available("BUYER") == DEPOSIT_FEN
-        # coil does not require receipts: a seller without receipts still trades as before
+        # coil requires receipts too (every listed instrument does, by default)
         ack = seq.execute([NewOrder("BUYER", COIL.symbol, "x2", SELL, 3_800, 1)])[0]
+        assert one(ack.events, REJECTED)[4] == 81
+        # with the rule turned off by staff, a seller without receipts trades as before
+        seq.execute([RequireReceipts(COIL.symbol, False, "staff1")])
+        ack = seq.execute([NewOrder("BUYER", COIL.symbol, "x3", SELL, 3_800, 1)])[0]
         assert ACCEPTED in kinds(ack.events)
         seq.execute([CancelOrder("BUYER", ack.seq)])
-        # the lock follows the order: a cancel gives the receipt back, an amend up beyond the lock is refused
+        # the lock follows the order: a cancel gives the receipt back; an amend up beyond the
+        # seller's receipts is refused, one within what the locked receipt holds is accepted
         sell = seq.execute([NewOrder("SELLER", REBAR.symbol, "s0", SELL, 3_600, 10)])[0]
         assert seq.core.warehouse.receipts["R1"].state == LOCKED
         ack = seq.execute([AmendOrder("SELLER", sell.seq, 3_600, 13)])[0]
         assert one(ack.events, REJECTED)[4] == 81
+        assert seq.core.warehouse.locks[sell.seq].open_weight_kg == 100_000
+        ack = seq.execute([AmendOrder("SELLER", sell.seq, 3_600, 12)])[0]
+        assert seq.core.warehouse.locks[sell.seq].open_weight_kg == 120_000
+        assert seq.core.matching.orders[sell.seq].open_lots == 12
         ack = seq.execute([AmendOrder("SELLER", sell.seq, 3_600, 4)])[0]
         assert seq.core.warehouse.locks[sell.seq].open_weight_kg == 40_000
         seq.execute([CancelOrder("SELLER", sell.seq)])
@@ -226,6 +235,7 @@ def test_receipt_rule_is_journaled_state(required: bool) -> None:
     core = Core()
     out: list[Any] = []
     core.apply(ListInstrument(REBAR), 1, T0, out)
+    assert REBAR.symbol in core.receipts_required  # listed: required unless the instrument says otherwise
     core.apply(RequireReceipts(REBAR.symbol, required, "staff1"), 2, T0, out)
     assert (REBAR.symbol in core.receipts_required) is required
     assert Core.from_state(core.export_state()).receipts_required == core.receipts_required
@@ -270,10 +280,17 @@ def test_warehouse_admin_through_the_cli(tmp_path: Any) -> None:
     assert "no warehouse with this id" in output
     code, output = cli("warehouse", "require-receipts", REBAR.symbol, "--by", "staff1")
     assert code == 0, output
-    code, output = cli("warehouse", "stock")
+    code, output = cli("warehouse", "rules")
     assert code == 0, output
-    assert f"receipts required for: {REBAR.symbol}" in output
+    every = ", ".join(sorted(i.symbol for i in INSTRUMENTS))
+    assert f"receipts required for: {every}\n" in output  # every instrument requires receipts by default
+    assert "receipts not required for: no instrument" in output
     code, output = cli("warehouse", "require-receipts", REBAR.symbol, "--off", "--by", "staff1")
     assert code == 0, output
+    code, output = cli("warehouse", "rules")
+    others = ", ".join(sorted(i.symbol for i in INSTRUMENTS if i.symbol != REBAR.symbol))
+    assert f"receipts required for: {others}\n" in output
+    assert f"receipts not required for: {REBAR.symbol}" in output
     code, output = cli("warehouse", "stock")
-    assert "receipts required for: no instrument" in output
+    assert code == 0, output
+    assert "no stock" in output

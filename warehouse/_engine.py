@@ -759,6 +759,51 @@ class WarehouseEngine:
         self._emit_lock(lock, seq, out)
         return _DONE
 
+    def grow_lock(
+        self, order_id: int, extra_lots: int, seq: int, ts_ns: int, out: list[Event], check_only: bool = False
+    ) -> Outcome:
+        """A locked sell order grows by `extra_lots` (an amend up): what its
+        receipts already hold beyond its open weight covers the first part;
+        the rest locks more of the seller's active receipts in the lock's
+        warehouse, oldest first. (0, "") and a W_LOCK event on success (none
+        with `check_only`, which changes nothing), else (code, detail) and
+        nothing changed."""
+        limits = self.limits
+        lock = self.locks.get(order_id) if _is_int(order_id) else None
+        if lock is None:
+            return WarehouseCode.UNKNOWN_LOCK, str(order_id)[:64]
+        inst = self.instruments[lock.instrument]
+        lot_kg = inst.lot_weight_kg
+        if not _is_int(extra_lots) or not (
+            extra_lots > 0 and lock.open_weight_kg + extra_lots * lot_kg <= limits.max_weight_kg
+        ):
+            return WarehouseCode.BAD_QUANTITY, f"at most {limits.max_weight_kg // lot_kg} lots"
+        extra_kg = extra_lots * lot_kg
+        need = lock.open_weight_kg + extra_kg - sum(self.receipts[n].weight_kg for n in lock.receipts)
+        taken: list[Receipt] = []
+        if need > 0:
+            candidates = [r for r in self._eligible_active(lock.member, inst) if r.warehouse_id == lock.warehouse_id]
+            plan = self._plan_take(candidates, need)
+            if plan is None:
+                have = sum(r.weight_kg for r in candidates)
+                return (
+                    WarehouseCode.INSUFFICIENT_RECEIPTS,
+                    f"need {need} kg more in {lock.warehouse_id}, the seller has {have} kg active there",
+                )
+            whole, part = plan
+            taken = whole + ([candidates[len(whole)]] if part else [])
+            if len(lock.receipts) + len(taken) > limits.max_receipts_per_list:
+                return WarehouseCode.TOO_MANY_IN_LIST, f"more than {limits.max_receipts_per_list} receipts needed"
+        if check_only:
+            return _DONE
+        for r in taken:
+            r.order_id = order_id
+            self._move(r, "locked", LOCKED, lock.member, str(order_id), seq, ts_ns, out)
+            lock.receipts.append(r.number)
+        lock.open_weight_kg += extra_kg
+        self._emit_lock(lock, seq, out)
+        return _DONE
+
     def _trim_lock(self, lock: OrderLock, seq: int, ts_ns: int, out: list[Event]) -> None:
         """Unlock the newest receipts the order no longer needs; end the lock when nothing stays open."""
         receipts = self.receipts
