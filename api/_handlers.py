@@ -197,6 +197,7 @@ async def _login(gateway: Gateway, conn: Connection, request: LoginRequest) -> d
     return {
         "role": key.role,
         "subject": key.subject,
+        "warehouse": gateway.views.operators.get(key.subject) if key.role == "operator" else None,
         "session_id": conn.session_id,
         "epoch": gateway.private.epoch,
         "server_time_ms": now_ms,
@@ -359,12 +360,20 @@ async def _fills_query(gateway: Gateway, conn: Connection, r: FillsRequest) -> d
 # ----------------------------------------------------------- subscriptions
 
 
-def _target(conn: Connection, channel: str, instrument: str | None, account: str | None) -> str:
+def _target(gateway: Gateway, conn: Connection, channel: str, instrument: str | None, account: str | None) -> str:
     if channel in PRIVATE_CHANNELS:
-        if conn.key is None:
+        key = conn.key
+        if key is None:
             raise ApiError(ErrorCode.NOT_AUTHENTICATED, "private channels need a login")
         if instrument is not None:
             raise ApiError(ErrorCode.INVALID_FIELD, "private channels take no instrument")
+        if key.role == "bank" and channel == "balances":
+            # a bank watches the balances of the members it supervises, one account per subscription
+            if account is None:
+                raise ApiError(ErrorCode.INVALID_FIELD, "a bank names the member in `account`")
+            if gateway.views.member_bank.get(account) != key.subject:
+                raise ApiError(ErrorCode.FORBIDDEN, f"{account} is not a member supervised by bank {key.subject}")
+            return account
         return _account_for(conn, account)
     if instrument is None:
         raise ApiError(ErrorCode.INVALID_FIELD, f"channel {channel} needs an instrument")
@@ -374,7 +383,7 @@ def _target(conn: Connection, channel: str, instrument: str | None, account: str
 
 
 def _subscribe(gateway: Gateway, conn: Connection, r: SubscribeRequest) -> None:
-    target = _target(conn, r.channel, r.instrument, r.account)
+    target = _target(gateway, conn, r.channel, r.instrument, r.account)
     key = (r.channel, target)
     if key in conn.subscriptions:
         raise ApiError(ErrorCode.ALREADY_SUBSCRIBED, f"{r.channel} {target}")
@@ -403,7 +412,7 @@ def _subscribe(gateway: Gateway, conn: Connection, r: SubscribeRequest) -> None:
 def _unsubscribe(gateway: Gateway, conn: Connection, r: UnsubscribeRequest) -> dict[str, Any]:
     if r.channel in PRIVATE_CHANNELS and conn.key is None:
         raise ApiError(ErrorCode.NOT_SUBSCRIBED, r.channel)
-    target = _target(conn, r.channel, r.instrument, r.account)
+    target = _target(gateway, conn, r.channel, r.instrument, r.account)
     key = (r.channel, target)
     if key not in conn.subscriptions:
         raise ApiError(ErrorCode.NOT_SUBSCRIBED, f"{r.channel} {target}")

@@ -7,7 +7,8 @@
            end of the pass ──► Sequencer.submit_many (one queue operation)
     writer threads: apply, journal, commit ──► listener(batch)
            ──call_soon_threadsafe──► Gateway._on_batch (event loop):
-                      market data, private streams, then each command's answer
+                      market data, private streams, read models (balances,
+                      receipts, deals), then each command's answer
            ──► Connection.push ──► Outbox: one socket write per connection
                       per pass of the loop
 
@@ -49,6 +50,7 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from api import _operations  # noqa: F401  (registers the money and goods handlers)
 from api._errors import ApiError, ErrorCode, error_message
 from api._handlers import HANDLERS, Handler, Submit
 from api._keys import ApiKey, KeyStore
@@ -58,6 +60,7 @@ from api._private import PrivateStreams
 from api._protocol import PRIVATE_CHANNELS, REQUESTS
 from api._queries import Queries
 from api._session import Connection, GatewayConnection, Outbox
+from api._views import Views
 from exchange import Ack, QueueFull, Sequencer, Settings, WriterStopped, load_instruments, session_commands
 from matching import MassCancel
 
@@ -106,6 +109,7 @@ class Gateway:
         self.clock_ns = clock_ns
         self.market = MarketData()
         self.private = PrivateStreams(self.price, limits.private_ring_messages)
+        self.views = Views(self.price, self.private)
         self.connections: set[Connection] = set()
         self.sessions: dict[str, set[Connection]] = {}
         self.key_buckets: dict[str, TokenBucket] = {}
@@ -363,6 +367,7 @@ class Gateway:
     def _on_batch(self, batch: Sequence[tuple[Any, Ack]]) -> None:
         self.market.apply_batch(batch)
         self.private.apply_batch(batch)
+        self.views.apply_batch(batch)
         pending = self.pending
         for command, ack in batch:
             entry = pending.pop(id(command), None)
@@ -595,6 +600,7 @@ class GatewayServer:
             queries = Queries(self.settings.database_url)
             gateway = Gateway(sequencer, keys, queries, self.limits, loop)
             gateway.market.load(sequencer.core)
+            gateway.views.load(sequencer.core)
             sequencer.listeners.append(gateway.on_commit)
             sequencer.start()
         except BaseException:
