@@ -272,7 +272,7 @@ class Views:
         holds = self.holds
         touched: dict[str, list[dict[str, Any]]] | None = None  # member -> hold changes of this command
         wd_changes: dict[str, list[dict[str, Any]]] | None = None
-        deal_pushes: list[tuple[str, dict[str, Any]]] | None = None
+        deal_pushes: list[tuple[str, str, dict[str, Any]]] | None = None
         receipt_pushes: list[tuple[str, dict[str, Any]]] | None = None
         seq = ack.seq
         for e in ack.events:
@@ -319,10 +319,10 @@ class Views:
                 )  # fmt: skip
             elif kind == C_DEAL:
                 _, _, deal_id, symbol, price_ticks, lots, notional, buyer, seller, bm, bf, sm, sf = e
-                deal = self._open_deal(deal_id, symbol, price_ticks, lots, notional, buyer, seller, bm, bf, sm, sf, seq)
+                self._open_deal(deal_id, symbol, price_ticks, lots, notional, buyer, seller, bm, bf, sm, sf, seq)
                 if deal_pushes is None:
                     deal_pushes = []
-                deal_pushes.append(("deal_opened", deal))
+                self._deal_push(deal_pushes, "deal_opened", deal_id)
             elif kind == C_DEAL_STATE:
                 changed = self.deals.get(e[2])
                 if changed is not None:
@@ -332,7 +332,7 @@ class Views:
                     changed["last_seq"] = seq
                     if deal_pushes is None:
                         deal_pushes = []
-                    deal_pushes.append(("deal_state", changed))
+                    self._deal_push(deal_pushes, "deal_state", e[2])
             elif kind >= 201:
                 if receipt_pushes is None:
                     receipt_pushes = []
@@ -394,12 +394,12 @@ class Views:
 
     def _warehouse_event(
         self, e: tuple[Any, ...], seq: int, receipts: list[tuple[str, dict[str, Any]]],
-        deals: list[tuple[str, dict[str, Any]]],
+        deals: list[tuple[str, str, dict[str, Any]]],
     ) -> None:  # fmt: skip
         kind = e[0]
         if kind == W_RECEIPT:
             r = self._add_receipt(e[2], e[3], e[4:19], e[19], seq)
-            receipts.append((e[3], r))
+            receipts.append((e[3], dict(r)))
         elif kind == W_RECEIPT_STATE:
             _, _, number, transition, state, holder, weight_kg, _actor, ref = e
             r = self.receipts[number]
@@ -415,19 +415,19 @@ class Views:
                 d = self.deliveries.get(int(ref))
                 if d is not None and number not in d["receipts"]:
                     d["receipts"].append(number)
-            receipts.append((transition, r))
+            receipts.append((transition, dict(r)))
         elif kind == W_DELIVERY:
             _, _, deal_id, symbol, warehouse_id, _order_id, buyer, seller, price_ticks, lots, contract_kg, pay_ns, \
                 deliver_ns, numbers = e  # fmt: skip
-            d = self._open_delivery(
+            self._open_delivery(
                 deal_id, symbol, warehouse_id, buyer, seller, price_ticks, lots, contract_kg, pay_ns, deliver_ns,
                 numbers, seq,
             )  # fmt: skip
-            deals.append(("delivery_opened", d))
+            self._deal_push(deals, "delivery_opened", deal_id)
         elif kind == W_DELIVERY_STATE:
             _, _, deal_id, state, actual_kg, quality_pass, amount, refund, extra, detail = e
-            d = self._delivery_state(deal_id, state, actual_kg, quality_pass, amount, refund, extra, detail, seq)
-            deals.append(("delivery_state", d))
+            self._delivery_state(deal_id, state, actual_kg, quality_pass, amount, refund, extra, detail, seq)
+            self._deal_push(deals, "delivery_state", deal_id)
         elif kind == W_OPERATOR:
             self.operators[e[2]] = e[3]
 
@@ -469,18 +469,22 @@ class Views:
             holder = r["holder"]
             emit("receipts", holder, {
                 "type": "receipts", "account": holder, "seq": 0, "journal_seq": ack.seq, "ts_ns": ack.ts_ns,
-                "transition": transition, "receipt": dict(r),
+                "transition": transition, "receipt": r,
             })  # fmt: skip
 
-    def _publish_deals(self, pushes: list[tuple[str, dict[str, Any]]], ack: Ack) -> None:
+    def _deal_push(self, pushes: list[tuple[str, str, dict[str, Any]]], event: str, deal_id: int) -> None:
+        """Queue the deal as each party sees it at this event (later events of the command may move it on)."""
+        record = self.deals.get(deal_id) or self.deliveries[deal_id]
+        for member in dict.fromkeys((record["buyer"], record["seller"])):
+            pushes.append((member, event, self.deal_info(deal_id, member)))
+
+    def _publish_deals(self, pushes: list[tuple[str, str, dict[str, Any]]], ack: Ack) -> None:
         emit = self.private.emit
-        for event, record in pushes:
-            deal_id = record["deal_id"]
-            for member in dict.fromkeys((record["buyer"], record["seller"])):
-                emit("deliveries", member, {
-                    "type": "deliveries", "account": member, "seq": 0, "journal_seq": ack.seq, "ts_ns": ack.ts_ns,
-                    "event": event, "deal": self.deal_info(deal_id, member),
-                })  # fmt: skip
+        for member, event, info in pushes:
+            emit("deliveries", member, {
+                "type": "deliveries", "account": member, "seq": 0, "journal_seq": ack.seq, "ts_ns": ack.ts_ns,
+                "event": event, "deal": info,
+            })  # fmt: skip
 
     # -------------------------------------------------------------- reading
 
