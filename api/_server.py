@@ -37,7 +37,7 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
@@ -680,8 +680,10 @@ async def run_server(
     schedule: bool = True,
     stop: asyncio.Event | None = None,
     ready: Callable[[GatewayServer], None] | None = None,
+    background: Callable[[GatewayServer], Coroutine[Any, Any, None]] | None = None,
 ) -> None:
-    """Run the exchange until `stop` is set (or SIGINT/SIGTERM), then shut down gracefully."""
+    """Run the exchange until `stop` is set (or SIGINT/SIGTERM), then shut down gracefully.
+    `background` (the demo's simulated traders) runs beside it and is cancelled first at shutdown."""
     stop = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -694,7 +696,14 @@ async def run_server(
         tune_process()
         if ready is not None:
             ready(server)
+        task: asyncio.Task[None] | None = loop.create_task(background(server)) if background is not None else None
+        if task is not None:
+            task.add_done_callback(_log_failure)
         await stop.wait()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def serve(
@@ -706,8 +715,18 @@ def serve(
     tls_key: Path | None = None,
     schedule: bool = True,
     ready: Callable[[GatewayServer], None] | None = None,
+    background: Callable[[GatewayServer], Coroutine[Any, Any, None]] | None = None,
 ) -> None:
     """`bulkex serve`: blocks until SIGINT/SIGTERM."""
     asyncio.run(
-        run_server(settings, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, schedule=schedule, ready=ready)
+        run_server(
+            settings,
+            host=host,
+            port=port,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            schedule=schedule,
+            ready=ready,
+            background=background,
+        )
     )
