@@ -129,6 +129,7 @@ class Views:
         self.bank_files: dict[str, dict[str, dict[str, Any]]] = {}  # bank -> file id -> status
         self.bank_statements: dict[str, list[dict[str, Any]]] = {}
         self.breaks: dict[int, dict[str, Any]] = {}  # open breaks
+        self._splitting: dict[str, tuple[str, dict[str, Any]]] = {}  # part's number -> (parent, parent's push)
 
     # ------------------------------------------------------------ loading
 
@@ -399,6 +400,11 @@ class Views:
         kind = e[0]
         if kind == W_RECEIPT:
             r = self._add_receipt(e[2], e[3], e[4:19], e[19], seq)
+            parent = self._splitting.pop(e[2], None)
+            if parent is not None:  # the split's event names the part, not its pieces: they leave the parent here
+                parent_number, pushed = parent
+                self.receipts[parent_number]["pieces"] -= r["pieces"]
+                pushed["pieces"] = self.receipts[parent_number]["pieces"]
             receipts.append((e[3], dict(r)))
         elif kind == W_RECEIPT_STATE:
             _, _, number, transition, state, holder, weight_kg, _actor, ref = e
@@ -411,6 +417,10 @@ class Views:
             r["weight_kg"] = weight_kg
             r["last_transition"] = transition
             r["last_seq"] = seq
+            if transition == "split":
+                self._splitting[ref] = (number, snapshot := dict(r))
+                receipts.append((transition, snapshot))
+                return
             if transition == "allocated" and ref.isdigit():
                 d = self.deliveries.get(int(ref))
                 if d is not None and number not in d["receipts"]:

@@ -68,8 +68,8 @@ def assert_views_match_core(ex: RunningExchange) -> None:
     assert set(views.receipts) == set(warehouse.receipts)
     for number, r in warehouse.receipts.items():
         view = views.receipts[number]
-        assert (view["holder"], view["state"], view["weight_kg"], view["warehouse_id"]) == (
-            r.holder, r.state, r.weight_kg, r.warehouse_id,
+        assert (view["holder"], view["state"], view["weight_kg"], view["pieces"], view["warehouse_id"]) == (
+            r.holder, r.state, r.weight_kg, r.pieces, r.warehouse_id,
         ), number  # fmt: skip
     assert set(views.deliveries) == set(warehouse.deliveries)
     for deal_id, d in warehouse.deliveries.items():
