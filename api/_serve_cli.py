@@ -104,7 +104,9 @@ keys_app = typer.Typer(help="API keys of the WebSocket gateway.", no_args_is_hel
 @keys_app.command("create")
 def keys_create(
     role: Annotated[str, typer.Argument(help="trader, operator, bank or staff")],
-    subject: Annotated[str, typer.Argument(help="member account, warehouse or bank ('' for staff)")] = "",
+    subject: Annotated[
+        str, typer.Argument(help="member account, operator account (bulkex warehouse operator) or bank ('' for staff)")
+    ] = "",
     label: Annotated[str, typer.Option(help="A note to recognise the key by.")] = "",
     database_url: DatabaseUrl = None,
 ) -> None:
