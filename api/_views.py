@@ -76,9 +76,9 @@ Price = Callable[[str, int], str]
 
 def fen_to_cny(amount_fen: int) -> str:
     """Integer fen as a decimal string in CNY with two places (``-`` for a negative amount)."""
-    sign = "-" if amount_fen < 0 else ""
-    whole, fen = divmod(abs(amount_fen), 100)
-    return f"{sign}{whole}.{fen:02d}"
+    if amount_fen >= 0:
+        return f"{amount_fen // 100}.{amount_fen % 100:02d}"
+    return "-" + fen_to_cny(-amount_fen)
 
 
 def core_refusal(ack: Ack) -> tuple[ErrorCode, str] | None:
