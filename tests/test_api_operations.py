@@ -430,7 +430,10 @@ def test_read_models_equal_the_core_after_random_flow(tmp_path: Any) -> None:
                 if w["status"] == "pending_approval":
                     await c["staff"].request("approve_withdrawal", withdrawal_id=w["withdrawal_id"])
             assert ex.sequencer.core.clearing.deals, seed
-            assert_views_match_core(ex)
+            try:
+                assert_views_match_core(ex)
+            except AssertionError as exc:
+                raise AssertionError(f"read models differ from the core (seed {seed}): {exc}") from exc
             await close_all(c)
 
     run(main)
