@@ -722,7 +722,7 @@ class WithdrawalInfo(WireModel):
     requested_by: str = Field(description="the key id (or bank or CLI user) that requested it")
     approved_by: str
     reason: str
-    last_seq: int
+    last_seq: int = Field(description="journal seq of its last change (0: before this server run)")
 
 
 class WithdrawalsResult(WireModel):
@@ -749,7 +749,10 @@ class ReceiptInfo(WireModel):
     state: Literal[
         "registered", "active", "locked", "pledged", "frozen", "loading", "void", "delivered", "merged", "cancelled"
     ]
-    origin: str = Field(description="registered, split:<parent>, merged, delivery:<deal>, residual:<deal>, ...")
+    origin: str = Field(
+        description="registered, split:<parent>, merged, delivery:<deal>, residual:<deal>, part:<deal>, extra:<deal>; "
+        "for a receipt issued before this server run only 'issued'"
+    )
     last_transition: str
     last_seq: int
 
@@ -771,7 +774,7 @@ class DeliveryInfo(WireModel):
     refund: str | None = Field(description="CNY returned to the buyer by the tolerance settlement")
     extra: str | None = Field(description="CNY the buyer pays beyond the contract for over-weight")
     detail: str
-    last_seq: int
+    last_seq: int = Field(description="journal seq of its last change (0: before this server run)")
 
 
 class DealInfo(WireModel):

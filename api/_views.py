@@ -21,6 +21,12 @@ What is kept, and for whom:
   since) and delivery records (warehouse's, open and ended);
 - receipts (every one, with its holder and warehouse), operators (-> their
   warehouse);
+
+Loaded at the start, what the core does not keep is not known: the journal
+seq of a deal's, delivery's or withdrawal's last change (``last_seq`` 0), and
+the detail of a receipt's origin (``registered`` or ``issued`` instead of
+``delivery:<deal>``, ``residual:<deal>``, ...); deals that ended before the
+start are shown through their delivery record only.
 - per bank: the bank files it sent (applied, duplicate, or refused with the
   code), its statements and open reconciliation breaks.
 
@@ -152,10 +158,16 @@ class Views:
                 deal.seller, deal.buyer_margin_fen, deal.buyer_fee_fen, deal.seller_margin_fen, deal.seller_fee_fen, 0,
             )  # fmt: skip
             self.deals[deal.deal_id]["state"] = deal.state
+            if deal.escrow_fen:
+                self.deals[deal.deal_id]["state_amount"] = fen_to_cny(deal.escrow_fen)
         warehouse = core.warehouse
         self.operators.update(warehouse.operators)
         for r in warehouse.receipts.values():
-            self._add_receipt(r.number, "loaded", r.describe(), r.state, r.since_seq)
+            # the core keeps a receipt's first and latest transitions, not its origin's detail
+            first, last = r.history[0], r.history[-1]
+            loaded = self._add_receipt(r.number, "registered" if first[0] == "registered" else "issued",
+                                       r.describe(), r.state, last[2])  # fmt: skip
+            loaded["last_transition"] = last[0]
         for d in warehouse.deliveries.values():
             self._open_delivery(
                 d.deal_id, d.instrument, d.warehouse_id, d.buyer, d.seller, d.price_ticks, d.quantity_lots,
