@@ -42,6 +42,7 @@ from api._protocol import (
     SubscribeRequest,
     UnsubscribeRequest,
 )
+from api._views import warehouse_stream
 from exchange import Ack, order_status
 from matching import (
     ACCEPTED,
@@ -147,7 +148,7 @@ def _account_for(conn: Connection, requested: str | None) -> str:
         if requested is None:
             raise ApiError(ErrorCode.INVALID_FIELD, "staff name the account in `account`")
         return requested
-    raise ApiError(ErrorCode.FORBIDDEN, f"a {key.role} key has no view of member orders yet")
+    raise ApiError(ErrorCode.FORBIDDEN, f"a {key.role} key has no view of member orders and executions")
 
 
 def _fills(gateway: Gateway, ack: Ack, order_id: int) -> list[dict[str, Any]]:
@@ -367,6 +368,15 @@ def _target(gateway: Gateway, conn: Connection, channel: str, instrument: str | 
             raise ApiError(ErrorCode.NOT_AUTHENTICATED, "private channels need a login")
         if instrument is not None:
             raise ApiError(ErrorCode.INVALID_FIELD, "private channels take no instrument")
+        if key.role == "operator" and channel in ("receipts", "deliveries"):
+            # an operator follows its own warehouse's receipts and deliveries
+            warehouse = gateway.views.operators.get(key.subject)
+            if warehouse is None:
+                raise ApiError(ErrorCode.UNKNOWN_OPERATOR, key.subject)
+            own = warehouse_stream(warehouse)
+            if account is not None and account != own:
+                raise ApiError(ErrorCode.FORBIDDEN, f"an operator of {warehouse} follows only {own}")
+            return own
         if key.role == "bank" and channel == "balances":
             # a bank watches the balances of the members it supervises, one account per subscription
             if account is None:

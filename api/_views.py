@@ -8,6 +8,9 @@
                           events fold forward into the copy, and every change
                           is published on the owner's private channel
 
+The receipts and deliveries channels also have one stream per warehouse
+(account ``warehouse:<id>``), which the warehouse's operators subscribe to.
+
 So the views show exactly what has been acknowledged (never what is applied
 but not yet committed), queries are answered from memory on the event loop,
 and the gateway never touches the core's objects after the start: every
@@ -71,13 +74,18 @@ from warehouse import (
     WarehouseCode,
 )
 
-__all__ = ["Views", "core_refusal", "fen_to_cny"]
+__all__ = ["Views", "core_refusal", "fen_to_cny", "warehouse_stream"]
 
 _SIDES = ("buy", "sell")
 _ENDED_DEALS = frozenset(("settled", "defaulted", "cancelled"))
 _LEDGER_DETAIL = re.compile(r"^(\d+): ?(.*)$", re.DOTALL)
 
 Price = Callable[[str, int], str]
+
+
+def warehouse_stream(warehouse_id: str) -> str:
+    """The `account` of a warehouse's own receipts and deliveries streams (its operators subscribe)."""
+    return f"warehouse:{warehouse_id}"
 
 
 def fen_to_cny(amount_fen: int) -> str:
@@ -488,17 +496,20 @@ class Views:
     def _publish_receipts(self, pushes: list[tuple[str, dict[str, Any]]], ack: Ack) -> None:
         emit = self.private.emit
         for transition, r in pushes:
-            holder = r["holder"]
-            emit("receipts", holder, {
-                "type": "receipts", "account": holder, "seq": 0, "journal_seq": ack.seq, "ts_ns": ack.ts_ns,
-                "transition": transition, "receipt": r,
-            })  # fmt: skip
+            for account in (r["holder"], warehouse_stream(r["warehouse_id"])):
+                emit("receipts", account, {
+                    "type": "receipts", "account": account, "seq": 0, "journal_seq": ack.seq, "ts_ns": ack.ts_ns,
+                    "transition": transition, "receipt": r,
+                })  # fmt: skip
 
     def _deal_push(self, pushes: list[tuple[str, str, dict[str, Any]]], event: str, deal_id: int) -> None:
         """Queue the deal as each party sees it at this event (later events of the command may move it on)."""
         record = self.deals.get(deal_id) or self.deliveries[deal_id]
         for member in dict.fromkeys((record["buyer"], record["seller"])):
             pushes.append((member, event, self.deal_info(deal_id, member)))
+        delivery = self.deliveries.get(deal_id)
+        if delivery is not None:  # the warehouse's operators follow its deliveries, both parties named
+            pushes.append((warehouse_stream(delivery["warehouse_id"]), event, self.deal_info(deal_id, None)))
 
     def _publish_deals(self, pushes: list[tuple[str, str, dict[str, Any]]], ack: Ack) -> None:
         emit = self.private.emit

@@ -116,6 +116,15 @@ def test_receipt_to_settlement_and_load_out_over_the_gateway(database_url: str) 
             for channel in ("balances", "receipts", "deliveries"):
                 await seller.subscribe_private(channel)
                 await buyer.subscribe_private(channel)
+            for channel in ("receipts", "deliveries"):  # an operator follows its own warehouse
+                assert (await op1.subscribe_private(channel))["account"] == "warehouse:W1"
+                await op2.subscribe_private(channel)
+                await refused(other.request("subscribe", channel=channel, account="warehouse:W1"), "FORBIDDEN")
+            await refused(c["op2"].request("subscribe", channel="balances"), "FORBIDDEN")
+            with_key = Client(ex.url, *ex.keys.create("operator", "op2"))
+            await with_key.connect()
+            await refused(with_key.request("subscribe", channel="receipts", account="warehouse:W1"), "FORBIDDEN")
+            await with_key.close()
             # the operator registers goods; the holder confirms them
             registered = await op1.request("register_receipt", **steel("R1", "SELLER", 120_000))
             assert registered["receipt"]["state"] == "registered"
@@ -210,6 +219,15 @@ def test_receipt_to_settlement_and_load_out_over_the_gateway(database_url: str) 
                 ("deal_state", "settled", "delivery_confirmed"),
                 ("delivery_state", "settled", "settled"),
             ]
+            check_private(op1)
+            at_warehouse = op1.private_messages
+            assert {m["receipt"]["warehouse_id"] for m in at_warehouse["receipts"]} == {"W1"}
+            assert [m["receipt"]["number"] for m in at_warehouse["receipts"][:2]] == ["R1", "R1"]
+            assert {(m["deal"]["buyer"], m["deal"]["seller"]) for m in at_warehouse["deliveries"]} == {
+                ("BUYER", "SELLER")
+            }
+            assert at_warehouse["deliveries"][-1]["deal"]["delivery"]["state"] == "settled"
+            assert op2.private_messages["receipts"] == op2.private_messages["deliveries"] == []
             last = buyer.private_messages["balances"][-1]
             assert (last["available"], last["frozen_escrow"]) == (funds["available"], "0.00")
             assert_views_match_core(ex)
