@@ -108,6 +108,8 @@ def _member(gateway: Gateway, conn: Connection, requested: str | None) -> str:
         raise ApiError(ErrorCode.INVALID_FIELD, f"a {key.role} key names the member in `account`")
     if key.role == "bank" and gateway.views.member_bank.get(requested) != key.subject:
         raise ApiError(ErrorCode.FORBIDDEN, f"{requested} is not a member supervised by bank {key.subject}")
+    if requested not in gateway.views.member_bank:
+        raise ApiError(ErrorCode.UNKNOWN_MEMBER, requested)
     return requested
 
 

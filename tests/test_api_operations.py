@@ -331,6 +331,9 @@ def test_withdrawals_maker_checker_and_the_banks_view(tmp_path: Any) -> None:
             assert {w["withdrawal_id"] for w in files["instructions"]} == {"w-small", "w-big", "w-staff"}
             assert files["members"] == 3
             await refused(staff.request("bank_files"), "INVALID_FIELD")
+            await refused(staff.balances("NOBODY"), "UNKNOWN_MEMBER")
+            await refused(staff.request("request_withdrawal", withdrawal_id="w-x", amount="1.00", account="NOBODY"),
+                          "UNKNOWN_MEMBER")  # fmt: skip
             assert (await staff.request("bank_files", bank="SIMBANK"))["files"] == files["files"]
             await buyer.request("request_withdrawal", withdrawal_id="w-late", amount="5.00")
             now = (await buyer.balances())[0]
