@@ -273,8 +273,9 @@ class Client:
 
     async def subscribe_private(self, channel: str, account: str | None = None) -> dict[str, Any]:
         """orders, executions, balances, receipts or deliveries of the key's account (staff, and a bank
-        for balances, name `account`; an operator gets its warehouse's receipts and deliveries); messages collect in private_messages[channel] and are resumed
-        from the next seq by ``reconnect``. One account per channel and client."""
+        for balances, name `account`; an operator gets its warehouse's receipts and deliveries);
+        messages collect in private_messages[channel] and are resumed from the next seq by
+        ``reconnect``. One account per channel and client."""
         self.private_messages.setdefault(channel, [])
         self.private_seq.setdefault(channel, 0)
         if account is not None:
