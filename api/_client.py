@@ -36,6 +36,8 @@ from api._marketdata import book_checksum
 
 __all__ = ["Client", "LocalBook", "RequestError"]
 
+_PRIVATE = frozenset(("orders", "executions", "balances", "receipts", "deliveries"))
+
 
 class RequestError(Exception):
     """The server answered a request with an error."""
@@ -127,6 +129,7 @@ class Client:
         self.public: set[tuple[str, str]] = set()  # (channel, instrument) subscriptions other than book
         self.private_seq: dict[str, int] = {}  # channel -> last seq received
         self.private_messages: dict[str, list[dict[str, Any]]] = {}
+        self.private_accounts: dict[str, str] = {}  # channel -> the account named (staff, bank)
         self.replay_lost = 0
         self.last_heartbeat: dict[str, Any] | None = None
         self.close_code: int | None = None
@@ -246,6 +249,19 @@ class Client:
     async def mass_cancel(self, instrument: str | None = None) -> dict[str, Any]:
         return await self.request("mass_cancel", instrument=instrument)
 
+    async def balances(self, account: str | None = None) -> list[dict[str, Any]]:
+        """Balances and open holds: the key's member's (a bank or staff may name `account`)."""
+        balances: list[dict[str, Any]] = (await self.request("balances", account=account))["balances"]
+        return balances
+
+    async def receipts(self, **filters: Any) -> list[dict[str, Any]]:
+        receipts: list[dict[str, Any]] = (await self.request("receipts", **filters))["receipts"]
+        return receipts
+
+    async def deals(self, **filters: Any) -> list[dict[str, Any]]:
+        deals: list[dict[str, Any]] = (await self.request("deals", **filters))["deals"]
+        return deals
+
     async def subscribe_book(self, instrument: str) -> LocalBook:
         book = self.books.get(instrument)
         if book is None:
@@ -259,17 +275,25 @@ class Client:
         self.public.add((channel, instrument))
         return result
 
-    async def subscribe_private(self, channel: str) -> dict[str, Any]:
-        """orders or executions of the key's account; messages collect in private_messages[channel]."""
+    async def subscribe_private(self, channel: str, account: str | None = None) -> dict[str, Any]:
+        """orders, executions, balances, receipts or deliveries of the key's account (staff, and a bank
+        for balances, name `account`; an operator gets its warehouse's receipts and deliveries);
+        messages collect in private_messages[channel] and are resumed from the next seq by
+        ``reconnect``. One account per channel and client."""
         self.private_messages.setdefault(channel, [])
         self.private_seq.setdefault(channel, 0)
+        if account is not None:
+            self.private_accounts[channel] = account
         return await self._subscribe_private(channel, resume=False)
 
     async def _subscribe_private(self, channel: str, resume: bool) -> dict[str, Any]:
         last = self.private_seq.get(channel, 0)
+        account = self.private_accounts.get(channel)
         if resume and self.epoch is not None:
             try:
-                return await self.request("subscribe", channel=channel, from_seq=last + 1, epoch=self.epoch)
+                return await self.request(
+                    "subscribe", channel=channel, account=account, from_seq=last + 1, epoch=self.epoch
+                )
             except RequestError as exc:
                 if exc.code != "REPLAY_UNAVAILABLE":
                     raise
@@ -277,7 +301,7 @@ class Client:
             self.replay_lost += 1
         # A fresh stream: the answer's seq is the last one already published; new messages follow it.
         self._fresh.add(channel)
-        return await self.request("subscribe", channel=channel)
+        return await self.request("subscribe", channel=channel, account=account)
 
     # ------------------------------------------------------------- reading
 
@@ -315,7 +339,7 @@ class Client:
             book = self.books.get(message["instrument"])
             if book is not None and not book.apply(message):
                 self._resync(book)
-        elif kind in ("orders", "executions"):
+        elif kind in _PRIVATE:
             channel = str(kind)
             last = self.private_seq.get(channel, 0)
             if message["seq"] <= last:

@@ -2,8 +2,11 @@
 by hand: instruments listed and open for continuous trading, demo members
 registered at the simulation bank and funded, their goods registered as
 warehouse receipts by the simulation warehouses' operators (sellers sell
-only against receipts), and a trader key for one of them, printed with a
-short client example.
+only against receipts), a demo warehouse designated for every instrument
+group with an operator account and confirmed rebar receipts for two
+members, a trader key for one of them and an operator key, printed with a
+short client example. Simulated makers and takers (``api._demo_traders``)
+trade through their own keys while it runs.
 
 Every step goes through the sequencer as journaled commands; repeating it is
 harmless (a repeated deposit record or member registration is answered as
@@ -14,16 +17,31 @@ restart keeps the same members, balances and receipts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from exchange import Sequencer, Settings, funding_commands, load_instruments, stocking_commands
 from matching import CONTINUOUS, SetTradingState
-from warehouse import AddOperator, AddWarehouse, WarehouseEngine
+from warehouse import AddOperator, AddWarehouse, ConfirmReceipt, RegisterReceipt, WarehouseEngine
 
-__all__ = ["DEMO_ACCOUNTS", "prepare_demo"]
+__all__ = [
+    "DEMO_ACCOUNTS",
+    "DEMO_MAKERS",
+    "DEMO_OPERATOR",
+    "DEMO_TAKERS",
+    "DEMO_WAREHOUSE",
+    "prepare_demo",
+    "print_demo",
+]
 
 DEMO_ACCOUNTS = tuple(f"M{n:03d}" for n in range(1, 11))
+DEMO_MAKERS = DEMO_ACCOUNTS[1:3]
+"""Simulated market makers (M002, M003): they also hold the demo's rebar receipts."""
+DEMO_TAKERS = DEMO_ACCOUNTS[3:5]
+"""Simulated takers (M004, M005)."""
+DEMO_WAREHOUSE = "WH-DEMO"
+DEMO_OPERATOR = "op-demo"
+DEMO_RECEIPT_KG = 500_000
 
 EXAMPLE = """\
 import asyncio
@@ -51,6 +69,7 @@ def prepare_demo(settings: Settings) -> tuple[str, str, str]:
         stocking = [c for c in stocking_commands(instruments, DEMO_ACCOUNTS) if not _done(c, warehouse)]
         if stocking:
             sequencer.execute(stocking)
+        sequencer.execute(_warehouse_commands(sequencer, instruments))
         states = sequencer.core.trading_states()
         sequencer.execute(SetTradingState(s, CONTINUOUS) for s, state in sorted(states.items()) if state != CONTINUOUS)
         book = sequencer.core.matching.books[instruments[0].symbol]
@@ -69,13 +88,81 @@ def _done(command: Any, warehouse: WarehouseEngine) -> bool:
     return command.number in warehouse.receipts
 
 
-def print_demo(url: str, key_id: str, secret: str, symbol: str, price: str, write: Callable[[str], None]) -> None:
+def _warehouse_commands(sequencer: Sequencer, instruments: list[Any]) -> list[Any]:
+    """The demo warehouse, its operator and the makers' rebar receipts, once (a restart adds nothing)."""
+    warehouse = sequencer.core.warehouse
+    if DEMO_WAREHOUSE in warehouse.warehouses:
+        return []
+    groups = tuple(dict.fromkeys(i.warehouse_group for i in instruments))
+    commands: list[Any] = [
+        AddWarehouse(DEMO_WAREHOUSE, "Demo Warehouse", groups, "serve-demo"),
+        AddOperator(DEMO_OPERATOR, DEMO_WAREHOUSE, "serve-demo"),
+    ]
+    rebar = next((i for i in instruments if i.commodity == "steel"), None)
+    if rebar is not None:
+        for member in DEMO_MAKERS:
+            number = f"DEMO-{member}"
+            commands.append(
+                RegisterReceipt(
+                    DEMO_OPERATOR,
+                    number,
+                    member,
+                    rebar.symbol,
+                    DEMO_RECEIPT_KG,
+                    DEMO_RECEIPT_KG // 2_000,
+                    f"HEAT-{member}",
+                    f"CERT-{member}",
+                    0,
+                    0,
+                    0,
+                    "HRB400E",
+                    "20 mm x 12 m",
+                    "demo bay",
+                )
+            )
+            commands.append(ConfirmReceipt(number, member))
+    return commands
+
+
+def simulated_traders(database_url: str, rate_per_s: float) -> Callable[[Any], Coroutine[Any, Any, None]]:
+    """The background task of ``serve --demo``: keys for the simulated makers and takers (new ones each
+    run; a key's secret is never stored), then the traders on the server's own URL until cancelled."""
+    from api._demo_traders import SimulatedTraders, TraderKey
+    from api._keys import create_key
+
+    makers = [TraderKey(a, *create_key(database_url, "trader", a, "serve --demo maker")) for a in DEMO_MAKERS]
+    takers = [TraderKey(a, *create_key(database_url, "trader", a, "serve --demo taker")) for a in DEMO_TAKERS]
+
+    async def run(server: Any) -> None:
+        await SimulatedTraders(server.url, makers, takers, rate_per_s).run()
+
+    return run
+
+
+def print_demo(
+    url: str,
+    key_id: str,
+    secret: str,
+    symbol: str,
+    price: str,
+    write: Callable[[str], None],
+    operator_key: tuple[str, str] | None = None,
+    simulated: bool = False,
+) -> None:
     write("")
     write(f"demo exchange at {url}: instruments open for continuous trading, members {DEMO_ACCOUNTS[0]}..")
     write(f"{DEMO_ACCOUNTS[-1]} funded and holding warehouse receipts for every instrument (a sell order")
     write("locks them; name them with receipts=[...]); trader key for " + f"{DEMO_ACCOUNTS[0]}:")
     write(f"  key_id: {key_id}")
     write(f"  secret: {secret}")
+    if operator_key is not None:
+        write(f"operator key for warehouse {DEMO_WAREHOUSE} (operator account {DEMO_OPERATOR}):")
+        write(f"  key_id: {operator_key[0]}")
+        write(f"  secret: {operator_key[1]}")
+    if simulated:
+        makers = ", ".join(DEMO_MAKERS)
+        takers = ", ".join(DEMO_TAKERS)
+        write(f"simulated makers {makers} and takers {takers} trade through the socket (--no-simulate: off)")
     write("connect with (save as try.py, run with .venv/bin/python try.py):")
     write("")
     for line in EXAMPLE.format(url=url, key_id=key_id, secret=secret, symbol=symbol, price=price).splitlines():

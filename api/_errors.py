@@ -15,10 +15,16 @@ response: ``accepted``, or ``error`` with one of these codes.
     │              REPLAY_UNAVAILABLE
     ├── service:   BUSY (the sequencer's queue is full), UNAVAILABLE (stopping
     │              or stopped)
-    └── core:      every reject code of the matching core, by the same name
-                   (UNKNOWN_INSTRUMENT, PRICE_OFF_TICK, PRICE_OUT_OF_BAND,
-                   UNKNOWN_ORDER, NOT_YOUR_ORDER, ...; see matching/_errors.py),
-                   and later those of clearing and warehouse
+    ├── core:      every reject code of the matching core, by the same name
+    │              (UNKNOWN_INSTRUMENT, PRICE_OFF_TICK, PRICE_OUT_OF_BAND,
+    │              UNKNOWN_ORDER, NOT_YOUR_ORDER, ...; see matching/_errors.py)
+    ├── clearing:  every clearing refusal (clearing/_errors.py) by its name
+    │              (UNKNOWN_MEMBER, SAME_APPROVER, OPEN_BREAK, ...), except
+    │              TOO_MANY_PENDING, which is TOO_MANY_WITHDRAWALS here
+    └── warehouse: every warehouse refusal (warehouse/_errors.py) by its name
+                   (UNKNOWN_RECEIPT, NOT_YOUR_WAREHOUSE, BAD_WEIGHT, ...);
+                   LEDGER_REFUSED is answered with the clearing code it
+                   carries (INSUFFICIENT_FUNDS for a buyer short of money)
 
 Codes travel as their names (``"PRICE_OFF_TICK"``); the names never change
 meaning, new codes are only added.
@@ -28,8 +34,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from clearing import CLEARING_MESSAGES, ClearingCode
 from matching import MESSAGES as CORE_MESSAGES
 from matching import RejectCode
+from warehouse import WAREHOUSE_MESSAGES, WarehouseCode
 
 __all__ = ["ERROR_MESSAGES", "ApiError", "ErrorCode", "error_message"]
 
@@ -96,18 +104,99 @@ class ErrorCode(StrEnum):
     TOO_MANY_INSTRUMENTS = "TOO_MANY_INSTRUMENTS"
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
     INSUFFICIENT_RECEIPTS = "INSUFFICIENT_RECEIPTS"
-    UNKNOWN_RECEIPT = "UNKNOWN_RECEIPT"
     RECEIPT_NOT_ACTIVE = "RECEIPT_NOT_ACTIVE"
     RECEIPT_NOT_DELIVERABLE = "RECEIPT_NOT_DELIVERABLE"
     RECEIPTS_IN_TWO_WAREHOUSES = "RECEIPTS_IN_TWO_WAREHOUSES"
     RECEIPT_REPEATED = "RECEIPT_REPEATED"
-    TOO_MANY_RECEIPTS = "TOO_MANY_RECEIPTS"
     RECEIPTS_ON_BUY = "RECEIPTS_ON_BUY"
+    # clearing (clearing.ClearingCode by name; TOO_MANY_PENDING is TOO_MANY_WITHDRAWALS)
+    UNKNOWN_MEMBER = "UNKNOWN_MEMBER"
+    MEMBER_EXISTS = "MEMBER_EXISTS"
+    SUB_ACCOUNT_TAKEN = "SUB_ACCOUNT_TAKEN"
+    BAD_MEMBER = "BAD_MEMBER"
+    WRONG_BANK = "WRONG_BANK"
+    BAD_AMOUNT = "BAD_AMOUNT"
+    AMOUNT_ABOVE_LIMIT = "AMOUNT_ABOVE_LIMIT"
+    BAD_RECORD_ID = "BAD_RECORD_ID"
+    BAD_DATE = "BAD_DATE"
+    FILE_ID_REUSED = "FILE_ID_REUSED"
+    BAD_FILE_RECORDS = "BAD_FILE_RECORDS"
+    UNKNOWN_REQUEST = "UNKNOWN_REQUEST"
+    BAD_REQUEST_STATE = "BAD_REQUEST_STATE"
+    SAME_APPROVER = "SAME_APPROVER"
+    OPEN_BREAK = "OPEN_BREAK"
+    TOO_MANY_WITHDRAWALS = "TOO_MANY_WITHDRAWALS"
+    ORDER_EXISTS = "ORDER_EXISTS"
+    UNKNOWN_DEAL = "UNKNOWN_DEAL"
+    BAD_DEAL_STATE = "BAD_DEAL_STATE"
+    DAY_ALREADY_CLOSED = "DAY_ALREADY_CLOSED"
+    UNKNOWN_STATEMENT = "UNKNOWN_STATEMENT"
+    UNKNOWN_BREAK = "UNKNOWN_BREAK"
+    BREAK_RESOLVED = "BREAK_RESOLVED"
+    TOO_MANY_MEMBERS = "TOO_MANY_MEMBERS"
+    TOO_MANY_RECORDS = "TOO_MANY_RECORDS"
+    # warehouse (warehouse.WarehouseCode by name)
+    UNKNOWN_WAREHOUSE = "UNKNOWN_WAREHOUSE"
+    WAREHOUSE_EXISTS = "WAREHOUSE_EXISTS"
+    BAD_WAREHOUSE = "BAD_WAREHOUSE"
+    UNKNOWN_OPERATOR = "UNKNOWN_OPERATOR"
+    OPERATOR_EXISTS = "OPERATOR_EXISTS"
+    NOT_YOUR_WAREHOUSE = "NOT_YOUR_WAREHOUSE"
+    GROUP_NOT_DESIGNATED = "GROUP_NOT_DESIGNATED"
+    BAD_RECEIPT_NUMBER = "BAD_RECEIPT_NUMBER"
+    RECEIPT_EXISTS = "RECEIPT_EXISTS"
+    BAD_WEIGHT = "BAD_WEIGHT"
+    BAD_PIECES = "BAD_PIECES"
+    BAD_CERTIFICATE = "BAD_CERTIFICATE"
+    BAD_TEXT = "BAD_TEXT"
+    UNSUPPORTED_COMMODITY = "UNSUPPORTED_COMMODITY"
+    BAD_ID = "BAD_ID"
+    UNKNOWN_RECEIPT = "UNKNOWN_RECEIPT"
+    NOT_YOUR_RECEIPT = "NOT_YOUR_RECEIPT"
+    BAD_RECEIPT_STATE = "BAD_RECEIPT_STATE"
+    RECEIPT_IN_DISPUTE = "RECEIPT_IN_DISPUTE"
+    NOT_PLEDGEE = "NOT_PLEDGEE"
+    MERGE_MISMATCH = "MERGE_MISMATCH"
+    REPEATED_RECEIPT = "REPEATED_RECEIPT"
+    NOT_DELIVERABLE = "NOT_DELIVERABLE"
+    UNKNOWN_LOCK = "UNKNOWN_LOCK"
+    LOCK_EXISTS = "LOCK_EXISTS"
+    BAD_QUANTITY = "BAD_QUANTITY"
+    ONE_WAREHOUSE = "ONE_WAREHOUSE"
+    CORE_ONLY = "CORE_ONLY"
+    DEAL_EXISTS = "DEAL_EXISTS"
+    NOT_BUYER = "NOT_BUYER"
+    PAYMENT_DEADLINE_PASSED = "PAYMENT_DEADLINE_PASSED"
+    DELIVERY_DEADLINE_PASSED = "DELIVERY_DEADLINE_PASSED"
+    DEADLINE_NOT_PASSED = "DEADLINE_NOT_PASSED"
+    BAD_RESOLUTION = "BAD_RESOLUTION"
+    BAD_DEADLINE = "BAD_DEADLINE"
+    LEDGER_REFUSED = "LEDGER_REFUSED"
+    BAD_LOAD_OUT_WEIGHT = "BAD_LOAD_OUT_WEIGHT"
+    TOO_MANY_WAREHOUSES = "TOO_MANY_WAREHOUSES"
+    TOO_MANY_OPERATORS = "TOO_MANY_OPERATORS"
+    TOO_MANY_RECEIPTS = "TOO_MANY_RECEIPTS"
+    TOO_MANY_DEALS = "TOO_MANY_DEALS"
+    TOO_MANY_IN_LIST = "TOO_MANY_IN_LIST"
 
     @classmethod
     def from_reject(cls, code: int) -> ErrorCode:
         """The API code of a core reject code."""
         return cls(RejectCode(code).name)
+
+    @classmethod
+    def from_clearing(cls, code: int) -> ErrorCode:
+        """The API code of a clearing refusal."""
+        name = ClearingCode(code).name
+        return cls(_CLEARING_RENAMED.get(name, name))
+
+    @classmethod
+    def from_warehouse(cls, code: int) -> ErrorCode:
+        """The API code of a warehouse refusal."""
+        return cls(WarehouseCode(code).name)
+
+
+_CLEARING_RENAMED = {"TOO_MANY_PENDING": "TOO_MANY_WITHDRAWALS"}
 
 
 _OWN_MESSAGES: dict[ErrorCode, str] = {
@@ -141,9 +230,19 @@ _OWN_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.UNAVAILABLE: "the exchange is shutting down or stopped; reconnect later",
 }
 
+# Codes two cores share keep one message that serves both.
+_SHARED_MESSAGES: dict[ErrorCode, str] = {
+    ErrorCode.UNKNOWN_DEAL: "no deal (or delivery record) with this id; check the deal id",
+    ErrorCode.BAD_DEAL_STATE: "the deal is not in a state that allows this step (the detail names its state)",
+    ErrorCode.BAD_AMOUNT: "the amount must be a positive whole number of fen (two decimals in CNY) within the limit",
+}
+
 ERROR_MESSAGES: dict[ErrorCode, str] = {
-    **_OWN_MESSAGES,
+    **{ErrorCode.from_warehouse(code): text for code, text in WAREHOUSE_MESSAGES.items()},
+    **{ErrorCode.from_clearing(code): text for code, text in CLEARING_MESSAGES.items()},
     **{ErrorCode(code.name): text for code, text in CORE_MESSAGES.items()},
+    **_SHARED_MESSAGES,
+    **_OWN_MESSAGES,
 }
 assert set(ERROR_MESSAGES) == set(ErrorCode), set(ErrorCode) - set(ERROR_MESSAGES)
 

@@ -42,6 +42,7 @@ from api._protocol import (
     SubscribeRequest,
     UnsubscribeRequest,
 )
+from api._views import warehouse_stream
 from exchange import Ack, order_status
 from matching import (
     ACCEPTED,
@@ -147,7 +148,7 @@ def _account_for(conn: Connection, requested: str | None) -> str:
         if requested is None:
             raise ApiError(ErrorCode.INVALID_FIELD, "staff name the account in `account`")
         return requested
-    raise ApiError(ErrorCode.FORBIDDEN, f"a {key.role} key has no view of member orders yet")
+    raise ApiError(ErrorCode.FORBIDDEN, f"a {key.role} key has no view of member orders and executions")
 
 
 def _fills(gateway: Gateway, ack: Ack, order_id: int) -> list[dict[str, Any]]:
@@ -197,6 +198,7 @@ async def _login(gateway: Gateway, conn: Connection, request: LoginRequest) -> d
     return {
         "role": key.role,
         "subject": key.subject,
+        "warehouse": gateway.views.operators.get(key.subject) if key.role == "operator" else None,
         "session_id": conn.session_id,
         "epoch": gateway.private.epoch,
         "server_time_ms": now_ms,
@@ -360,12 +362,29 @@ async def _fills_query(gateway: Gateway, conn: Connection, r: FillsRequest) -> d
 # ----------------------------------------------------------- subscriptions
 
 
-def _target(conn: Connection, channel: str, instrument: str | None, account: str | None) -> str:
+def _target(gateway: Gateway, conn: Connection, channel: str, instrument: str | None, account: str | None) -> str:
     if channel in PRIVATE_CHANNELS:
-        if conn.key is None:
+        key = conn.key
+        if key is None:
             raise ApiError(ErrorCode.NOT_AUTHENTICATED, "private channels need a login")
         if instrument is not None:
             raise ApiError(ErrorCode.INVALID_FIELD, "private channels take no instrument")
+        if key.role == "operator" and channel in ("receipts", "deliveries"):
+            # an operator follows its own warehouse's receipts and deliveries
+            warehouse = gateway.views.operators.get(key.subject)
+            if warehouse is None:
+                raise ApiError(ErrorCode.UNKNOWN_OPERATOR, key.subject)
+            own = warehouse_stream(warehouse)
+            if account is not None and account != own:
+                raise ApiError(ErrorCode.FORBIDDEN, f"an operator of {warehouse} follows only {own}")
+            return own
+        if key.role == "bank" and channel == "balances":
+            # a bank watches the balances of the members it supervises, one account per subscription
+            if account is None:
+                raise ApiError(ErrorCode.INVALID_FIELD, "a bank names the member in `account`")
+            if gateway.views.member_bank.get(account) != key.subject:
+                raise ApiError(ErrorCode.FORBIDDEN, f"{account} is not a member supervised by bank {key.subject}")
+            return account
         return _account_for(conn, account)
     if instrument is None:
         raise ApiError(ErrorCode.INVALID_FIELD, f"channel {channel} needs an instrument")
@@ -375,7 +394,7 @@ def _target(conn: Connection, channel: str, instrument: str | None, account: str
 
 
 def _subscribe(gateway: Gateway, conn: Connection, r: SubscribeRequest) -> None:
-    target = _target(conn, r.channel, r.instrument, r.account)
+    target = _target(gateway, conn, r.channel, r.instrument, r.account)
     key = (r.channel, target)
     if key in conn.subscriptions:
         raise ApiError(ErrorCode.ALREADY_SUBSCRIBED, f"{r.channel} {target}")
@@ -404,7 +423,7 @@ def _subscribe(gateway: Gateway, conn: Connection, r: SubscribeRequest) -> None:
 def _unsubscribe(gateway: Gateway, conn: Connection, r: UnsubscribeRequest) -> dict[str, Any]:
     if r.channel in PRIVATE_CHANNELS and conn.key is None:
         raise ApiError(ErrorCode.NOT_SUBSCRIBED, r.channel)
-    target = _target(conn, r.channel, r.instrument, r.account)
+    target = _target(gateway, conn, r.channel, r.instrument, r.account)
     key = (r.channel, target)
     if key not in conn.subscriptions:
         raise ApiError(ErrorCode.NOT_SUBSCRIBED, f"{r.channel} {target}")

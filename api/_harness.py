@@ -17,12 +17,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from api._client import Client
 from api._keys import KeyStore
 from api._limits import GatewayLimits
 from api._server import Gateway, GatewayServer
-from exchange import Sequencer, Settings, funding_commands, receipt_commands, warehouse_commands
+from exchange import SIMULATION_BANK, Ack, Sequencer, Settings, funding_commands, receipt_commands, warehouse_commands
+from warehouse import AddOperator, AddWarehouse
 
 __all__ = ["HARNESS_RECEIPTS_PER_INSTRUMENT", "RunningExchange", "running_exchange"]
 
@@ -76,6 +78,22 @@ class RunningExchange:
 
     def staff_client(self) -> Client:
         return Client(self.url, *self.staff)
+
+    def execute(self, commands: list[Any]) -> list[Ack]:
+        """Submit set-up commands (warehouses, operators, bank records) to the sequencer and wait for
+        their commit; the gateway's read models see them like any other command."""
+        return [ticket.result(timeout=30) for ticket in self.sequencer.submit_many(commands)]
+
+    def warehouse(self, warehouse_id: str, groups: tuple[str, ...], operator_id: str) -> tuple[str, str]:
+        """A warehouse with one operator account; returns an operator key for it."""
+        self.execute(
+            [AddWarehouse(warehouse_id, f"warehouse {warehouse_id}", groups, "harness"),
+             AddOperator(operator_id, warehouse_id, "harness")]
+        )  # fmt: skip
+        return self.keys.create("operator", operator_id, f"operator of {warehouse_id}")
+
+    def bank_key(self, bank: str = SIMULATION_BANK) -> tuple[str, str]:
+        return self.keys.create("bank", bank, f"bank {bank}")
 
 
 @contextlib.asynccontextmanager

@@ -18,8 +18,8 @@ pepper the seal is keyed with the empty string and protects nothing: set one
 in production. Changing the pepper invalidates every key.
 
 Roles: ``trader`` (subject: the member account it acts for), ``operator``
-(subject: its warehouse), ``bank`` (subject: the bank), ``staff`` (subject
-empty).
+(subject: its operator account in the warehouse core, which acts for one
+warehouse), ``bank`` (subject: the bank), ``staff`` (subject empty).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _check(role: str, subject: str, label: str) -> None:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if role == "staff":
         if subject:
-            raise ValueError("a staff key acts for no member, warehouse or bank: leave the subject empty")
+            raise ValueError("a staff key acts for no member, operator account or bank: leave the subject empty")
     elif not (1 <= len(subject) <= MAX_SUBJECT_CHARS) or not subject.isprintable() or " " in subject:
         raise ValueError(f"a {role} key needs a subject of 1 to {MAX_SUBJECT_CHARS} printable characters, no spaces")
     if len(label) > MAX_LABEL_CHARS:

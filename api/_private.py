@@ -1,6 +1,7 @@
 """Private streams per account: `orders` (every change to the account's
-orders) and `executions` (every fill), built from the core's events after
-each commit.
+orders) and `executions` (every fill), built here from the core's events
+after each commit; `balances`, `receipts` and `deliveries`, built by the
+read models (``api._views``) from the same commits through ``emit``.
 
 Each (channel, account) stream numbers its messages 1, 2, 3, ... without
 gaps, within one server run (its ``epoch``, a random id chosen at start).
@@ -57,7 +58,7 @@ class PrivateStreams:
             stream = self.streams[key] = Stream(self.ring_size)
         return stream
 
-    def _emit(self, channel: str, account: str, body: dict[str, Any]) -> None:
+    def emit(self, channel: str, account: str, body: dict[str, Any]) -> None:
         stream = self.stream(channel, account)
         stream.seq += 1
         body["seq"] = stream.seq
@@ -72,7 +73,7 @@ class PrivateStreams:
 
     def apply(self, ack: Ack) -> None:
         price = self.price
-        emit = self._emit
+        emit = self.emit
         ts_ns = ack.ts_ns
         for e in ack.events:
             kind = e[0]

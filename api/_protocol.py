@@ -36,15 +36,34 @@ __all__ = [
     "Accepted",
     "AmendOrderRequest",
     "AmendResult",
+    "ApproveWithdrawalRequest",
+    "BalanceInfo",
+    "BalancesPush",
+    "BalancesRequest",
+    "BalancesResult",
+    "BankFileInfo",
+    "BankFilesRequest",
+    "BankFilesResult",
     "BookPush",
+    "BreakInfo",
     "CancelOrderRequest",
     "CancelResult",
+    "ConfirmDeliveryRequest",
+    "ConfirmLoadOutRequest",
+    "ConfirmReceiptRequest",
+    "DealActionResult",
+    "DealInfo",
+    "DealsRequest",
+    "DealsResult",
+    "DeliveryInfo",
+    "DeliveryPush",
     "ErrorResponse",
     "ExecutionPush",
     "Fill",
     "FillsRequest",
     "FillsResult",
     "HeartbeatPush",
+    "HoldInfo",
     "InstrumentInfo",
     "InstrumentsRequest",
     "InstrumentsResult",
@@ -58,12 +77,23 @@ __all__ = [
     "OrderResult",
     "OrdersRequest",
     "OrdersResult",
+    "PayDealRequest",
     "PingRequest",
     "PongResult",
+    "ReceiptActionResult",
+    "ReceiptInfo",
+    "ReceiptPush",
+    "ReceiptsRequest",
+    "ReceiptsResult",
+    "RegisterReceiptRequest",
+    "RequestLoadOutRequest",
     "RequestRegistry",
+    "RequestWithdrawalRequest",
+    "ResolveDisputeRequest",
     "SetTradingStateRequest",
     "SnapshotRequest",
     "StatePush",
+    "StatementInfo",
     "SubscribeRequest",
     "SubscribeResult",
     "TickerPush",
@@ -73,9 +103,17 @@ __all__ = [
     "TradingStateResult",
     "UnsubscribeRequest",
     "WireModel",
+    "WithdrawalInfo",
+    "WithdrawalResult",
+    "WithdrawalsRequest",
+    "WithdrawalsResult",
 ]
 
 MAX_ORDER_ID = (1 << 63) - 1
+MAX_WEIGHT_KG = 10**12
+"""The largest weight the wire takes (the warehouse's own per-receipt limit is lower and answered BAD_WEIGHT)."""
+MAX_TEXT_CHARS = 200
+"""The longest free text (lot numbers, certificate, location) the wire takes; the warehouse checks its own limits."""
 MAX_TIMESTAMP_MS = 1 << 53
 
 RequestId = Annotated[str, Field(pattern=r"^[\x21-\x7e]{1,64}$", description="client request id, echoed back")]
@@ -102,11 +140,25 @@ ReceiptNumber = Annotated[
 ]
 Seq = Annotated[int, Field(ge=0, le=MAX_ORDER_ID)]
 QueryLimit = Annotated[int, Field(ge=1, le=MAX_QUERY_ROWS)]
+Amount = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]{1,13}(\.[0-9]{1,2})?$",
+        description="CNY, a decimal string with at most two places (a whole number of fen)",
+        examples=["1250000.00"],
+    ),
+]
+DealId = Annotated[int, Field(ge=1, le=MAX_ORDER_ID, description="the deal id (the id of the trade that made it)")]
+Identifier = Annotated[str, Field(pattern=r"^[\x21-\x7e]{1,64}$")]
+WeightKg = Annotated[int, Field(ge=1, le=MAX_WEIGHT_KG, description="kilograms, a positive integer")]
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
 
 PUBLIC_CHANNELS = ("book", "top", "trades", "ticker", "state")
-PRIVATE_CHANNELS = ("orders", "executions")
+PRIVATE_CHANNELS = ("orders", "executions", "balances", "receipts", "deliveries")
 CHANNELS = PUBLIC_CHANNELS + PRIVATE_CHANNELS
-Channel = Literal["book", "top", "trades", "ticker", "state", "orders", "executions"]
+Channel = Literal[
+    "book", "top", "trades", "ticker", "state", "orders", "executions", "balances", "receipts", "deliveries"
+]
 PublicChannel = Literal["book", "top", "trades", "ticker", "state"]
 SideName = Literal["buy", "sell"]
 StateName = Literal["closed", "auction", "continuous", "halted", "break"]
@@ -259,6 +311,178 @@ class SnapshotRequest(WireModel):
     instrument: Symbol
 
 
+# --------------------------------------------------- money and goods: queries
+
+
+class BalancesRequest(WireModel):
+    """Balances and open holds: a trader's own member; staff name `account`; a bank sees its members
+    (all of them, or the one named in `account`); staff without `account` see every member.
+    Holds are listed newest first, up to `holds_limit` per account."""
+
+    type: Literal["balances"]
+    id: RequestId
+    account: Account | None = None
+    holds_limit: QueryLimit = 100
+    limit: QueryLimit = Field(default=100, description="at most this many accounts (sorted by id)")
+
+
+class WithdrawalsRequest(WireModel):
+    """Withdrawal requests: a trader's own member's; a bank's members'; staff all (or one `account`).
+    `status` "open": pending approval or approved (waiting for the bank)."""
+
+    type: Literal["withdrawals"]
+    id: RequestId
+    account: Account | None = None
+    status: Literal["open", "all"] = "open"
+    limit: QueryLimit = 100
+
+
+class ReceiptsRequest(WireModel):
+    """Warehouse receipts: a trader's member holds; an operator's warehouse keeps; staff name
+    `account` or `warehouse`. `state` "live": registered, active, locked, pledged, frozen, loading."""
+
+    type: Literal["receipts"]
+    id: RequestId
+    account: Account | None = None
+    warehouse: Identifier | None = None
+    state: Literal["live", "all"] = "live"
+    limit: QueryLimit = 100
+
+
+class DealsRequest(WireModel):
+    """Deals and their deliveries, newest first: a trader's member's side of its deals; an
+    operator's the deliveries at its warehouse; staff name `account` or `warehouse`."""
+
+    type: Literal["deals"]
+    id: RequestId
+    account: Account | None = None
+    warehouse: Identifier | None = None
+    status: Literal["open", "all"] = "open"
+    before_deal_id: DealId | None = None
+    limit: QueryLimit = 100
+
+
+class BankFilesRequest(WireModel):
+    """A bank's files (imported, duplicate or refused), statements, open reconciliation breaks and
+    the withdrawal instructions waiting for its answer. A bank key sees its own; staff name `bank`."""
+
+    type: Literal["bank_files"]
+    id: RequestId
+    bank: Identifier | None = None
+
+
+# -------------------------------------------------- money and goods: commands
+
+
+class RequestWithdrawalRequest(WireModel):
+    """A trader asks to take `amount` out of its member's available funds (staff name `account`).
+    The amount is frozen at once; above the approval threshold a staff user other than the
+    requester approves. `withdrawal_id` is the client's id: a repeat is answered as the first."""
+
+    type: Literal["request_withdrawal"]
+    id: RequestId
+    withdrawal_id: Identifier
+    amount: Amount
+    account: Account | None = None
+
+
+class ApproveWithdrawalRequest(WireModel):
+    """Staff approve a withdrawal waiting for approval (maker-checker: not its requester)."""
+
+    type: Literal["approve_withdrawal"]
+    id: RequestId
+    withdrawal_id: Identifier
+
+
+class PayDealRequest(WireModel):
+    """The buyer pays a deal: the rest of the price (beyond the margin) is frozen into escrow,
+    and the delivery waits for the warehouse's confirmation."""
+
+    type: Literal["pay_deal"]
+    id: RequestId
+    deal_id: DealId
+
+
+class ResolveDisputeRequest(WireModel):
+    """Staff resolve a disputed delivery: "adjust" settles at `amount` (paid to the seller before
+    fees) for the delivered weight; "cancel" cancels the deal and returns the receipts."""
+
+    type: Literal["resolve_dispute"]
+    id: RequestId
+    deal_id: DealId
+    resolution: Literal["adjust", "cancel"]
+    amount: Amount | None = None
+
+    @model_validator(mode="after")
+    def _amount_matches_resolution(self) -> ResolveDisputeRequest:
+        if self.resolution == "adjust" and self.amount is None:
+            raise ValueError("an adjust resolution needs an amount")
+        if self.resolution == "cancel" and self.amount is not None:
+            raise ValueError("a cancel resolution takes no amount")
+        return self
+
+
+class ConfirmReceiptRequest(WireModel):
+    """The holder confirms a receipt the warehouse registered for it: it becomes active (sellable)."""
+
+    type: Literal["confirm_receipt"]
+    id: RequestId
+    number: ReceiptNumber
+
+
+class RequestLoadOutRequest(WireModel):
+    """The holder asks to take the goods of an active receipt out of the warehouse."""
+
+    type: Literal["request_load_out"]
+    id: RequestId
+    number: ReceiptNumber
+
+
+class RegisterReceiptRequest(WireModel):
+    """An operator registers goods taken in at its warehouse, after inspection, for member `holder`.
+    Steel: `pieces` > 0, `steel_grade` and `dimensions`; coal: `calorific_kcal_per_kg`,
+    `moisture_bps` and `sulphur_bps`, pieces 0. The receipt waits for the holder's confirmation."""
+
+    type: Literal["register_receipt"]
+    id: RequestId
+    number: ReceiptNumber
+    holder: Account
+    instrument: Symbol
+    weight_kg: WeightKg
+    pieces: Annotated[int, Field(ge=0, le=10**9)] = 0
+    lot_numbers: Text = ""
+    certificate_no: Text
+    calorific_kcal_per_kg: Annotated[int, Field(ge=0, le=100_000)] = 0
+    moisture_bps: Annotated[int, Field(ge=0, le=10_000)] = 0
+    sulphur_bps: Annotated[int, Field(ge=0, le=10_000)] = 0
+    steel_grade: Text = ""
+    dimensions: Text = ""
+    location: Text = ""
+
+
+class ConfirmDeliveryRequest(WireModel):
+    """An operator confirms delivery of a paid deal at its warehouse: the weight actually delivered
+    and the quality result (`pieces` for steel, 0 for coal). Within tolerance and passed: settled at
+    once (delivery versus payment); otherwise the delivery is disputed and staff resolve it."""
+
+    type: Literal["confirm_delivery"]
+    id: RequestId
+    deal_id: DealId
+    actual_weight_kg: WeightKg
+    quality_pass: bool
+    pieces: Annotated[int, Field(ge=0, le=10**9)] = 0
+
+
+class ConfirmLoadOutRequest(WireModel):
+    """An operator confirms the goods of a receipt in load-out left its warehouse (`weight_kg` from
+    the scale); the receipt is cancelled."""
+
+    type: Literal["confirm_load_out"]
+    id: RequestId
+    number: ReceiptNumber
+    weight_kg: WeightKg
+
+
 class RequestRegistry:
     """The request models by `type`; ``parse`` validates a frame into one of them."""
 
@@ -313,6 +537,20 @@ for _model in (
     SubscribeRequest,
     UnsubscribeRequest,
     SnapshotRequest,
+    BalancesRequest,
+    WithdrawalsRequest,
+    ReceiptsRequest,
+    DealsRequest,
+    BankFilesRequest,
+    RequestWithdrawalRequest,
+    ApproveWithdrawalRequest,
+    PayDealRequest,
+    ResolveDisputeRequest,
+    ConfirmReceiptRequest,
+    RequestLoadOutRequest,
+    RegisterReceiptRequest,
+    ConfirmDeliveryRequest,
+    ConfirmLoadOutRequest,
 ):
     REQUESTS.register(_model)
 
@@ -337,7 +575,10 @@ class ErrorResponse(WireModel):
 
 class LoginResult(WireModel):
     role: Literal["trader", "operator", "bank", "staff"]
-    subject: str = Field(description="the member account, warehouse or bank the key acts for ('' for staff)")
+    subject: str = Field(description="the member account, operator account or bank the key acts for ('' for staff)")
+    warehouse: str | None = Field(
+        default=None, description="an operator's warehouse (null when its operator account is not registered yet)"
+    )
     session_id: str
     epoch: str = Field(description="identifies this server run; private sequence numbers are valid within it")
     server_time_ms: int
@@ -465,6 +706,175 @@ class SubscribeResult(WireModel):
     epoch: str | None = None
 
 
+class HoldInfo(WireModel):
+    hold_id: int
+    account: Literal["frozen_margin", "frozen_escrow"]
+    purpose: str = Field(description="order, deal_margin, deal_fee, escrow or withdrawal")
+    ref: str = Field(description="what the money is held for: order:<id>, deal:<id>, wd:<withdrawal id>")
+    amount: str = Field(description="CNY held after the change (0.00 once closed)")
+    state: Literal["open", "settled", "released", "forfeited"]
+
+
+class BalanceInfo(WireModel):
+    account: str
+    bank: str | None
+    available: str
+    frozen_margin: str
+    frozen_escrow: str
+    open_holds: int
+    holds: list[HoldInfo]
+
+
+class BalancesResult(WireModel):
+    balances: list[BalanceInfo]
+
+
+class WithdrawalInfo(WireModel):
+    withdrawal_id: str
+    account: str
+    amount: str
+    status: Literal["pending_approval", "approved", "paid", "rejected_by_bank", "cancelled"]
+    requested_by: str = Field(description="the key id (or bank or CLI user) that requested it")
+    approved_by: str
+    reason: str
+    last_seq: int = Field(description="journal seq of its last change (0: before this server run)")
+
+
+class WithdrawalsResult(WireModel):
+    withdrawals: list[WithdrawalInfo]
+
+
+class ReceiptInfo(WireModel):
+    number: str
+    warehouse_id: str
+    holder: str
+    commodity: str
+    group: str
+    grade: str
+    weight_kg: int
+    pieces: int
+    lot_numbers: str
+    certificate_no: str
+    calorific_kcal_per_kg: int
+    moisture_bps: int
+    sulphur_bps: int
+    steel_grade: str
+    dimensions: str
+    location: str
+    state: Literal[
+        "registered", "active", "locked", "pledged", "frozen", "loading", "void", "delivered", "merged", "cancelled"
+    ]
+    origin: str = Field(
+        description="registered, split:<parent>, merged, delivery:<deal>, residual:<deal>, part:<deal>, extra:<deal>; "
+        "for a receipt issued before this server run only 'issued'"
+    )
+    last_transition: str
+    last_seq: int
+
+
+class ReceiptsResult(WireModel):
+    receipts: list[ReceiptInfo]
+
+
+class DeliveryInfo(WireModel):
+    warehouse_id: str
+    contract_weight_kg: int
+    payment_deadline_ns: int
+    delivery_deadline_ns: int
+    receipts: list[str]
+    state: Literal["awaiting_payment", "paid", "delivery_confirmed", "settled", "disputed", "defaulted", "cancelled"]
+    actual_weight_kg: int
+    quality_pass: bool | None
+    amount: str | None = Field(description="CNY paid to the seller before fees (at confirmation or settlement)")
+    refund: str | None = Field(description="CNY returned to the buyer by the tolerance settlement")
+    extra: str | None = Field(description="CNY the buyer pays beyond the contract for over-weight")
+    detail: str
+    last_seq: int = Field(description="journal seq of its last change (0: before this server run)")
+
+
+class DealInfo(WireModel):
+    """A deal as the viewer sees it: a trader its own side (`side`, its margin and fee; no
+    counterparty); an operator or staff both parties (`buyer`, `seller`)."""
+
+    deal_id: int
+    instrument: str
+    price: Price
+    quantity_lots: int
+    side: SideName | None
+    buyer: str | None
+    seller: str | None
+    notional: str | None = Field(description="CNY; null when only the delivery record is known")
+    margin: str | None
+    fee: str | None
+    state: Literal["open", "escrowed", "settled", "defaulted", "cancelled"] | None
+    state_amount: str | None
+    delivery: DeliveryInfo | None
+
+
+class DealsResult(WireModel):
+    deals: list[DealInfo]
+
+
+class BankFileInfo(WireModel):
+    file_id: str
+    file_kind: str
+    status: Literal["applied", "refused"]
+    applied: int | None = Field(description="records applied (null for files imported before this server run)")
+    duplicates: int | None
+    code: ErrorCode | None = Field(description="why a refused file was refused")
+    detail: str
+    seq: int
+
+
+class StatementInfo(WireModel):
+    statement_id: str
+    value_date: str
+    lines: int
+    breaks: int
+    seq: int
+
+
+class BreakInfo(WireModel):
+    break_id: int
+    bank: str
+    sub_account: str
+    member: str
+    reason: str
+    bank_amount: str
+    exchange_amount: str
+
+
+class BankFilesResult(WireModel):
+    bank: str
+    members: int
+    files: list[BankFileInfo]
+    statements: list[StatementInfo]
+    breaks: list[BreakInfo]
+    instructions: list[WithdrawalInfo] = Field(description="approved withdrawals waiting for the bank's result")
+
+
+class WithdrawalResult(WireModel):
+    seq: int
+    ts_ns: int
+    duplicate: bool = Field(description="true when the withdrawal id was used before; nothing was applied")
+    withdrawal: WithdrawalInfo
+
+
+class DealActionResult(WireModel):
+    seq: int
+    ts_ns: int
+    deal: DealInfo
+    settlement: str | None = Field(
+        default=None, description="confirm_delivery: why settlement must wait (staff retry it), else null"
+    )
+
+
+class ReceiptActionResult(WireModel):
+    seq: int
+    ts_ns: int
+    receipt: ReceiptInfo
+
+
 RESULTS: dict[str, type[WireModel]] = {
     "login": LoginResult,
     "ping": PongResult,
@@ -479,6 +889,20 @@ RESULTS: dict[str, type[WireModel]] = {
     "subscribe": SubscribeResult,
     "unsubscribe": SubscribeResult,
     "snapshot": SubscribeResult,
+    "balances": BalancesResult,
+    "withdrawals": WithdrawalsResult,
+    "receipts": ReceiptsResult,
+    "deals": DealsResult,
+    "bank_files": BankFilesResult,
+    "request_withdrawal": WithdrawalResult,
+    "approve_withdrawal": WithdrawalResult,
+    "pay_deal": DealActionResult,
+    "resolve_dispute": DealActionResult,
+    "confirm_delivery": DealActionResult,
+    "confirm_receipt": ReceiptActionResult,
+    "request_load_out": ReceiptActionResult,
+    "register_receipt": ReceiptActionResult,
+    "confirm_load_out": ReceiptActionResult,
 }
 
 # -------------------------------------------------------------------- pushes
@@ -600,6 +1024,47 @@ class ExecutionPush(WireModel):
     liquidity: Literal["maker", "taker", "auction"]
 
 
+class BalancesPush(WireModel):
+    """The account's balances after a command that moved its money (private channel `balances`),
+    with the holds that command opened, changed or closed and its withdrawals' new states."""
+
+    type: Literal["balances"]
+    account: str
+    seq: int
+    journal_seq: int
+    ts_ns: int
+    available: str
+    frozen_margin: str
+    frozen_escrow: str
+    open_holds: int
+    holds: list[HoldInfo]
+    withdrawals: list[WithdrawalInfo]
+
+
+class ReceiptPush(WireModel):
+    """A receipt of the account came into being or moved (private channel `receipts`)."""
+
+    type: Literal["receipts"]
+    account: str
+    seq: int
+    journal_seq: int
+    ts_ns: int
+    transition: str = Field(description="the step (registered, confirmed, locked, delivered, loaded_out, ...)")
+    receipt: ReceiptInfo
+
+
+class DeliveryPush(WireModel):
+    """A deal of the account opened or moved, or its delivery record did (private channel `deliveries`)."""
+
+    type: Literal["deliveries"]
+    account: str
+    seq: int
+    journal_seq: int
+    ts_ns: int
+    event: Literal["deal_opened", "deal_state", "delivery_opened", "delivery_state"]
+    deal: DealInfo
+
+
 class HeartbeatEntry(WireModel):
     channel: Channel
     instrument: str | None = None
@@ -621,5 +1086,8 @@ PUSHES: dict[str, type[WireModel]] = {
     "state": StatePush,
     "orders": OrderPush,
     "executions": ExecutionPush,
+    "balances": BalancesPush,
+    "receipts": ReceiptPush,
+    "deliveries": DeliveryPush,
     "heartbeat": HeartbeatPush,
 }

@@ -41,8 +41,19 @@ def serve_command(
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     schedule: Annotated[bool, typer.Option(help="Follow the instruments' trading-session schedule.")] = True,
     demo: Annotated[
-        bool, typer.Option(help="Open every instrument, fund demo members, print a trader key (implies --no-schedule).")
+        bool,
+        typer.Option(
+            help="Open every instrument, fund demo members, add a demo warehouse with receipts, print a trader "
+            "and an operator key (implies --no-schedule)."
+        ),
     ] = False,
+    simulate: Annotated[
+        bool, typer.Option(help="With --demo: simulated makers and takers trade through the socket.")
+    ] = True,
+    simulate_rate: Annotated[
+        float,
+        typer.Option(help="With --demo: requests per second of all simulated traders together.", min=0.1, max=1000),
+    ] = 5.0,
 ) -> None:
     """Start the exchange: sequencer, core, journal and the WebSocket endpoint (Ctrl-C stops it gracefully)."""
     import logging
@@ -57,24 +68,31 @@ def serve_command(
 
     settings = _settings(database_url, host, port)
     example: tuple[str, str] | None = None
+    background = None
+    operator_key: tuple[str, str] | None = None
     if demo:
-        from api._demo_setup import DEMO_ACCOUNTS, prepare_demo
+        from api._demo_setup import DEMO_ACCOUNTS, DEMO_OPERATOR, prepare_demo, simulated_traders
         from api._keys import create_key
 
         schedule = False
         symbol, price = prepare_demo(settings)[:2]
         key_id, secret = create_key(settings.database_url, "trader", DEMO_ACCOUNTS[0], "serve --demo")
+        operator_key = create_key(settings.database_url, "operator", DEMO_OPERATOR, "serve --demo")
         example = (symbol, price)
+        if simulate:
+            background = simulated_traders(settings.database_url, simulate_rate)
 
     def ready(server: GatewayServer) -> None:
         typer.echo(f"bulkex listening on {server.url} (database {server.settings.database_url})")
         if example is not None:
             from api._demo_setup import print_demo
 
-            print_demo(server.url, key_id, secret, example[0], example[1], typer.echo)
+            print_demo(
+                server.url, key_id, secret, example[0], example[1], typer.echo, operator_key, background is not None
+            )
 
     try:
-        serve(settings, tls_cert=tls_cert, tls_key=tls_key, schedule=schedule, ready=ready)
+        serve(settings, tls_cert=tls_cert, tls_key=tls_key, schedule=schedule, ready=ready, background=background)
     except ExchangeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -86,7 +104,9 @@ keys_app = typer.Typer(help="API keys of the WebSocket gateway.", no_args_is_hel
 @keys_app.command("create")
 def keys_create(
     role: Annotated[str, typer.Argument(help="trader, operator, bank or staff")],
-    subject: Annotated[str, typer.Argument(help="member account, warehouse or bank ('' for staff)")] = "",
+    subject: Annotated[
+        str, typer.Argument(help="member account, operator account (bulkex warehouse operator) or bank ('' for staff)")
+    ] = "",
     label: Annotated[str, typer.Option(help="A note to recognise the key by.")] = "",
     database_url: DatabaseUrl = None,
 ) -> None:

@@ -7,7 +7,8 @@
            end of the pass ──► Sequencer.submit_many (one queue operation)
     writer threads: apply, journal, commit ──► listener(batch)
            ──call_soon_threadsafe──► Gateway._on_batch (event loop):
-                      market data, private streams, then each command's answer
+                      market data, private streams, read models (balances,
+                      receipts, deals), then each command's answer
            ──► Connection.push ──► Outbox: one socket write per connection
                       per pass of the loop
 
@@ -36,7 +37,7 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
@@ -49,6 +50,7 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from api import _operations  # noqa: F401  (registers the money and goods handlers)
 from api._errors import ApiError, ErrorCode, error_message
 from api._handlers import HANDLERS, Handler, Submit
 from api._keys import ApiKey, KeyStore
@@ -58,6 +60,7 @@ from api._private import PrivateStreams
 from api._protocol import PRIVATE_CHANNELS, REQUESTS
 from api._queries import Queries
 from api._session import Connection, GatewayConnection, Outbox
+from api._views import Views
 from exchange import Ack, QueueFull, Sequencer, Settings, WriterStopped, load_instruments, session_commands
 from matching import MassCancel
 
@@ -106,6 +109,7 @@ class Gateway:
         self.clock_ns = clock_ns
         self.market = MarketData()
         self.private = PrivateStreams(self.price, limits.private_ring_messages)
+        self.views = Views(self.price, self.private)
         self.connections: set[Connection] = set()
         self.sessions: dict[str, set[Connection]] = {}
         self.key_buckets: dict[str, TokenBucket] = {}
@@ -363,6 +367,7 @@ class Gateway:
     def _on_batch(self, batch: Sequence[tuple[Any, Ack]]) -> None:
         self.market.apply_batch(batch)
         self.private.apply_batch(batch)
+        self.views.apply_batch(batch)
         pending = self.pending
         for command, ack in batch:
             entry = pending.pop(id(command), None)
@@ -595,6 +600,7 @@ class GatewayServer:
             queries = Queries(self.settings.database_url)
             gateway = Gateway(sequencer, keys, queries, self.limits, loop)
             gateway.market.load(sequencer.core)
+            gateway.views.load(sequencer.core)
             sequencer.listeners.append(gateway.on_commit)
             sequencer.start()
         except BaseException:
@@ -674,8 +680,10 @@ async def run_server(
     schedule: bool = True,
     stop: asyncio.Event | None = None,
     ready: Callable[[GatewayServer], None] | None = None,
+    background: Callable[[GatewayServer], Coroutine[Any, Any, None]] | None = None,
 ) -> None:
-    """Run the exchange until `stop` is set (or SIGINT/SIGTERM), then shut down gracefully."""
+    """Run the exchange until `stop` is set (or SIGINT/SIGTERM), then shut down gracefully.
+    `background` (the demo's simulated traders) runs beside it and is cancelled first at shutdown."""
     stop = stop if stop is not None else asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -688,7 +696,14 @@ async def run_server(
         tune_process()
         if ready is not None:
             ready(server)
+        task: asyncio.Task[None] | None = loop.create_task(background(server)) if background is not None else None
+        if task is not None:
+            task.add_done_callback(_log_failure)
         await stop.wait()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def serve(
@@ -700,8 +715,18 @@ def serve(
     tls_key: Path | None = None,
     schedule: bool = True,
     ready: Callable[[GatewayServer], None] | None = None,
+    background: Callable[[GatewayServer], Coroutine[Any, Any, None]] | None = None,
 ) -> None:
     """`bulkex serve`: blocks until SIGINT/SIGTERM."""
     asyncio.run(
-        run_server(settings, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, schedule=schedule, ready=ready)
+        run_server(
+            settings,
+            host=host,
+            port=port,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            schedule=schedule,
+            ready=ready,
+            background=background,
+        )
     )

@@ -397,3 +397,149 @@ def test_one_pass_parse_accepts_exactly_what_decode_then_validate_accepts(
         assert slow == fast, (text, slow, fast)
     if slow is not None:
         assert fast == slow, (text, slow, fast)
+
+
+# ------------------------------------------------------------ money and goods
+
+STEEL_RECEIPT: dict[str, Any] = {
+    "number": "R1", "holder": "M1", "instrument": RB, "weight_kg": 20_000, "pieces": 10, "lot_numbers": "HEAT-1",
+    "certificate_no": "CERT-1", "steel_grade": "HRB400E", "dimensions": "20 mm x 12 m", "location": "bay 1",
+}  # fmt: skip
+
+# a valid body of every money and goods request (the role matrix sends each from every role)
+MONEY_AND_GOODS: dict[str, dict[str, Any]] = {
+    "balances": {},
+    "withdrawals": {},
+    "receipts": {"warehouse": "W1"},
+    "deals": {"warehouse": "W1"},
+    "bank_files": {"bank": "SIMBANK"},
+    "request_withdrawal": {"withdrawal_id": "w-matrix", "amount": "1.00", "account": "M1"},
+    "approve_withdrawal": {"withdrawal_id": "w-none"},
+    "pay_deal": {"deal_id": 999_999},
+    "resolve_dispute": {"deal_id": 999_999, "resolution": "cancel"},
+    "confirm_receipt": {"number": "NOPE"},
+    "request_load_out": {"number": "NOPE"},
+    "register_receipt": {**STEEL_RECEIPT, "instrument": "GOLD-999"},
+    "confirm_delivery": {"deal_id": 999_999, "actual_weight_kg": 10_000, "quality_pass": True, "pieces": 5},
+    "confirm_load_out": {"number": "NOPE", "weight_kg": 10_000},
+}
+
+
+def frame(request_type: str, rid: str = "m", **fields: Any) -> str:
+    return json.dumps({"type": request_type, "id": rid, **fields})
+
+
+def test_every_role_that_must_not_send_a_money_or_goods_request_is_refused(tmp_path: Any) -> None:
+    from api._handlers import HANDLERS
+
+    async def main() -> None:
+        async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}") as ex:
+            keys = {
+                "trader": ex.trader_key("M1"),
+                "operator": ex.warehouse("W1", ("EAST-STEEL",), "op1"),
+                "bank": ex.bank_key(),
+                "staff": ex.staff,
+            }
+            assert set(MONEY_AND_GOODS) <= set(HANDLERS.handlers)
+            seq_before = ex.sequencer.last_seq
+            refused = 0
+            for role, (key_id, secret) in keys.items():
+                async with connect(ex.url) as ws:
+                    for request_type, body in MONEY_AND_GOODS.items():
+                        if role == "staff":  # before login: nothing but NOT_AUTHENTICATED
+                            reply = await answer(ws, frame(request_type, **body))
+                            assert reply["code"] == "NOT_AUTHENTICATED", (request_type, reply)
+                    assert (await answer(ws, login_frame(key_id, secret)))["type"] == "accepted"
+                    for request_type, body in MONEY_AND_GOODS.items():
+                        roles = HANDLERS.handlers[request_type].roles
+                        assert roles is not None, request_type
+                        if role in roles:
+                            continue
+                        reply = await answer(ws, frame(request_type, **body))
+                        assert reply["code"] == "FORBIDDEN", (role, request_type, reply)
+                        refused += 1
+            assert refused >= 30
+            assert ex.sequencer.last_seq == seq_before  # nothing reached the sequencer
+
+    run(main)
+
+
+def test_bad_money_and_goods_inputs_get_their_error_and_change_nothing(tmp_path: Any) -> None:
+    async def main() -> None:
+        async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}") as ex:
+            trader = ex.trader_key("M1")
+            operator = ex.warehouse("W1", ("EAST-STEEL",), "op1")
+            ghost = ex.keys.create("operator", "ghost", "an operator account never opened")
+            schema_errors = [
+                ("register_receipt", {**STEEL_RECEIPT, "weight_kg": -5}),
+                ("register_receipt", {**STEEL_RECEIPT, "weight_kg": "20000"}),
+                ("register_receipt", {**STEEL_RECEIPT, "weight_kg": 20000.0}),
+                ("register_receipt", {**STEEL_RECEIPT, "weight_kg": 0}),
+                ("register_receipt", {**STEEL_RECEIPT, "pieces": -1}),
+                ("register_receipt", {**STEEL_RECEIPT, "holder": ""}),
+                ("register_receipt", {**STEEL_RECEIPT, "colour": "red"}),
+                ("register_receipt", {k: v for k, v in STEEL_RECEIPT.items() if k != "certificate_no"}),
+                ("confirm_delivery", {"deal_id": 1, "actual_weight_kg": -98_000, "quality_pass": True}),
+                ("confirm_delivery", {"deal_id": 1, "actual_weight_kg": 98_000, "quality_pass": "yes"}),
+                ("confirm_delivery", {"deal_id": 0, "actual_weight_kg": 98_000, "quality_pass": True}),
+                ("confirm_delivery", {"deal_id": "1", "actual_weight_kg": 98_000, "quality_pass": True}),
+                ("confirm_load_out", {"number": "R1", "weight_kg": -1}),
+                ("confirm_load_out", {"number": "R 1", "weight_kg": 1}),
+            ]
+            trader_schema_errors = [
+                ("request_withdrawal", {"withdrawal_id": "w1", "amount": 100}),
+                ("request_withdrawal", {"withdrawal_id": "w1", "amount": "-5.00"}),
+                ("request_withdrawal", {"withdrawal_id": "w1", "amount": "1.001"}),
+                ("request_withdrawal", {"withdrawal_id": "w1", "amount": "1e3"}),
+                ("request_withdrawal", {"withdrawal_id": "", "amount": "1.00"}),
+                ("pay_deal", {"deal_id": -1}),
+                ("confirm_receipt", {"number": 5}),
+                ("balances", {"holds_limit": 0}),
+                ("receipts", {"state": "gone"}),
+                ("deals", {"limit": 10**6}),
+            ]
+            core_refusals = [  # sequenced, refused by the core, nothing changed
+                (operator, "register_receipt", {**STEEL_RECEIPT, "instrument": "GOLD-999"}, "UNKNOWN_INSTRUMENT"),
+                (operator, "register_receipt", {**STEEL_RECEIPT, "pieces": 0}, "BAD_PIECES"),
+                (operator, "register_receipt", {**STEEL_RECEIPT, "weight_kg": 10**11}, "BAD_WEIGHT"),
+                (operator, "register_receipt", {**STEEL_RECEIPT, "number": "R#1"}, "BAD_RECEIPT_NUMBER"),
+                (ghost, "register_receipt", STEEL_RECEIPT, "UNKNOWN_OPERATOR"),
+                (operator, "confirm_load_out", {"number": "NOPE", "weight_kg": 10}, "UNKNOWN_RECEIPT"),
+                (operator, "confirm_delivery", {"deal_id": 424_242, "actual_weight_kg": 10, "quality_pass": True},
+                 "UNKNOWN_DEAL"),
+                (trader, "confirm_receipt", {"number": "NOPE"}, "UNKNOWN_RECEIPT"),
+                (trader, "request_load_out", {"number": "NOPE"}, "UNKNOWN_RECEIPT"),
+                (trader, "pay_deal", {"deal_id": 424_242}, "UNKNOWN_DEAL"),
+                (ex.staff, "resolve_dispute", {"deal_id": 424_242, "resolution": "cancel"}, "UNKNOWN_DEAL"),
+                (ex.staff, "approve_withdrawal", {"withdrawal_id": "w-none"}, "UNKNOWN_REQUEST"),
+            ]  # fmt: skip
+            seq_before = ex.sequencer.last_seq
+            hash_before = ex.sequencer.state_hash()
+            for key, errors in ((operator, schema_errors), (trader, trader_schema_errors)):
+                async with connect(ex.url) as ws:
+                    assert (await answer(ws, login_frame(*key)))["type"] == "accepted"
+                    for n, (request_type, body) in enumerate(errors):
+                        reply = await answer(ws, frame(request_type, f"b{n}", **body))
+                        assert reply["code"] == "INVALID_FIELD", (request_type, body, reply)
+                        assert reply["message"]
+            assert ex.sequencer.last_seq == seq_before
+            for n, (key, request_type, body, code) in enumerate(core_refusals):
+                async with connect(ex.url) as ws:
+                    assert (await answer(ws, login_frame(*key)))["type"] == "accepted"
+                    reply = await answer(ws, frame(request_type, f"c{n}", **body))
+                    assert reply["code"] == code, (request_type, body, reply)
+                    assert reply["seq"] == seq_before + n + 1, reply
+            assert ex.sequencer.state_hash() == hash_before
+            assert not ex.sequencer.core.warehouse.receipts
+            # a refused withdrawal id is remembered (exactly once), and no money moves
+            async with Client(ex.url, *trader) as client:
+                before = await client.balances()
+                with pytest.raises(RequestError) as info:
+                    await client.request("request_withdrawal", withdrawal_id="w0", amount="0.00")
+                assert info.value.code == "BAD_AMOUNT"
+                with pytest.raises(RequestError) as info:
+                    await client.request("request_withdrawal", withdrawal_id="w0", amount="5.00")
+                assert info.value.code == "BAD_AMOUNT"  # a repeat of the id answers as the first
+                assert await client.balances() == before
+
+    run(main)

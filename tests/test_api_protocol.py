@@ -254,3 +254,15 @@ def test_market_data_book_follows_events_and_counts_seq() -> None:
     assert len(sink.got) == 2
     assert data.volume_lots == 2
     assert data.turnover_fen == 3510 * 100 * 2 * 10
+
+
+def test_protocol_doc_has_an_example_of_every_request_and_push() -> None:
+    import re
+    from pathlib import Path
+
+    from api._protocol import PUSHES, REQUESTS
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text(encoding="utf-8")
+    compact = re.sub(r"\s", "", text)
+    missing = [t for t in [*REQUESTS.models, *PUSHES] if f'"type":"{t}"' not in compact]
+    assert not missing, f"docs/protocol.md has no example of {missing}"
