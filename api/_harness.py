@@ -55,20 +55,22 @@ class RunningExchange:
         assert self.server.sequencer is not None
         return self.server.sequencer
 
-    def trader_key(self, account: str) -> tuple[str, str]:
-        """An API key of a trader of `account`; the account is registered and funded first."""
-        self.fund(account)
+    def trader_key(self, account: str, receipts: bool = True) -> tuple[str, str]:
+        """An API key of a trader of `account`; the account is registered and funded first
+        (and given the simulation warehouses' receipts unless `receipts` is false)."""
+        self.fund(account, receipts)
         return self.keys.create("trader", account, f"trader of {account}")
 
-    def fund(self, account: str) -> None:
-        """Register `account` at the simulation bank, deposit its funds and give it warehouse
-        receipts on every instrument (once), waiting for the commit."""
+    def fund(self, account: str, receipts: bool = True) -> None:
+        """Register `account` at the simulation bank, deposit its funds and (unless `receipts` is
+        false: a test that registers its own goods) give it warehouse receipts on every
+        instrument, once, waiting for the commit."""
         if account in self.funded:
             return
         instruments = [book.instrument for book in self.sequencer.core.matching.books.values()]
-        commands = funding_commands([account]) + receipt_commands(
-            instruments, [account], HARNESS_RECEIPTS_PER_INSTRUMENT
-        )
+        commands = funding_commands([account])
+        if receipts:
+            commands += receipt_commands(instruments, [account], HARNESS_RECEIPTS_PER_INSTRUMENT)
         if not self.funded:
             commands = warehouse_commands(instruments) + commands
         tickets = self.sequencer.submit_many(commands)

@@ -89,7 +89,7 @@ def check_private(client: Client) -> None:
 async def setup(ex: RunningExchange) -> dict[str, Client]:
     """Members SELLER, BUYER, OTHER funded; warehouses W1 (op1) and W2 (op2) for steel; rebar sells
     only against receipts. Returns logged-in clients by name."""
-    keys = {name: ex.trader_key(name) for name in ("SELLER", "BUYER", "OTHER")}
+    keys = {name: ex.trader_key(name, receipts=False) for name in ("SELLER", "BUYER", "OTHER")}
     keys["op1"] = ex.warehouse("W1", ("EAST-STEEL",), "op1")
     keys["op2"] = ex.warehouse("W2", ("EAST-STEEL",), "op2")
     keys["bank"] = ex.bank_key()
@@ -354,7 +354,7 @@ def test_new_private_channels_resume_without_a_gap(tmp_path: Any) -> None:
     async def main() -> None:
         async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}") as ex:
             c = await setup(ex)
-            seller_key = ex.trader_key("SELLER")
+            seller_key = ex.trader_key("SELLER", receipts=False)
             watcher = Client(ex.url, *seller_key)
             await watcher.connect()
             channels = ("balances", "receipts", "deliveries")
@@ -504,8 +504,8 @@ def test_read_models_load_from_the_recovered_core_after_a_restart(tmp_path: Any)
     async def second() -> None:
         async with running_exchange(url, open_markets=False) as ex:
             assert_views_match_core(ex)
-            buyer = Client(ex.url, *ex.trader_key("BUYER"))
-            seller = Client(ex.url, *ex.trader_key("SELLER"))
+            buyer = Client(ex.url, *ex.trader_key("BUYER", receipts=False))
+            seller = Client(ex.url, *ex.trader_key("SELLER", receipts=False))
             bank = Client(ex.url, *ex.bank_key())
             op1 = Client(ex.url, *ex.keys.create("operator", "op1"))
             for client in (buyer, seller, bank, op1):
