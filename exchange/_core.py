@@ -232,7 +232,7 @@ class Core:
             if not locked:
                 assert len(out) == mark, "a refused lock appends nothing"
                 if named or c.instrument in self.receipts_required:
-                    reject = RejectCode.INSUFFICIENT_RECEIPTS
+                    reject: int = RejectCode.INSUFFICIENT_RECEIPTS
                     if named:
                         reject = _LOCK_TO_REJECT.get(code, reject)
                     out.append((REJECTED, seq, c.account, c.client_order_id, reject, detail))
