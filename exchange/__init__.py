@@ -59,7 +59,7 @@ from exchange._simulation import (
 )
 from exchange._store import Store
 from exchange._ticket import Ticket
-from exchange._warehouse_projection import WarehouseRows, list_receipts
+from exchange._warehouse_projection import WarehouseRows, list_deliveries, list_receipts
 from exchange._warehouse_projection import stock_report as warehouse_stock_report
 from exchange._warehouse_tables import DeliveryRow, ReceiptRow, StockRow
 
@@ -110,6 +110,7 @@ __all__ = [
     "funding_commands",
     "hash_state",
     "import_bank_file",
+    "list_deliveries",
     "list_receipts",
     "load_instruments",
     "make_engine",

@@ -10,7 +10,7 @@ events. The store writes the rows in the batch's transaction, after the
 journal rows: receipts and deliveries replace the row of the same key,
 stock rows add their sums to the stored ones.
 
-``stock_report`` and ``list_receipts`` read the tables (reports and the
+``stock_report``, ``list_receipts`` and ``list_deliveries`` read the tables (reports and the
 CLI); they never touch the core.
 
 Stock report per warehouse and instrument, in kg: taken in and loaded out
@@ -38,6 +38,7 @@ __all__ = [
     "STOCK_COLUMNS",
     "STOCK_REPORT_FIELDS",
     "WarehouseRows",
+    "list_deliveries",
     "list_receipts",
     "pg_warehouse_text",
     "stock_report",
@@ -254,3 +255,24 @@ def list_receipts(
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY last_seq DESC, number LIMIT :limit"
     return [dict(zip(RECEIPT_COLUMNS, r, strict=True)) for r in conn.execute(text(sql), params)]
+
+
+def list_deliveries(
+    conn: Connection, member: str | None = None, state: str | None = None, limit: int = 1_000
+) -> list[dict[str, Any]]:
+    """Deliveries from the read model where `member` is buyer or seller (when given) and in
+    `state` (when given), newest deal first, at most `limit` (up to MAX_LISTED_RECEIPTS)."""
+    assert 0 < limit <= MAX_LISTED_RECEIPTS, limit
+    where = []
+    params: dict[str, Any] = {"limit": limit}
+    if member is not None:
+        where.append("(buyer = :member OR seller = :member)")
+        params["member"] = member
+    if state is not None:
+        where.append("state = :state")
+        params["state"] = state
+    sql = f"SELECT {', '.join(DELIVERY_COLUMNS)} FROM warehouse_deliveries"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY deal_id DESC LIMIT :limit"
+    return [dict(zip(DELIVERY_COLUMNS, r, strict=True)) for r in conn.execute(text(sql), params)]

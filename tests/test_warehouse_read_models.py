@@ -19,6 +19,7 @@ from exchange import (
     OrderFlow,
     Sequencer,
     Settings,
+    list_deliveries,
     list_receipts,
     load_instruments,
     make_engine,
@@ -174,6 +175,13 @@ def test_cli_reports_stock_and_receipts_from_the_read_models(tmp_path: Any) -> N
     with engine.connect() as conn:
         assert json.loads(result.output)["stock"] == warehouse_stock_report(conn)
         assert len(list_receipts(conn, limit=5)) == 5
+        disputed = list_deliveries(conn, state=DL_DISPUTED)
+        assert len(disputed) == 1
+        seller = disputed[0]["seller"]
+        mine = list_deliveries(conn, member=seller, limit=10_000)
+        assert disputed[0] in mine
+        assert all(seller in (d["buyer"], d["seller"]) for d in mine)
+        assert [d["deal_id"] for d in mine] == sorted((d["deal_id"] for d in mine), reverse=True)
     engine.dispose()
     result = runner.invoke(app, ["warehouse", "stock", "--database-url", url])
     assert "SIM-EAST-STEEL" in result.output

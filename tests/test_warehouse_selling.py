@@ -33,6 +33,7 @@ from warehouse._model import ACTIVE, LOCKED
 INSTRUMENTS = load_instruments(Settings().instruments_file)
 REBAR = next(i for i in INSTRUMENTS if i.symbol == "RB-HRB400E-20")
 COIL = next(i for i in INSTRUMENTS if i.symbol == "HC-Q235B-5.75")
+COAL = next(i for i in INSTRUMENTS if i.symbol == "TC-5500-NAR")
 BANK = "ICBC"
 DATE = "2025-03-03"
 T0 = 1_750_000_000 * 10**9
@@ -50,8 +51,9 @@ class Exchange:
     """A core with rebar and coil open, three funded members and two steel warehouses.
 
     SELLER holds, oldest first: R1 60 t (W1), R2 50 t (W1), R3 40 t (W2), R5 20 t
-    (W1, registered, not confirmed), R6 30 t of coil (W1), R7 10 t (W1, pledged);
-    OTHER holds R4 30 t (W1)."""
+    (W1, registered, not confirmed), R6 30 t of coil (W1), R7 10 t (W1, pledged),
+    R8 100 t of coal in the coal port W3 (not designated for steel); OTHER holds
+    R4 30 t (W1)."""
 
     def __init__(self, seller_fen: int = 10**12) -> None:
         self.core = Core()
@@ -59,6 +61,7 @@ class Exchange:
         commands: list[Any] = [
             ListInstrument(REBAR),
             ListInstrument(COIL),
+            ListInstrument(COAL),
             SetTradingState(REBAR.symbol, CONTINUOUS),
             SetTradingState(COIL.symbol, CONTINUOUS),
         ]
@@ -72,6 +75,8 @@ class Exchange:
             AddWarehouse("W2", "River Port", ("EAST-STEEL",), "staff1"),
             AddOperator("op1", "W1", "staff1"),
             AddOperator("op2", "W2", "staff1"),
+            AddWarehouse("W3", "North Coal Port", (COAL.warehouse_group,), "staff1"),
+            AddOperator("op3", "W3", "staff1"),
         ]
         for operator, number, holder, symbol, weight_kg in (
             ("op1", "R1", "SELLER", REBAR.symbol, 60_000),
@@ -82,6 +87,10 @@ class Exchange:
             ("op1", "R7", "SELLER", REBAR.symbol, 10_000),
         ):
             commands += [receipt(operator, number, holder, symbol, weight_kg), ConfirmReceipt(number, holder)]
+        coal = RegisterReceipt(
+            "op3", "R8", "SELLER", COAL.symbol, 100_000, 0, "L8", "C8", 5_500, 1_000, 60, "", "", "pile 2"
+        )
+        commands += [coal, ConfirmReceipt("R8", "SELLER")]
         commands += [receipt("op1", "R5", "SELLER", REBAR.symbol, 20_000), PledgeReceipt("R7", "SELLER", BANK)]
         for command in commands:
             out = self.run(command)
@@ -165,6 +174,7 @@ def test_the_instruments_file_may_turn_the_rule_off_and_checks_its_type() -> Non
         (1, ("R5",), RejectCode.RECEIPT_NOT_ACTIVE, "R5: registered"),
         (1, ("R7",), RejectCode.RECEIPT_NOT_ACTIVE, "R7: pledged"),
         (1, ("R6",), RejectCode.RECEIPT_NOT_DELIVERABLE, "R6"),  # coil named on a rebar order
+        (1, ("R8",), RejectCode.RECEIPT_NOT_DELIVERABLE, "R8"),  # in a warehouse not designated for rebar
         (1, ("R1", "R3"), RejectCode.RECEIPTS_IN_TWO_WAREHOUSES, "R3"),
         (1, ("R1", "R2", "R1"), RejectCode.RECEIPT_REPEATED, ""),
         (1, tuple(f"N{n}" for n in range(101)), RejectCode.TOO_MANY_RECEIPTS, "100"),
