@@ -11,6 +11,7 @@
     bulkex clearing run --date D    close the day: clearing files, statements, reconciliation report
     bulkex clearing register|withdraw|approve   members and withdrawals (staff)
     bulkex warehouse add|operator|require-receipts|stock   warehouses, operators, the receipt rule (staff)
+    bulkex torture crash|dbfault|fuzz|soak   reliability runs (docs/reliability.md)
 
 Groups: ``db_app`` and ``bench_app`` are typer apps; add a subcommand with
 ``@bench_app.command("name")`` in this module (import heavy modules inside
@@ -351,6 +352,9 @@ def _register_gateway() -> None:
     from api._serve_cli import register
 
     register(app, bench_app)
+    from api._torture_cli import register as register_torture
+
+    register_torture(app)
 
 
 # ------------------------------------------------------------------ warehouse

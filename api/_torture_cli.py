@@ -1,0 +1,55 @@
+"""``bulkex torture ...``: the reliability runs of docs/reliability.md. ``register(app)`` adds
+the group to the ``bulkex`` typer app."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+__all__ = ["register"]
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="A PostgreSQL server URL (a scratch database is created and dropped) or a SQLite URL "
+        "(default: a temporary SQLite file).",
+    ),
+]
+Seed = Annotated[int | None, typer.Option(help="Random seed (default: chosen and printed).")]
+
+
+def _seed(seed: int | None) -> int:
+    import random
+
+    chosen = seed if seed is not None else random.randrange(1 << 30)
+    typer.echo(f"seed {chosen}")
+    return chosen
+
+
+def crash_command(
+    iterations: Annotated[int, typer.Option(help="Kill and restart this many times.")] = 10,
+    seed: Seed = None,
+    clients: Annotated[int, typer.Option(help="Trader clients over WebSocket.")] = 4,
+    max_run_s: Annotated[float, typer.Option(help="Longest run before a kill, seconds.")] = 2.5,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """SIGKILL the real server at random moments under load; check nothing acknowledged is lost."""
+    from bench.torture import TortureFailure, crash, scratch_database
+
+    chosen = _seed(seed)
+    try:
+        with scratch_database(database_url) as url:
+            report = crash(url, iterations, chosen, clients=clients, max_run_s=max_run_s, log=typer.echo)
+    except (TortureFailure, ValueError) as exc:
+        typer.echo(f"FAILED: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for line in report.lines():
+        typer.echo(line)
+
+
+def register(app: typer.Typer) -> None:
+    torture = typer.Typer(help="Reliability runs: crash loop, database faults, fuzzing, soak.", no_args_is_help=True)
+    torture.command("crash")(crash_command)
+    app.add_typer(torture, name="torture")
