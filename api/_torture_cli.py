@@ -49,7 +49,25 @@ def crash_command(
         typer.echo(line)
 
 
+def dbfault_command(
+    rounds: Annotated[int, typer.Option(help="Kill the database and bring it back this many times.")] = 5,
+    seed: Seed = None,
+) -> None:
+    """Kill a private PostgreSQL (initdb + pg_ctl in a temp dir) under the writer; check it stops and recovers."""
+    from bench.dbfault import DbFaultFailure, PostgresMissing, db_faults
+
+    chosen = _seed(seed)
+    try:
+        report = db_faults(rounds, chosen, log=typer.echo)
+    except (DbFaultFailure, PostgresMissing, ValueError) as exc:
+        typer.echo(f"FAILED: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for line in report.lines():
+        typer.echo(line)
+
+
 def register(app: typer.Typer) -> None:
     torture = typer.Typer(help="Reliability runs: crash loop, database faults, fuzzing, soak.", no_args_is_help=True)
     torture.command("crash")(crash_command)
+    torture.command("dbfault")(dbfault_command)
     app.add_typer(torture, name="torture")
