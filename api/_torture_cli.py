@@ -66,8 +66,28 @@ def dbfault_command(
         typer.echo(line)
 
 
+def conservation_command(
+    seconds: Annotated[float, typer.Option(help="How long the load runs.")] = 30.0,
+    seed: Seed = None,
+    traders: Annotated[int, typer.Option(help="Trader threads.")] = 8,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Concurrent orders, deposits, withdrawals, deliveries, defaults, pledges; readers check every total."""
+    from bench.conservation import ConservationFailure, conservation
+    from bench.torture import scratch_database
+
+    chosen = _seed(seed)
+    try:
+        with scratch_database(database_url) as url:
+            conservation(url, seconds, chosen, traders=traders, log=typer.echo)
+    except (ConservationFailure, ValueError) as exc:
+        typer.echo(f"FAILED: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
 def register(app: typer.Typer) -> None:
     torture = typer.Typer(help="Reliability runs: crash loop, database faults, fuzzing, soak.", no_args_is_help=True)
     torture.command("crash")(crash_command)
     torture.command("dbfault")(dbfault_command)
+    torture.command("conservation")(conservation_command)
     app.add_typer(torture, name="torture")
