@@ -85,9 +85,29 @@ def conservation_command(
         raise typer.Exit(1) from None
 
 
+def soak_command(
+    seconds: Annotated[float, typer.Option(help="How long the soak runs.")] = 600.0,
+    rate: Annotated[int, typer.Option(help="Orders per second offered, all clients together.")] = 1_000,
+    clients: Annotated[int, typer.Option(help="Connected trader clients.")] = 200,
+    interval: Annotated[float, typer.Option(help="Seconds per reported interval.")] = 30.0,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Steady open-loop order rate from many clients: latency percentiles and memory over time."""
+    from bench.soak import SoakFailure, soak
+    from bench.torture import scratch_database
+
+    try:
+        with scratch_database(database_url) as url:
+            soak(url, seconds, rate, clients, interval_s=interval, log=typer.echo)
+    except (SoakFailure, ValueError) as exc:
+        typer.echo(f"FAILED: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
 def register(app: typer.Typer) -> None:
     torture = typer.Typer(help="Reliability runs: crash loop, database faults, fuzzing, soak.", no_args_is_help=True)
     torture.command("crash")(crash_command)
     torture.command("dbfault")(dbfault_command)
     torture.command("conservation")(conservation_command)
+    torture.command("soak")(soak_command)
     app.add_typer(torture, name="torture")
