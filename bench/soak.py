@@ -250,8 +250,15 @@ def soak(
         raise ValueError("the interval must be positive and at most the duration")
     upgrade(database_url)
     keys = _setup(database_url, _traders(clients))
+    with tempfile.TemporaryFile() as stderr_file:  # a pipe nobody reads would stop a long-running server
+        return _run(database_url, keys, seconds, rate, clients, interval_s, seed, log, stderr_file)
+
+
+def _run(
+    database_url: str, keys: list[tuple[str, str, str]], seconds: float, rate: int, clients: int,
+    interval_s: float, seed: int, log: Callable[[str], None], stderr_file: Any,
+) -> SoakReport:  # fmt: skip
     root = Path(__file__).resolve().parent.parent
-    stderr_file = tempfile.TemporaryFile()  # a pipe nobody reads would stop a long-running server
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.soak", database_url],
         stdout=subprocess.PIPE,
@@ -290,7 +297,6 @@ def soak(
             process.wait()
         drain.join(timeout=30)
         process.stdout.close()
-        stderr_file.close()
     engine = make_engine(database_url)
     try:
         with engine.connect() as conn:
