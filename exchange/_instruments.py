@@ -109,7 +109,7 @@ def parse_instruments(data: Mapping[str, Any], source: str = "instruments file")
             fields[field] = value
         schedule_name = entry.get("sessions")
         if schedule_name is not None:
-            if schedule_name not in schedules:
+            if not isinstance(schedule_name, str) or schedule_name not in schedules:
                 raise ConfigError(f"{source}: {name}: field `sessions` names no schedule: {schedule_name!r}")
             fields["sessions"] = schedules[schedule_name]
         instrument = Instrument(**fields)

@@ -283,6 +283,14 @@ def test_instruments_file_not_utf8_is_a_config_error(tmp_path: Path) -> None:
         load_instruments(path)
 
 
+def test_sessions_not_a_name_is_a_config_error() -> None:
+    """Found by the fuzzing: `sessions = []` (a list, unhashable) raised TypeError."""
+    data = copy.deepcopy(TABLES)
+    data["instrument"][0]["sessions"] = []
+    with pytest.raises(ConfigError, match="field `sessions` names no schedule"):
+        parse_instruments(data)
+
+
 def _listable(instruments: list[Any]) -> None:
     core = Core()
     for seq, instrument in enumerate(instruments, 1):
