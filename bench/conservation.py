@@ -307,7 +307,7 @@ def conservation(
             return [SweepDeadlines("staff")]
         if n % 15 == 0:
             trader_account = rnd.choice(accounts)
-            number = f"R-{trader_account}-{rnd.choice(STEEL)[:2]}"
+            number = f"R-{trader_account}-{rnd.choice(STEEL)[:2]}-{rnd.randrange(30)}"
             return [PledgeReceipt(number, trader_account, BANK), ReleasePledge(number, BANK)]
         with deals_lock:
             taken = deals[:20]

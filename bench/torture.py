@@ -85,7 +85,7 @@ DATE = "2025-03-03"
 WAREHOUSE = "W1"
 OPERATOR = "op1"
 STEEL = ("RB-HRB400E-20", "HC-Q235B-5.75")
-RECEIPT_KG = 50_000_000  # 50,000 t per trader: more than any run sells
+RECEIPT_KG = 50_000  # 50 t: five 10 t lots
 MAX_ITERATIONS = 10_000
 MAX_CLIENTS = 64
 
@@ -163,8 +163,10 @@ def _traders(count: int) -> list[str]:
     return [f"T{n:03d}" for n in range(count)]
 
 
-def _setup(url: str, traders: list[str]) -> list[tuple[str, str, str]]:
-    """List, open, fund, give every trader steel receipts; an API key per trader."""
+def _setup(url: str, traders: list[str], receipts: int = 30) -> list[tuple[str, str, str]]:
+    """List, open, fund, give every trader `receipts` receipts of 50 t per steel instrument (a
+    sell order locks whole receipts: many small ones let many sells open deliveries); an API
+    key per trader."""
     from api._keys import KeyStore
 
     with Sequencer(url) as sequencer:
@@ -175,14 +177,15 @@ def _setup(url: str, traders: list[str]) -> list[tuple[str, str, str]]:
         commands.append(AddOperator(OPERATOR, WAREHOUSE, "staff"))
         for trader in traders:
             for symbol in STEEL:
-                number = f"R-{trader}-{symbol[:2]}"
-                commands.append(
-                    RegisterReceipt(
-                        OPERATOR, number, trader, symbol, RECEIPT_KG, RECEIPT_KG // 2_000, f"HEAT-{number}",
-                        f"CERT-{number}", 0, 0, 0, "HRB400E", "20 mm x 12 m", "bay 1",
-                    )
-                )  # fmt: skip
-                commands.append(ConfirmReceipt(number, trader))
+                for n in range(receipts):
+                    number = f"R-{trader}-{symbol[:2]}-{n}"
+                    commands.append(
+                        RegisterReceipt(
+                            OPERATOR, number, trader, symbol, RECEIPT_KG, RECEIPT_KG // 2_000, f"HEAT-{number}",
+                            f"CERT-{number}", 0, 0, 0, "HRB400E", "20 mm x 12 m", "bay 1",
+                        )
+                    )  # fmt: skip
+                    commands.append(ConfirmReceipt(number, trader))
         sequencer.execute(commands)
     keys = KeyStore(url)
     try:
