@@ -53,6 +53,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -680,6 +681,14 @@ def damaged_records(url: str, seed: int) -> list[str]:
                 if recovered.state_hash() != truth or report.snapshot_seq == seq or not report.skipped_snapshots:
                     raise TortureFailure(f"seed {seed}: a corrupt snapshot at seq {seq} was not skipped")
             found.append(f"corrupt snapshot at seq {seq}: skipped ({report.skipped_snapshots[0]}), same hash")
+            forged = zlib.compress(zlib.decompress(body).replace(b'"next_hold_id":', b'"next_hold_id": ', 1), 1)
+            _set_body(engine, "snapshots", seq, forged)  # decompresses, but is not what its hash says
+            with Sequencer(url) as recovered:
+                report = recovered.recovery
+                assert report is not None
+                if recovered.state_hash() != truth or report.snapshot_seq == seq:
+                    raise TortureFailure(f"seed {seed}: a snapshot not matching its hash at seq {seq} was used")
+            found.append(f"altered snapshot at seq {seq}: skipped ({report.skipped_snapshots[0]}), same hash")
             _set_body(engine, "snapshots", seq, body)
         last = int(_fetch(url, "SELECT MAX(seq) FROM journal")[0][0])
         original = bytes(_fetch(url, f"SELECT body FROM journal WHERE seq = {last}")[0][0])

@@ -24,7 +24,7 @@ def _assert_exercised(report: TortureReport, iterations: int) -> None:
     assert report.deliveries_settled > 0
     assert report.replay_unavailable >= iterations - 1
     kinds = " ".join(report.faults_detected)
-    for fault in ("corrupt snapshot", "torn last record", "flipped byte", "gap"):
+    for fault in ("corrupt snapshot", "altered snapshot", "torn last record", "flipped byte", "gap"):
         assert fault in kinds, report.faults_detected
 
 
