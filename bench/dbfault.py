@@ -201,6 +201,7 @@ class _Load:
     def _run(self) -> None:
         sequencer = self.sequencer
         wave = 0
+        waves: list[Any] = []
         while True:
             wave += 1
             commands = self.flow.take(40)
@@ -216,8 +217,10 @@ class _Load:
                 ticket.add_done_callback(self._on_done(type(command).KIND))
             if not sequencer.running:
                 self.stopped_seen.set()
-            with contextlib.suppress(WriterStopped):
-                tickets[-1].result(timeout=30)
+            waves.append(tickets[-1])
+            if len(waves) >= 4:  # up to four waves in flight: batches commit while others queue
+                with contextlib.suppress(WriterStopped):
+                    waves.pop(0).result(timeout=30)
             if not sequencer.running:
                 self.stopped_seen.set()
             # the flow predicts order ids from seqs: keep it the only submitter, pace it
