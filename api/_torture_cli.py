@@ -90,6 +90,7 @@ def soak_command(
     rate: Annotated[int, typer.Option(help="Orders per second offered, all clients together.")] = 1_000,
     clients: Annotated[int, typer.Option(help="Connected trader clients.")] = 200,
     interval: Annotated[float, typer.Option(help="Seconds per reported interval.")] = 30.0,
+    ring: Annotated[int, typer.Option(help="Private stream ring per account, messages (0: the default).")] = 0,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Steady open-loop order rate from many clients: latency percentiles and memory over time."""
@@ -98,7 +99,7 @@ def soak_command(
 
     try:
         with scratch_database(database_url) as url:
-            soak(url, seconds, rate, clients, interval_s=interval, log=typer.echo)
+            soak(url, seconds, rate, clients, interval_s=interval, log=typer.echo, ring_messages=ring)
     except (SoakFailure, ValueError) as exc:
         typer.echo(f"FAILED: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -115,9 +115,12 @@ def _tail(stream: Any) -> str:
     return str(stream.read().decode(errors="replace")[-2000:])
 
 
-def child(url: str) -> None:  # pragma: no cover - runs in the child
-    """The server under test (``python -m bench.soak URL``)."""
+def child(url: str, ring_messages: int) -> None:  # pragma: no cover - runs in the child
+    """The server under test (``python -m bench.soak URL RING``; RING 0: the default private ring)."""
+    from api._limits import GatewayLimits
     from api._server import GatewayServer, run_server
+
+    limits = GatewayLimits(private_ring_messages=ring_messages) if ring_messages else GatewayLimits()
 
     settings = Settings(database_url=url, host="127.0.0.1", port=1)
 
@@ -125,7 +128,7 @@ def child(url: str) -> None:  # pragma: no cover - runs in the child
         sys.stdout.write(f"ready {server.port}\n")
         sys.stdout.flush()
 
-    asyncio.run(run_server(settings, host="127.0.0.1", port=0, schedule=False, ready=ready))
+    asyncio.run(run_server(settings, host="127.0.0.1", port=0, schedule=False, ready=ready, limits=limits))
 
 
 class _Window:
@@ -238,7 +241,7 @@ async def _drive(
 
 def soak(
     database_url: str, seconds: float, rate: int, clients: int, interval_s: float = 10.0,
-    seed: int = 1, log: Callable[[str], None] = print,
+    seed: int = 1, log: Callable[[str], None] = print, ring_messages: int = 0,
 ) -> SoakReport:  # fmt: skip
     """Run the soak on an empty database; SoakFailure when an acknowledged order is missing or
     the server died. "answered" counts every answer, accepted or refused."""
@@ -251,16 +254,16 @@ def soak(
     upgrade(database_url)
     keys = _setup(database_url, _traders(clients), receipts=2)
     with tempfile.TemporaryFile() as stderr_file:  # a pipe nobody reads would stop a long-running server
-        return _run(database_url, keys, seconds, rate, clients, interval_s, seed, log, stderr_file)
+        return _run(database_url, keys, seconds, rate, clients, interval_s, seed, log, stderr_file, ring_messages)
 
 
 def _run(
     database_url: str, keys: list[tuple[str, str, str]], seconds: float, rate: int, clients: int,
-    interval_s: float, seed: int, log: Callable[[str], None], stderr_file: Any,
+    interval_s: float, seed: int, log: Callable[[str], None], stderr_file: Any, ring_messages: int,
 ) -> SoakReport:  # fmt: skip
     root = Path(__file__).resolve().parent.parent
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.soak", database_url],
+        [sys.executable, "-m", "bench.soak", database_url, str(ring_messages)],
         stdout=subprocess.PIPE,
         stderr=stderr_file,
         cwd=root,
@@ -318,4 +321,4 @@ def _run(
 
 
 if __name__ == "__main__":  # pragma: no cover - the child process
-    child(sys.argv[1])
+    child(sys.argv[1], int(sys.argv[2]))
