@@ -12,6 +12,7 @@
     bulkex clearing register|withdraw|approve   members and withdrawals (staff)
     bulkex warehouse add|operator|require-receipts|rules   warehouses, operators, the receipt rule (staff)
     bulkex warehouse stock|receipts [--json]   stock per warehouse and instrument, receipts (read models)
+    bulkex torture crash|dbfault|fuzz|soak   reliability runs (docs/reliability.md)
 
 Groups: ``db_app`` and ``bench_app`` are typer apps; add a subcommand with
 ``@bench_app.command("name")`` in this module (import heavy modules inside
@@ -351,6 +352,9 @@ def _register_gateway() -> None:
     from api._serve_cli import register
 
     register(app, bench_app)
+    from api._torture_cli import register as register_torture
+
+    register_torture(app)
 
 
 # ------------------------------------------------------------------ warehouse
