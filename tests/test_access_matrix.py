@@ -39,10 +39,10 @@ from api._protocol import PRIVATE_CHANNELS, PUBLIC_CHANNELS, REQUESTS
 pytestmark = pytest.mark.timeout(180)
 
 RB = "RB-HRB400E-20"
-SUBJECTS = {"trader": "T1", "operator": "W1", "bank": "SIMBANK", "staff": ""}
+SUBJECTS = {"trader": "T1", "operator": "OP1", "bank": "SIMBANK", "staff": ""}
 KNOWN_VALUES: dict[str, Any] = {
     "instrument": RB, "price": "3500.00", "quantity_lots": 1, "side": "buy", "client_order_id": "acc-1",
-    "state": "halted", "channel": "trades", "order_id": 1,
+    "state": "halted", "channel": "trades", "order_id": 1, "resolution": "cancel",
 }  # fmt: skip
 
 
@@ -70,10 +70,11 @@ def run(make: Callable[[], Awaitable[None]]) -> None:
 
 
 def _value(name: str, prop: dict[str, Any], defs: dict[str, Any]) -> Any:
-    if name in KNOWN_VALUES:
-        return KNOWN_VALUES[name]
     if "$ref" in prop:
         return _value(name, defs[prop["$ref"].rsplit("/", 1)[1]], defs)
+    allowed = prop.get("enum", [prop["const"]] if "const" in prop else None)
+    if name in KNOWN_VALUES and (allowed is None or KNOWN_VALUES[name] in allowed):
+        return KNOWN_VALUES[name]  # a field of the same name may mean something else elsewhere
     if "const" in prop:
         return prop["const"]
     if "enum" in prop:
@@ -140,10 +141,30 @@ async def _connect(ex: RunningExchange, role: str | None, keys: dict[str, tuple[
 
 
 def _keys(ex: RunningExchange) -> dict[str, tuple[str, str]]:
+    """A key per role: trader of T1, the operator account of warehouse W1, the simulation bank, staff."""
     keys = {"trader": ex.trader_key("T1")}
-    for role in sorted(ALL_ROLES - {"trader"}):
-        keys[role] = ex.staff if role == "staff" else ex.keys.create(role, SUBJECTS[role], f"matrix {role}")
+    groups = tuple(sorted({book.instrument.warehouse_group for book in ex.sequencer.core.matching.books.values()}))
+    keys["operator"] = ex.warehouse("W1", groups, SUBJECTS["operator"])
+    keys["bank"] = ex.keys.create("bank", SUBJECTS["bank"], "matrix bank")
+    keys["staff"] = ex.staff
+    assert set(keys) == ALL_ROLES, sorted(ALL_ROLES)
     return keys
+
+
+def _private_answer(channel: str, role: str | None, account: str | None) -> str | None:
+    """The error code a subscription to a private channel gets (None: accepted). T1 and T2 are
+    members of the simulation bank; the operator works for W1."""
+    if role is None:
+        return "NOT_AUTHENTICATED"
+    if role == "operator" and channel in ("receipts", "deliveries"):
+        return None if account is None else "FORBIDDEN"  # its own warehouse's stream only
+    if role == "bank" and channel == "balances":
+        return "INVALID_FIELD" if account is None else None  # one supervised member per subscription
+    if role == "trader":
+        return None if account in (None, "T1") else "FORBIDDEN"
+    if role == "staff":
+        return None if account is not None else "INVALID_FIELD"  # staff must name the account
+    return "FORBIDDEN"
 
 
 def test_every_request_type_is_refused_to_every_role_that_must_not_use_it(tmp_path: Path) -> None:
@@ -192,17 +213,11 @@ def test_private_channels_only_for_their_member(tmp_path: Path) -> None:
                             request["account"] = account
                         answer = await raw.ask(request)
                         await raw.ws.close()
-                        allowed = (role == "trader" and account in (None, "T1")) or (
-                            role == "staff" and account is not None
-                        )
-                        if allowed:
+                        code = _private_answer(channel, role, account)
+                        if code is None:
                             assert answer["type"] == "accepted", (channel, role, account, answer)
-                        elif role is None:
-                            assert answer.get("code") == "NOT_AUTHENTICATED", answer
-                        elif role == "staff":
-                            assert answer.get("code") == "INVALID_FIELD", answer  # staff must name the account
                         else:
-                            assert answer.get("code") == "FORBIDDEN", (channel, role, account, answer)
+                            assert answer.get("code") == code, (channel, role, account, answer)
             for channel in PUBLIC_CHANNELS:
                 for role in [None, *sorted(ALL_ROLES)]:
                     raw = await _connect(ex, role, keys)
