@@ -101,15 +101,16 @@ def reference_grow(h: Harness, order_id: int, extra_kg: int) -> tuple[int, list[
     return 0, [r.number for r in taken]
 
 
+register = st.tuples(
+    st.just("register"),
+    st.sampled_from(HOLDERS),
+    st.sampled_from(sorted(BY_NAME)),
+    st.integers(0, 1),
+    st.integers(1, 30),
+)
 step = st.one_of(
-    st.tuples(
-        st.just("register"),
-        st.sampled_from(HOLDERS),
-        st.sampled_from(sorted(BY_NAME)),
-        st.integers(0, 1),
-        st.integers(1, 30),
-    ),
-    st.tuples(st.just("lock"), st.sampled_from(HOLDERS), st.sampled_from(sorted(BY_NAME)), st.integers(1, 8)),
+    register,
+    st.tuples(st.just("lock"), st.sampled_from(HOLDERS), st.sampled_from(sorted(BY_NAME)), st.integers(1, 5)),
     st.tuples(st.just("grow"), st.integers(0, 50), st.integers(1, 4)),
     st.tuples(st.just("unlock"), st.integers(0, 50)),
     st.tuples(st.just("split"), st.integers(0, 500), st.integers(1, 99)),
@@ -117,14 +118,20 @@ step = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, print_blob=True)
-@given(steps=st.lists(step, min_size=1, max_size=60), max_list=st.sampled_from((2, 3, 100)))
-def test_index_choice_equals_sorting_everything(steps: list[tuple[Any, ...]], max_list: int) -> None:
+@settings(max_examples=200, deadline=None, print_blob=True)
+@given(
+    stock=st.lists(register, min_size=8, max_size=40),
+    steps=st.lists(step, min_size=10, max_size=60),
+    max_list=st.sampled_from((2, 3, 100)),
+)
+def test_index_choice_equals_sorting_everything(
+    stock: list[tuple[Any, ...]], steps: list[tuple[Any, ...]], max_list: int
+) -> None:
     h = Harness(WarehouseLimits(max_receipts_per_list=max_list))
     eng = h.eng
     serial = 0
     order_id = 1_000
-    for s in steps:
+    for s in stock + steps:
         kind = s[0]
         if kind == "register":
             _, holder, name, which, tonnes = s
@@ -180,3 +187,29 @@ def test_index_choice_equals_sorting_everything(steps: list[tuple[Any, ...]], ma
                         if r.commodity == "coal" or pieces < r.pieces:
                             h.ok(SplitReceipt(r.number, r.holder, part, pieces))
         eng.check_invariants()  # includes: the index equals the active receipts sorted by age
+
+
+def test_over_weight_taking_exactly_whole_receipts_splits_none() -> None:
+    """The extra weight of an over-weight delivery comes oldest first from the
+    seller's other receipts here; when it equals whole receipts none is split."""
+    from test_warehouse_engine import funded
+
+    from warehouse import DELIVERED, DL_SETTLED, ConfirmDelivery, PayDeal
+
+    h = Harness()
+    funded(h)
+    h.steel("R1", "A", 20_000, pieces=10)
+    h.steel("R2", "A", 200, pieces=1)
+    h.steel("R3", "A", 400, pieces=1)
+    h.steel("R4", "A", 5_000, pieces=4)
+    h.ok(LockReceipts(1, "A", REBAR.symbol, 2, ("R1",)))
+    h.trade(5, 1, "B", 2, 3_500)
+    h.ok(PayDeal(5, "B"))
+    receipts_before = len(h.eng.receipts)
+    h.ok(ConfirmDelivery(5, "op1", 20_600, True, 12))  # +3 %: R2 and R3 whole
+    d = h.eng.deliveries[5]
+    assert d.state == DL_SETTLED
+    assert d.receipts == ["R1", "R2", "R3"]
+    assert [h.state(n) for n in ("R1", "R2", "R3", "R4")] == [DELIVERED, DELIVERED, DELIVERED, ACTIVE]
+    assert len(h.eng.receipts) == receipts_before + 1  # the buyer's receipt, no split part
+    h.check()
