@@ -70,11 +70,11 @@ from warehouse import (
 
 __all__ = [
     "SIMULATION_BANK",
-    "SIMULATION_WEIGHT_DIFFERENCE_PCT",
     "SIMULATION_FUNDING_FEN",
     "SIMULATION_LOTS_PER_RECEIPT",
     "SIMULATION_RECEIPTS_PER_INSTRUMENT",
     "SIMULATION_STAFF",
+    "SIMULATION_WEIGHT_DIFFERENCE_PCT",
     "DeliveryDesk",
     "OrderFlow",
     "funding_commands",
@@ -255,7 +255,8 @@ class DeliveryDesk:
         self.random = random.Random(seed)
         self.weight_difference_pct = weight_difference_pct
         self.pieces: dict[str, int] = {}  # live receipt number -> pieces
-        self.deals: dict[int, tuple[str, str, int, tuple[str, ...]]] = {}  # open deal -> (instrument, warehouse, kg, receipts)
+        # open deal -> (instrument, warehouse, contract kg, allocated receipts)
+        self.deals: dict[int, tuple[str, str, int, tuple[str, ...]]] = {}
         self.due: deque[Any] = deque()
         self.payments = 0
         self.confirmations = 0
