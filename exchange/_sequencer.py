@@ -82,7 +82,7 @@ _Work = tuple[list[_Group], list[Ack], Batch]
 
 _STOP = object()
 
-GC_FREEZE_EVERY_COMMANDS = 10_000
+GC_FREEZE_EVERY_COMMANDS = 500
 """The sequencing thread moves every object the garbage collector tracks into its permanent
 generation (``gc.freeze``) after this many commands. The core's state (orders, holds, deals,
 ledger entries) only grows and holds no reference cycles; left in the collector's sight, every
@@ -91,7 +91,9 @@ holds a few hundred thousand objects). Objects frozen are still freed by referen
 dropped. The young generations are collected just before, so only a reference cycle that
 became garbage after reaching the oldest generation and before the freeze would stay (the
 core makes none; the rest of the process should not rely on the collector for long-lived
-cycles)."""
+cycles). That collection walks what survived since the last freeze, and it holds the
+interpreter lock: every 500 commands it pauses the writer for about 0.7 ms (median, measured on
+the journal benchmark's flow), against 14 ms every 10,000 commands, for the same total."""
 
 
 class Sequencer:
