@@ -516,12 +516,13 @@ from 46 ms to 22 ms)."""
 def tune_process() -> None:
     """Interpreter settings for a serving process: everything allocated so far (modules, the
     recovered core) moves to the permanent generation so full collections do not walk it again and
-    again; young collections run every GC_GEN0_THRESHOLD allocations (cycles are still collected);
+    again; young collections run every GC_GEN0_THRESHOLD allocations, or less often where the
+    sequencer (``exchange.tune_collector``) set a higher threshold (cycles are still collected);
     threads hand the GIL over after GIL_SWITCH_INTERVAL_S."""
     gc.collect()
     gc.freeze()
-    _gen0, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(gen0, GC_GEN0_THRESHOLD), gen1, gen2)  # never below the sequencer's setting
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
