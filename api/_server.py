@@ -1,7 +1,8 @@
 """The WebSocket gateway in front of the sequencer.
 
-    client ──frame──► GatewayConnection.process_event (in data_received, no
-                      reader task) ──► Gateway.on_frame: size, JSON and schema
+    client ──frame──► GatewayConnection.data_received: the frame read and
+                      unmasked there (no reader task; unusual frames go whole
+                      to websockets) ──► Gateway.on_frame: size, JSON and schema
                       in one pass, rate limits, login and role, handler
            handler ──► core command, queued for this pass of the loop
            end of the pass ──► Sequencer.submit_many (one queue operation)
@@ -10,6 +11,10 @@
                       market data, private streams, then each command's answer
            ──► Connection.push ──► Outbox: one socket write per connection
                       per pass of the loop
+
+No WebSocket extension is negotiated (``compression=None``): permessage-deflate
+costs CPU per frame and memory per connection for messages of a few hundred
+bytes (docs/protocol.md).
 
 Every request gets exactly one answer. A command is answered only after its
 journal commit. Work is batched at each hand-over: one ``submit_many`` per
