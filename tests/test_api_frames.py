@@ -170,3 +170,36 @@ def test_a_fragmented_message_hands_the_connection_to_the_library_in_order(tmp_p
             assert await answers(ws, 1) == [("d", None)]
 
     run(main)
+
+
+def test_the_frame_boundary_is_told_from_the_library_parser_state() -> None:
+    """The gateway takes over reading only where the websockets parser waits for a new frame with
+    nothing buffered: never inside a frame, even when the bytes read so far were all consumed."""
+    from websockets.frames import Frame as LibraryFrame
+    from websockets.server import ServerProtocol
+
+    from api._session import at_frame_boundary
+
+    protocol = ServerProtocol(max_size=65_536)
+    assert not at_frame_boundary(protocol)  # still in the opening handshake
+    protocol.receive_data(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    (request,) = protocol.events_received()
+    protocol.send_response(protocol.accept(request))
+    assert at_frame_boundary(protocol)
+    raw = frame(TEXT, ping_request("a"))
+    protocol.receive_data(raw[:2])  # the header is read, the parser waits for the mask: nothing buffered
+    assert not protocol.reader.buffer
+    assert not at_frame_boundary(protocol)
+    protocol.receive_data(raw[2:])
+    (event,) = protocol.events_received()
+    assert isinstance(event, LibraryFrame)
+    assert event.data == ping_request("a")
+    assert at_frame_boundary(protocol)
+    protocol.receive_data(raw[:1])  # one byte buffered
+    assert not at_frame_boundary(protocol)
+    protocol.receive_data(raw[1:] + frame(TEXT, ping_request("b"), fin=False))  # a fragmented message begins
+    assert len(protocol.events_received()) == 2
+    assert not at_frame_boundary(protocol)
