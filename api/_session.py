@@ -8,7 +8,7 @@ instead of queueing it for a reader task (no task wake-up, future or
 
 Once the connection is open and the library's parser stands at a frame
 boundary with nothing buffered, ``data_received`` reads the common frames
-itself (``FrameReader``): final, masked, no reserved bits, text or binary,
+itself: final, masked, no reserved bits, text or binary,
 at most ``max_size`` bytes; it unmasks them with the library's own
 ``apply_mask`` and hands the message over. Every other frame goes to the
 websockets protocol whole and at a frame boundary, so the library sees a
@@ -136,24 +136,27 @@ class GatewayConnection(ServerConnection):
             if self.direct is None or protocol.state is not _OPEN:
                 self._hand_over(data[pos:])
                 return
-            if n - pos < 6:  # two header bytes and the mask at least
+            if n - pos < 2:
                 break
             first = data[pos]
             second = data[pos + 1]
+            if not second & 0x80:
+                self._hand_over(data[pos:])  # unmasked: the library closes (1002)
+                return
             length = second & 0x7F
             head = pos + 2
             if length == 126:
-                if n - pos < 8:
+                if n - pos < 4:
                     break
                 length = int.from_bytes(data[head : head + 2], "big")
                 head += 2
             elif length == 127:
-                if n - pos < 14:
+                if n - pos < 10:
                     break
                 length = int.from_bytes(data[head : head + 8], "big")
                 head += 8
-            if not second & 0x80 or (max_size is not None and length > max_size):
-                self._hand_over(data[pos:])  # unmasked (1002) or too large (1009, unread): the library closes
+            if max_size is not None and length > max_size:
+                self._hand_over(data[pos:])  # too large: the library closes (1009) without reading it
                 return
             end = head + 4 + length
             if end > n:

@@ -5,6 +5,7 @@ must end exactly as the websockets library alone would end it. Real server, raw 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 from collections.abc import Awaitable, Callable
@@ -113,6 +114,8 @@ def test_frames_cut_anywhere_are_read_in_order_with_control_frames_among_them(tm
     ("name", "raw", "close_code"),
     [
         ("unmasked", frame(TEXT, ping_request("u"), masked=False), 1002),
+        ("unmasked and empty", frame(TEXT, b"", masked=False), 1002),
+        ("over the cap, header alone", frame(TEXT, b"x" * 70_000)[:10], 1009),
         ("reserved bit", frame(TEXT, ping_request("r"), rsv=0b100), 1002),
         ("unknown opcode", frame(0x3, b"x"), 1002),
         ("continuation of nothing", frame(CONT, b"x"), 1002),
@@ -137,10 +140,11 @@ def test_bad_frames_end_as_the_library_ends_them(tmp_path: Any, name: str, raw: 
             await asyncio.sleep(0.01)
             ws.transport.write(raw[:3])
             await asyncio.sleep(0.01)
-            ws.transport.write(raw[3:] + frame(TEXT, ping_request("never")))
+            with contextlib.suppress(RuntimeError):  # the server may have closed on the first bytes
+                ws.transport.write(raw[3:])  # nothing follows: the bad bytes alone must end the connection
             assert await answers(ws, 1) == [("b", None)], name
             with pytest.raises(ConnectionClosed):
-                await answers(ws, 1)  # nothing after the bad frame is answered
+                await answers(ws, 1)
             assert ws.close_code == close_code, name
 
     run(main)
