@@ -165,11 +165,12 @@ def bench_gateway_command(
     clients: Annotated[int, typer.Option(help="Order-sending clients.")] = 50,
     seconds: Annotated[float, typer.Option(help="Length of the order run.")] = 5.0,
     subscribers: Annotated[int, typer.Option(help="Book subscribers in the fan-out run.")] = 1_000,
+    rate: Annotated[float, typer.Option(help="Orders/s offered in the open-loop run (the target is 20,000).")] = 20_000,
 ) -> None:
     """Gateway throughput and latency on loopback: orders, book fan-out, memory per idle connection."""
     from bench.gateway import print_report, run
 
-    result = run(database_url=database_url, clients=clients, seconds=seconds, subscribers=subscribers)
+    result = run(database_url=database_url, clients=clients, seconds=seconds, subscribers=subscribers, rate=rate)
     print_report(result, json_only=json_only)
 
 

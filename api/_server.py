@@ -1,7 +1,8 @@
 """The WebSocket gateway in front of the sequencer.
 
-    client ──frame──► GatewayConnection.process_event (in data_received, no
-                      reader task) ──► Gateway.on_frame: size, JSON and schema
+    client ──frame──► GatewayConnection.data_received: the frame read and
+                      unmasked there (no reader task; unusual frames go whole
+                      to websockets) ──► Gateway.on_frame: size, JSON and schema
                       in one pass, rate limits, login and role, handler
            handler ──► core command, queued for this pass of the loop
            end of the pass ──► Sequencer.submit_many (one queue operation)
@@ -11,6 +12,10 @@
                       receipts, deals), then each command's answer
            ──► Connection.push ──► Outbox: one socket write per connection
                       per pass of the loop
+
+No WebSocket extension is negotiated (``compression=None``): permessage-deflate
+costs CPU per frame and memory per connection for messages of a few hundred
+bytes (docs/protocol.md).
 
 Every request gets exactly one answer. A command is answered only after its
 journal commit. Work is batched at each hand-over: one ``submit_many`` per
@@ -526,12 +531,13 @@ _PRINTABLE_ID = re.compile(r"[\x21-\x7e]+").fullmatch
 def tune_process() -> None:
     """Interpreter settings for a serving process: everything allocated so far (modules, the
     recovered core) moves to the permanent generation so full collections do not walk it again and
-    again; young collections run every GC_GEN0_THRESHOLD allocations (cycles are still collected);
+    again; young collections run every GC_GEN0_THRESHOLD allocations, or less often where the
+    sequencer (``exchange.tune_collector``) set a higher threshold (cycles are still collected);
     threads hand the GIL over after GIL_SWITCH_INTERVAL_S."""
     gc.collect()
     gc.freeze()
-    _gen0, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(gen0, GC_GEN0_THRESHOLD), gen1, gen2)  # never below the sequencer's setting
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 

@@ -4,11 +4,21 @@ Receiving. ``GatewayConnection`` (the websockets server connection the
 gateway creates) hands every complete, unfragmented text or binary frame to
 the gateway synchronously, from the transport's ``data_received`` callback,
 instead of queueing it for a reader task (no task wake-up, future or
-``recv`` per message). The websockets protocol still parses and checks
-every frame (masking, ``max_size``, control frames, the closing handshake);
-only the hand-over is shorter. A connection that sends a fragmented message
-switches for good to the library's own reassembly (the ``recv`` loop of
-``Gateway.handle``), so messages keep their order.
+``recv`` per message).
+
+Once the connection is open and the library's parser stands at a frame
+boundary with nothing buffered, ``data_received`` reads the common frames
+itself: final, masked, no reserved bits, text or binary,
+at most ``max_size`` bytes; it unmasks them with the library's own
+``apply_mask`` and hands the message over. Every other frame goes to the
+websockets protocol whole and at a frame boundary, so the library sees a
+consistent stream and answers it as it always does: a control frame (ping,
+pong, close) is fed to it alone and reading goes on; an unmasked frame, one
+over ``max_size`` (closed 1009 unread), one with reserved bits, a fragment
+or a continuation hands the rest of the stream to the library for good. A
+fragmented message so switches the connection for good to the library's
+own reassembly (the ``recv`` loop of ``Gateway.handle``), and messages keep
+their order. Invalid UTF-8 in a text frame closes 1007, as the library does.
 
 Sending. Messages to a client go through ``push`` into a queue; an
 ``Outbox`` shared by all connections writes every connection's queue at
@@ -32,12 +42,17 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import BINARY, CONT, TEXT, CloseCode, Frame
-from websockets.protocol import State
+from websockets.protocol import Protocol, State
 
 from api._keys import ApiKey
 from api._limits import CLOSE_SLOW_CONSUMER, GatewayLimits, TokenBucket
 
-__all__ = ["WRITE_CHUNK_MESSAGES", "Connection", "GatewayConnection", "Outbox", "text_frame"]
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C extension
+    from websockets.utils import apply_mask
+
+__all__ = ["WRITE_CHUNK_MESSAGES", "Connection", "GatewayConnection", "Outbox", "at_frame_boundary", "text_frame"]
 
 log = logging.getLogger("bulkex.gateway")
 
@@ -58,6 +73,38 @@ def text_frame(payload: bytes) -> bytes:
     return b"\x81\x7f" + n.to_bytes(8, "big")
 
 
+_OPEN = State.OPEN
+_FIN_ONLY = 0x80  # first header byte: FIN set, no reserved bits
+_OP_TEXT = 0x1
+_OP_BINARY = 0x2
+_OP_CLOSE = 0x8
+
+
+def at_frame_boundary(protocol: Protocol) -> bool:
+    """True when the websockets protocol is open, has no bytes buffered, no fragmented message under
+    way and its parser waits for the first byte of the next frame, so the next bytes may be read by
+    someone else as long as only whole frames are handed back to it. Anything unexpected (another
+    websockets version that parses differently) answers False, and the library keeps reading."""
+    reader = getattr(protocol, "reader", None)
+    if (
+        protocol.state is not _OPEN
+        or protocol.extensions
+        or protocol.current_size is not None
+        or reader is None
+        or reader.buffer
+        or reader.eof
+    ):
+        return False
+    generator: Any = protocol.parser
+    for _ in range(8):  # ServerProtocol.parse -> Protocol.parse -> StreamReader.at_eof
+        inner = getattr(generator, "gi_yieldfrom", None)
+        if inner is None:
+            break
+        generator = inner
+    code = getattr(generator, "gi_code", None)
+    return code is not None and code.co_name == "at_eof" and code.co_filename.endswith("streams.py")
+
+
 class GatewayConnection(ServerConnection):
     """A websockets server connection that hands complete messages straight to the gateway."""
 
@@ -66,6 +113,101 @@ class GatewayConnection(ServerConnection):
         self.direct: Callable[[str | bytes], None] | None = None
         self.on_writable: Callable[[], None] | None = None
         self.reassembling = False
+        self.reading = False  # this class reads the frames (see the module's docstring)
+        self.handed_over = False  # the library reads everything from now on
+        self.partial = b""  # the start of a frame not yet complete (while reading)
+
+    # ------------------------------------------------------------ reading
+
+    def data_received(self, data: bytes) -> None:
+        if not self.reading:
+            super().data_received(data)
+            if not self.handed_over and self.direct is not None and not self.reassembling:
+                self.reading = at_frame_boundary(self.protocol)
+            return
+        if self.partial:
+            data = self.partial + data
+            self.partial = b""
+        protocol = self.protocol
+        max_size = protocol.max_message_size
+        n = len(data)
+        pos = 0
+        while pos < n:
+            if self.direct is None or protocol.state is not _OPEN:
+                self._hand_over(data[pos:])
+                return
+            if n - pos < 2:
+                break
+            first = data[pos]
+            second = data[pos + 1]
+            if not second & 0x80:
+                self._hand_over(data[pos:])  # unmasked: the library closes (1002)
+                return
+            length = second & 0x7F
+            head = pos + 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length = int.from_bytes(data[head : head + 2], "big")
+                head += 2
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length = int.from_bytes(data[head : head + 8], "big")
+                head += 8
+            if max_size is not None and length > max_size:
+                self._hand_over(data[pos:])  # too large: the library closes (1009) without reading it
+                return
+            end = head + 4 + length
+            if end > n:
+                break
+            opcode = first & 0x0F
+            if first & 0xF0 != _FIN_ONLY or not _OP_TEXT <= opcode <= _OP_BINARY:
+                if first & 0xF0 == _FIN_ONLY and opcode >= _OP_CLOSE:
+                    super().data_received(data[pos:end])  # a control frame: the library answers it
+                    pos = end
+                    continue
+                self.reassembling = True  # a fragment, a continuation, reserved bits, a bad opcode
+                self._hand_over(data[pos:])
+                return
+            payload = apply_mask(data[head + 4 : end], data[head : head + 4])
+            pos = end
+            self._deliver(opcode == _OP_TEXT, payload)
+        if pos < n:
+            self.partial = data[pos:]
+
+    def _hand_over(self, data: bytes) -> None:
+        """From a frame boundary on, the library reads this connection's stream."""
+        self.reading = False
+        self.handed_over = True
+        if data:
+            super().data_received(data)
+
+    def eof_received(self) -> None:
+        if self.reading and self.partial:
+            self._hand_over(self.partial)  # the library sees the cut frame, as it would have
+            self.partial = b""
+        return super().eof_received()
+
+    def _deliver(self, text: bool, data: bytes | bytearray | memoryview) -> None:
+        """Hand one complete message to the gateway (text is decoded as UTF-8 first)."""
+        direct = self.direct
+        assert direct is not None
+        if text:
+            try:
+                message: str | bytes = str(data, "utf-8")
+            except UnicodeDecodeError as exc:  # as the library does: close 1007
+                self.protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+                self.send_data()
+                return
+        else:
+            message = bytes(data)
+        try:
+            direct(message)
+        except Exception:
+            log.exception("a frame could not be handled")
+            self.protocol.fail(CloseCode.INTERNAL_ERROR, "internal error")
+            self.send_data()
 
     def process_event(self, event: Any) -> None:
         direct = self.direct
@@ -82,22 +224,7 @@ class GatewayConnection(ServerConnection):
             self.reassembling = True  # fragmented: the library reassembles from now on, in order
             super().process_event(event)
             return
-        data = event.data
-        if opcode is TEXT:
-            try:
-                message: str | bytes = str(data, "utf-8")
-            except UnicodeDecodeError as exc:  # as the library does: close 1007
-                self.protocol.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
-                self.send_data()
-                return
-        else:
-            message = bytes(data)
-        try:
-            direct(message)
-        except Exception:
-            log.exception("a frame could not be handled")
-            self.protocol.fail(CloseCode.INTERNAL_ERROR, "internal error")
-            self.send_data()
+        self._deliver(opcode is TEXT, event.data)
 
     def resume_writing(self) -> None:
         super().resume_writing()

@@ -26,8 +26,23 @@ interpreter (or its GIL).
    says little about service time), and the server's CPU time per order.
 
 An order's answer is either ``accepted`` or a core reject (both are answered
-after the journal commit); the counts of each are printed. Prints the
-figures, then one JSON line (the last line of output).
+after the journal commit), or a gateway limit such as TOO_MANY_PENDING when
+the server falls behind; the counts of each are printed, and refusals are
+left out of the rates, the latencies and the CPU per order. Every order is its
+own frame and its own request (one order per frame, as most trading clients
+send them).
+
+The load generator is kept cheap so that it takes little CPU from the
+server on the same cores: each process logs its clients in and builds every
+order frame (JSON, WebSocket header, masked payload) before the common
+start, sends a frame by appending bytes (each client's frames of one pass of
+its event loop leave in one write) and reads answers with its own parser.
+CPU figures per answered order: the server process, its event-loop thread
+alone (the gateway; the rest is the sequencer's writer and committer), and
+the load processes together. On a shared machine these are the figures to
+compare between runs; rates and latencies also move with other jobs.
+
+Prints the figures, then one JSON line (the last line of output).
 """
 
 from __future__ import annotations
@@ -55,6 +70,11 @@ WINDOW = 8
 """Orders in flight per client in the capacity run."""
 TICK_S = 0.001
 """The open-loop sender wakes this often and sends every order due."""
+REFUSED = frozenset({"TOO_MANY_PENDING", "BUSY", "RATE_LIMITED", "KEY_RATE_LIMITED", "UNAVAILABLE"})
+"""Answers of the gateway that turn an order away before the core sees it (a server that falls behind
+answers TOO_MANY_PENDING): counted apart, left out of the rate and the latencies."""
+READ_MAX_FRAME_BYTES = 1 << 24
+"""The load clients read server frames up to this size themselves (larger ones: the library)."""
 TARGETS = {"orders_per_s": 20_000, "order_to_ack_ms_p99": 10.0, "publish_to_receive_ms_p99": 50.0}
 
 
@@ -85,6 +105,17 @@ def _process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _loop_thread_cpu_s(pid: int) -> float:
+    """CPU time (user and system) of the server's main thread, the one that runs the event loop and so
+    the whole gateway; the rest of the process is the sequencer's writer and committer threads."""
+    return _process_cpu_s_of(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
+def _process_cpu_s_of(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _serve(database_url: str, accounts: int, info_path: str) -> None:
     """Child process: run the exchange, write its URL and keys, wait for stdin to close."""
     from api._harness import running_exchange
@@ -105,13 +136,22 @@ async def _serve(database_url: str, accounts: int, info_path: str) -> None:
 
 
 def _client_class() -> Any:
-    """A websockets client connection that hands each complete message to a callback (no reader task
-    per message) and sends without awaiting (the load generator paces itself)."""
+    """A websockets client connection for the load: once `on_text` is set it reads the server's
+    frames itself (unmasked, final text frames of at most MAX_FRAME_BYTES; the rest go whole to the
+    library, at a frame boundary, as the gateway does with its clients' frames) and hands each
+    message to the callback, with no reader task; `queue` adds a frame already built (header, mask
+    and masked payload) to the bytes written once per pass of the event loop."""
     from websockets.asyncio.client import ClientConnection
     from websockets.frames import TEXT, Frame
+    from websockets.protocol import State
+
+    from api._session import at_frame_boundary
 
     class LoadClient(ClientConnection):
         on_text: Callable[[bytes], None] | None = None
+        reading = False
+        partial = b""
+        outgoing: list[bytes] | None = None
 
         def process_event(self, event: Any) -> None:
             on_text = self.on_text
@@ -120,9 +160,53 @@ def _client_class() -> Any:
             else:
                 super().process_event(event)
 
-        def send_now(self, frame: bytes) -> None:
-            self.protocol.send_text(frame)
-            self.send_data()
+        def data_received(self, data: bytes) -> None:
+            if not self.reading:
+                super().data_received(data)
+                self.reading = self.on_text is not None and at_frame_boundary(self.protocol)
+                return
+            if self.partial:
+                data = self.partial + data
+                self.partial = b""
+            on_text = self.on_text
+            n = len(data)
+            pos = 0
+            while pos < n:
+                if on_text is None or self.protocol.state is not State.OPEN:
+                    break
+                first, second = data[pos], data[pos + 1] if n - pos > 1 else 0
+                length = second & 0x7F
+                head = pos + 2
+                if length == 126:
+                    length = int.from_bytes(data[head : head + 2], "big")
+                    head += 2
+                elif length == 127:
+                    length = int.from_bytes(data[head : head + 8], "big")
+                    head += 8
+                end = head + length
+                if head > n or end > n:  # cut by the read: the rest comes with the next one
+                    self.partial = data[pos:]
+                    return
+                if second & 0x80 or length > READ_MAX_FRAME_BYTES or first != 0x81:
+                    break  # not an unmasked final text frame: the library reads from here on
+                pos = end
+                on_text(data[head:end])
+            if pos < n:
+                self.reading = False
+                super().data_received(data[pos:])
+
+        def queue(self, frame: bytes) -> None:
+            outgoing = self.outgoing
+            if outgoing is None:
+                outgoing = self.outgoing = []
+                self.loop.call_soon(self._write_out)
+            outgoing.append(frame)
+
+        def _write_out(self) -> None:
+            outgoing = self.outgoing
+            self.outgoing = None
+            if outgoing and not self.transport.is_closing():
+                self.transport.write(b"".join(outgoing))
 
     return LoadClient
 
@@ -163,100 +247,142 @@ def _order_frame(number: int, counter: int, tag: str) -> bytes:
     )  # fmt: skip
 
 
+def _client_frame(payload: bytes, mask: bytes) -> bytes:
+    """A whole client text frame: final, masked with `mask` (RFC 6455 section 5.2)."""
+    from websockets.frames import apply_mask  # type: ignore[attr-defined]
+
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x81, 0x80 | n))
+    elif n < 65_536:
+        head = bytes((0x81, 0x80 | 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 0x80 | 127)) + n.to_bytes(8, "big")
+    masked: bytes = apply_mask(payload, mask)
+    return head + mask + masked
+
+
+def _prebuilt_frames(number: int, count: int, tag: str) -> list[bytes]:
+    """The first `count` order frames of client `number`, whole (frame k-1 carries request id k). One
+    random mask per client: RFC 6455 asks for unpredictable masks to protect proxies from cache
+    poisoning; on loopback between these processes there is none, and the gateway unmasks any key."""
+    mask = os.urandom(4)
+    return [_client_frame(_order_frame(number, counter, tag), mask) for counter in range(1, count + 1)]
+
+
 class _Tally:
     def __init__(self) -> None:
         self.latencies: list[float] = []
         self.outcomes: dict[str, int] = {}
+        self.cpu_s = 0.0  # of the load process, from the start until the last answer or the deadline
         self.sent = 0
         self.started = 0.0
         self.last_answer = 0.0
 
 
-async def _load(url: str, keys: list[list[str]], first: int, mode: str, rate: float, seconds: float) -> _Tally:
-    """One load process: `keys` clients; mode "closed" (WINDOW in flight each) or "open" (`rate` orders/s)."""
+PREBUILT_ORDERS_PER_S = 40_000
+"""Closed loop: frames built before the start for this many orders per second over all clients
+(more are built on the fly if the gateway answers faster)."""
+START_DELAY_S = 6.0
+"""The load processes start together this long after they are spawned (they have connected, logged
+in and built their frames by then)."""
+
+
+async def _load(url: str, keys: list[list[str]], first: int, mode: str, rate: float, seconds: float,
+                start_at: float, total_clients: int) -> _Tally:  # fmt: skip
+    """One load process: `keys` clients; mode "closed" (WINDOW in flight each) or "open" (`rate`
+    orders/s). Everything is prepared before `start_at` (wall clock): connections, logins, and each
+    client's order frames, whole and masked, so that sending one is appending bytes; each client's
+    frames of one pass of the event loop leave in one write, and answers are read by LoadClient."""
     import orjson
 
     cls = _client_class()
     clients = [await _login(url, key[0], key[1], cls) for key in keys]
+    count = len(clients)
+    tag = mode[0]
+    if mode == "closed":
+        per_client = int(PREBUILT_ORDERS_PER_S * seconds / total_clients) + WINDOW
+    else:
+        per_client = int(rate * seconds / count) + 2
+    frames = [_prebuilt_frames(first + index, per_client, tag) for index in range(count)]
+    masks = [os.urandom(4) for _ in range(count)]
     tally = _Tally()
     perf = time.perf_counter
     latencies = tally.latencies
     outcomes = tally.outcomes
-    loop = asyncio.get_running_loop()
-    counters = [0] * len(clients)
-    due_at: list[dict[bytes, float]] = [{} for _ in clients]
-    room: list[asyncio.Event] = [asyncio.Event() for _ in clients]
+    counters = [0] * count
+    due_at: list[dict[str, float]] = [{} for _ in clients]
+    closed = mode == "closed"
+    stop_at = 0.0
+
+    def send(index: int, at: float) -> None:
+        counter = counters[index] = counters[index] + 1
+        own = frames[index]
+        if counter <= len(own):
+            frame = own[counter - 1]
+        else:
+            frame = _client_frame(_order_frame(first + index, counter, tag), masks[index])
+        due_at[index][str(counter)] = at
+        clients[index].queue(frame)
+        tally.sent += 1
 
     def reader(index: int) -> Callable[[bytes], None]:
         waiting = due_at[index]
-        event = room[index]
 
         def on_text(raw: bytes) -> None:
             now = perf()
             message = orjson.loads(raw)
             rid = message.get("id")
-            t0 = waiting.pop(rid.encode(), None) if type(rid) is str else None
+            t0 = waiting.pop(rid, None) if type(rid) is str else None
             if t0 is None:
                 return
-            latencies.append(now - t0)
             tally.last_answer = now
             outcome = message.get("code") or message["result"]["status"]
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
-            event.set()
+            if outcome not in REFUSED:
+                latencies.append(now - t0)
+            if closed and now < stop_at:
+                while len(waiting) < WINDOW:
+                    send(index, perf())
 
         return on_text
 
     for index, ws in enumerate(clients):
         ws.on_text = reader(index)
-
-    def send(index: int, at: float) -> None:
-        counters[index] += 1
-        counter = counters[index]
-        due_at[index][str(counter).encode()] = at
-        clients[index].send_now(_order_frame(first + index, counter, mode[0]))
-        tally.sent += 1
-
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    cpu_started = time.process_time()
     started = tally.started = perf()
     stop_at = started + seconds
-    if mode == "closed":
-
-        async def closed(index: int) -> None:
-            while perf() < stop_at:
-                while len(due_at[index]) < WINDOW:
-                    send(index, perf())
-                room[index].clear()
-                await room[index].wait()
-
-        await asyncio.gather(*(closed(index) for index in range(len(clients))))
+    if closed:
+        for index in range(count):
+            for _ in range(WINDOW):
+                send(index, perf())
+        await asyncio.sleep(seconds)
     else:
         total = int(rate * seconds)
         n = 0
         while n < total:
             due = min(total, int((perf() - started) * rate) + 1)
             while n < due:
-                send(n % len(clients), started + n / rate)
+                send(n % count, started + n / rate)
                 n += 1
             await asyncio.sleep(TICK_S)
     deadline = perf() + 10
     while any(due_at) and perf() < deadline:
         await asyncio.sleep(0.01)
+    tally.cpu_s = time.process_time() - cpu_started
     tally.outcomes["unanswered"] = sum(len(d) for d in due_at)
     for ws in clients:
         await ws.close()
-    del loop
     return tally
 
 
 def _load_process(url: str, keys: list[list[str]], first: int, mode: str, rate: float, seconds: float,
-                  start_at: float, conn: Any) -> None:  # fmt: skip
-    """Entry of a load process: wait for the common start (wall clock), run, send the tally back."""
-
-    async def main() -> _Tally:
-        await asyncio.sleep(max(0.0, start_at - time.time()))
-        return await _load(url, keys, first, mode, rate, seconds)
-
-    tally = asyncio.run(main())
-    conn.send((tally.latencies, tally.outcomes, tally.sent, max(0.0, tally.last_answer - tally.started)))
+                  start_at: float, total_clients: int, conn: Any) -> None:  # fmt: skip
+    """Entry of a load process: prepare, start at the common moment (wall clock), send the tally back."""
+    tally = asyncio.run(_load(url, keys, first, mode, rate, seconds, start_at, total_clients))
+    elapsed = max(0.0, tally.last_answer - tally.started)
+    conn.send((tally.latencies, tally.outcomes, tally.sent, elapsed, tally.cpu_s))
     conn.close()
 
 
@@ -265,7 +391,7 @@ def _run_load(url: str, keys: list[list[str]], clients: int, processes: int, mod
     context = multiprocessing.get_context("spawn")
     pipes = []
     workers = []
-    start_at = time.time() + 3.0  # every process has connected and logged in by then
+    start_at = time.time() + START_DELAY_S
     per = -(-clients // processes)
     for p in range(processes):
         chunk = keys[p * per : min(clients, (p + 1) * per)]
@@ -274,7 +400,9 @@ def _run_load(url: str, keys: list[list[str]], clients: int, processes: int, mod
         receive, send = context.Pipe(duplex=False)
         share = rate * len(chunk) / clients
         worker = context.Process(
-            target=_load_process, args=(url, chunk, p * per, mode, share, seconds, start_at, send), daemon=True
+            target=_load_process,
+            args=(url, chunk, p * per, mode, share, seconds, start_at, clients, send),
+            daemon=True,
         )
         worker.start()
         pipes.append(receive)
@@ -283,24 +411,28 @@ def _run_load(url: str, keys: list[list[str]], clients: int, processes: int, mod
     outcomes: dict[str, int] = {}
     sent = 0
     elapsed = seconds
+    load_cpu_s = 0.0
     for receive in pipes:
-        part_latencies, part_outcomes, part_sent, part_elapsed = receive.recv()
+        part_latencies, part_outcomes, part_sent, part_elapsed, part_cpu_s = receive.recv()
         elapsed = max(elapsed, part_elapsed)
+        load_cpu_s += part_cpu_s
         latencies.extend(part_latencies)
         for name, count in part_outcomes.items():
             outcomes[name] = outcomes.get(name, 0) + count
         sent += part_sent
     for worker in workers:
         worker.join(30)
-    answered = len(latencies)
+    answered = len(latencies)  # by the core (accepted or rejected), after the journal commit
     return {
         "sent": sent,
         "answered": answered,
+        "refused": sum(count for name, count in outcomes.items() if name in REFUSED),
         "orders_per_s": round(answered / elapsed),  # until the last answer: a backlog lowers the rate
         "ms_p50": round(_percentile(latencies, 0.50) * 1000, 3),
         "ms_p99": round(_percentile(latencies, 0.99) * 1000, 3),
         "ms_p999": round(_percentile(latencies, 0.999) * 1000, 3),
         "outcomes": dict(sorted(outcomes.items())),
+        "load_cpu_us_per_order": round(load_cpu_s / max(1, answered) * 1e6, 1),
     }
 
 
@@ -432,12 +564,14 @@ def run(
             # reuses freed memory, and the RSS no longer grows with new connections).
             start_seq = asyncio.run(_book_seq(ws_url))
             fanout = asyncio.run(_fanout(ws_url, keys, subscribers, publish_rate, 5.0, pid, start_seq))
-            cpu_before = _process_cpu_s(pid)
+            cpu_before, loop_before = _process_cpu_s(pid), _loop_thread_cpu_s(pid)
             paced = _run_load(ws_url, keys, clients, processes, "open", rate, seconds)
             cpu_paced = _process_cpu_s(pid) - cpu_before
-            cpu_before = _process_cpu_s(pid)
+            loop_paced = _loop_thread_cpu_s(pid) - loop_before
+            cpu_before, loop_before = _process_cpu_s(pid), _loop_thread_cpu_s(pid)
             capacity = _run_load(ws_url, keys, clients, processes, "closed", 0.0, seconds)
             cpu_capacity = _process_cpu_s(pid) - cpu_before
+            loop_capacity = _loop_thread_cpu_s(pid) - loop_before
         finally:
             assert child.stdin is not None
             child.stdin.close()
@@ -460,16 +594,22 @@ def run(
         "capacity_order_to_ack_ms_p50": capacity["ms_p50"],
         "capacity_order_to_ack_ms_p99": capacity["ms_p99"],
         "capacity_outcomes": capacity["outcomes"],
+        "capacity_orders_refused": capacity["refused"],
         "capacity_server_cpu_us_per_order": round(cpu_capacity / max(1, capacity["answered"]) * 1e6, 1),
+        "capacity_gateway_loop_cpu_us_per_order": round(loop_capacity / max(1, capacity["answered"]) * 1e6, 1),
+        "capacity_load_cpu_us_per_order": capacity["load_cpu_us_per_order"],
         "offered_orders_per_s": round(rate),
         "orders_per_s": paced["orders_per_s"],
         "orders_sent": paced["sent"],
         "orders_answered": paced["answered"],
+        "orders_refused": paced["refused"],
         "order_to_ack_ms_p50": paced["ms_p50"],
         "order_to_ack_ms_p99": paced["ms_p99"],
         "order_to_ack_ms_p999": paced["ms_p999"],
         "outcomes": paced["outcomes"],
         "server_cpu_us_per_order": round(cpu_paced / max(1, paced["answered"]) * 1e6, 1),
+        "gateway_loop_cpu_us_per_order": round(loop_paced / max(1, paced["answered"]) * 1e6, 1),
+        "load_cpu_us_per_order": paced["load_cpu_us_per_order"],
         **fanout,
     }
     result["targets"] = TARGETS
@@ -489,11 +629,16 @@ def print_report(result: dict[str, Any], json_only: bool = False) -> None:
         print(f"  capacity (closed loop, {result['clients']} clients x {WINDOW} in flight): "
               f"{result['capacity_orders_per_s']:,} orders/s, order-to-ack p50 "
               f"{result['capacity_order_to_ack_ms_p50']} ms, p99 {result['capacity_order_to_ack_ms_p99']} ms, "
-              f"server {result['capacity_server_cpu_us_per_order']} us CPU per order")  # fmt: skip
+              f"CPU per order: server {result['capacity_server_cpu_us_per_order']} us (event loop "
+              f"{result['capacity_gateway_loop_cpu_us_per_order']} us), load generator "
+              f"{result['capacity_load_cpu_us_per_order']} us")  # fmt: skip
         print(f"  at {result['offered_orders_per_s']:,} orders/s offered (open loop, {result['clients']} clients): "
-              f"{result['orders_per_s']:,} orders/s answered, order-to-ack p50 {result['order_to_ack_ms_p50']} ms, "
+              f"{result['orders_per_s']:,} orders/s answered by the core ({result['orders_refused']:,} refused by "
+              f"the gateway, left out), order-to-ack p50 {result['order_to_ack_ms_p50']} ms, "
               f"p99 {result['order_to_ack_ms_p99']} ms, p99.9 {result['order_to_ack_ms_p999']} ms; "
-              f"answers {result['outcomes']}")  # fmt: skip
+              f"answers {result['outcomes']}; CPU per order: server {result['server_cpu_us_per_order']} us "
+              f"(event loop {result['gateway_loop_cpu_us_per_order']} us), load generator "
+              f"{result['load_cpu_us_per_order']} us")  # fmt: skip
         print(f"  fan-out: {result['subscribers']} subscribers, {result['messages_received']:,} of "
               f"{result['messages_expected']:,} deltas received, publish-to-receive p50 "
               f"{result['publish_to_receive_ms_p50']} ms, p99 {result['publish_to_receive_ms_p99']} ms")  # fmt: skip
