@@ -26,6 +26,7 @@ left down for a while, and started again. Checked:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
 import os
@@ -148,6 +149,8 @@ class DbFaultReport:
     down_s: float = 0.0
     open_refused: list[str] = field(default_factory=list)
     last_seq: int = 0
+    gateway_accepted: int = 0
+    gateway_unavailable: int = 0
 
     def lines(self) -> list[str]:
         return [
@@ -157,6 +160,8 @@ class DbFaultReport:
             f"WriterStopped, {self.refused_after_stop} refused at submit after the stop, none acknowledged after it",
             f"  {self.journaled_unacked} commands committed whose answer was lost with the connection (allowed)",
             f"  opening while the server was down: {self.open_refused[0] if self.open_refused else 'not tried'}",
+            f"  through the gateway: {self.gateway_accepted} orders accepted (all journaled), then "
+            f"{self.gateway_unavailable} answered UNAVAILABLE once the database died, none accepted after",
         ]
 
 
@@ -235,6 +240,60 @@ def _journal(url: str) -> dict[int, tuple[str, bytes, int]]:
             return {int(r[0]): (str(r[1]), bytes(r[2]), int(r[3])) for r in rows}
     finally:
         engine.dispose()
+
+
+async def _gateway_round(server: ThrowawayPostgres, rnd: random.Random, report: DbFaultReport) -> list[int]:
+    """The same fault seen through the WebSocket gateway: a trader pipelines orders, the database
+    dies; every answer after that is an error (UNAVAILABLE: the writer stopped), none hangs.
+    Returns the seqs of the orders answered `accepted`."""
+    from api._client import RequestError
+    from api._harness import running_exchange
+    from api._limits import GatewayLimits
+
+    accepted: list[int] = []
+    limits = GatewayLimits(connection_rate_per_s=1e6, connection_burst=10**6, key_rate_per_s=1e6, key_burst=10**6)
+    async with running_exchange(server.url, limits, open_markets=False) as ex:  # opened by the first round
+        async with _trader(ex) as client:
+            loop = asyncio.get_running_loop()
+            crash_at = loop.time() + rnd.uniform(0.3, 1.0)
+            crashed = False
+            refused_waves = 0
+            n = 0
+            while True:
+                if not crashed and loop.time() >= crash_at:
+                    await asyncio.to_thread(server.crash)
+                    crashed = True
+                wave = []
+                for _ in range(20):
+                    n += 1
+                    side = "buy" if n % 2 else "sell"
+                    wave.append(client.place_order("RB-HRB400E-20", side, "3500.00", 1, client_order_id=f"g{n}"))
+                results = await asyncio.wait_for(asyncio.gather(*wave, return_exceptions=True), 60)
+                refused = 0
+                for result in results:
+                    if isinstance(result, RequestError):
+                        if result.code != "UNAVAILABLE":
+                            raise DbFaultFailure(f"gateway: an order was answered {result.code}: {result}")
+                        refused += 1
+                    elif isinstance(result, dict):
+                        if refused_waves:
+                            raise DbFaultFailure(f"gateway: order accepted after the writer stopped: {result}")
+                        accepted.append(result["seq"])
+                    else:
+                        raise DbFaultFailure(f"gateway: no answer: {result!r}")
+                report.gateway_unavailable += refused
+                if refused == len(results):
+                    refused_waves += 1
+                    if refused_waves >= 4:  # refused for good, promptly, wave after wave
+                        break
+        await asyncio.to_thread(server.start)  # the harness closes its key store on a live server
+    return accepted
+
+
+def _trader(ex: Any) -> Any:
+    from api._client import Client
+
+    return Client(ex.url, *ex.trader_key("G001"))
 
 
 def db_faults(rounds: int, seed: int, log: Callable[[str], None] = print) -> DbFaultReport:
@@ -316,5 +375,14 @@ def db_faults(rounds: int, seed: int, log: Callable[[str], None] = print) -> DbF
                 f"round {number}: {len(load.acked)} acknowledged, {load.failed} failed in flight, "
                 f"{load.refused} refused at submit, database down and back"
             )
+        accepted = asyncio.run(_gateway_round(server, rnd, report))
+        journal = _journal(url)
+        missing = [seq for seq in accepted if journal.get(seq, ("",))[0] != "new_order"]
+        if missing:
+            raise DbFaultFailure(f"seed {seed}, gateway: accepted orders not journaled: {missing[:5]}")
+        report.gateway_accepted = len(accepted)
+        with _writer(url) as recovered:
+            recovered.core.check_invariants()
+        log(f"gateway: {len(accepted)} orders accepted, all journaled; {report.gateway_unavailable} UNAVAILABLE")
         report.last_seq = max(_journal(url), default=0)
     return report

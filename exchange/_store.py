@@ -256,6 +256,14 @@ class Store:
             self._conn.commit()
 
     def close(self) -> None:
+        if self._lock_conn is not None:
+            # Release the writer lock now: a closed connection's server process ends (and lets go of
+            # its advisory lock) only a little later, and a writer started at once would be refused.
+            with contextlib.suppress(Exception):  # a broken connection: its session, and lock, are gone
+                cursor = self._lock_conn.cursor()
+                cursor.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK_KEY,))
+                cursor.close()
+                self._lock_conn.commit()
         for conn in (self._conn, self._lock_conn):
             if conn is not None:
                 with contextlib.suppress(Exception):  # closing a broken connection after a failure

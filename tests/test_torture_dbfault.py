@@ -29,6 +29,8 @@ def _check(report: DbFaultReport, rounds: int) -> None:
     assert report.acked > 0
     assert report.refused_after_stop > 0, "new submissions after the stop were never refused"
     assert report.open_refused, "opening a writer while the database was down was not tried"
+    assert report.gateway_accepted > 0
+    assert report.gateway_unavailable >= 80, "the gateway did not keep refusing after the database died"
 
 
 def test_database_killed_and_back_short() -> None:
