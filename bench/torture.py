@@ -168,15 +168,21 @@ def _traders(count: int) -> list[str]:
     return [f"T{n:03d}" for n in range(count)]
 
 
-def _setup(url: str, traders: list[str], receipts: int = 30) -> list[tuple[str, str, str]]:
+def _setup(
+    url: str, traders: list[str], receipts: int = 30, require_receipts: bool = True
+) -> list[tuple[str, str, str]]:
     """List, open, fund, give every trader `receipts` receipts of 50 t per steel instrument (a
     sell order locks whole receipts: many small ones let many sells open deliveries); an API
-    key per trader."""
+    key per trader. `require_receipts` false turns the receipt rule off (a load test of the
+    gateway, whose sellers would otherwise run out of goods)."""
     from api._keys import KeyStore
+    from exchange._warehouse_rule import RequireReceipts
 
     with Sequencer(url) as sequencer:
         sequencer.list_on_first_start(load_instruments(Settings().instruments_file))
         commands: list[Any] = [SetTradingState(symbol, CONTINUOUS) for symbol in sequencer.core.trading_states()]
+        if not require_receipts:
+            commands += [RequireReceipts(symbol, False, "staff") for symbol in sequencer.core.trading_states()]
         commands += funding_commands(traders, bank=BANK)
         commands.append(AddWarehouse(WAREHOUSE, "East Steel Yard", ("EAST-STEEL",), "staff"))
         commands.append(AddOperator(OPERATOR, WAREHOUSE, "staff"))
