@@ -1,7 +1,8 @@
 """Handlers of the remaining capabilities of the core: a member's own
 withdrawal cancel, pledges, splits and merges, load-out withdrawal; an
 operator's void; staff freezes, defaults, deadline sweeps, settlement
-retries, the receipt rule and new instruments. Each becomes one core command
+retries, the receipt rule, new instruments, warehouses and operator
+accounts, and resolved reconciliation breaks. Each becomes one core command
 through the sequencer; the answer is read from the views after the commit.
 
     request                     trader   operator  bank     staff
@@ -11,8 +12,8 @@ through the sequencer; the answer is read from the views after the commit.
     release_pledge              -        -         pledged to it -
     void_receipt                -        own warehouse -    -
     freeze_receipt, unfreeze_receipt, declare_default, sweep_deadlines,
-    settle_delivery, require_receipts, list_instrument
-                                -        -         -        yes
+    settle_delivery, require_receipts, list_instrument, add_warehouse,
+    add_operator, resolve_break -        -         -        yes
 
 What the gateway checks before submitting (answered at once, nothing
 sequenced): a trader's cancel names a withdrawal of its own member (another
@@ -33,6 +34,8 @@ from api._errors import ApiError, ErrorCode
 from api._handlers import HANDLERS, Submit, instrument_info
 from api._operations import _deal_finish, _key, _receipt_finish, _refused, amount_to_fen
 from api._protocol import (
+    AddOperatorRequest,
+    AddWarehouseRequest,
     CancelWithdrawalRequest,
     DeclareDefaultRequest,
     FreezeReceiptRequest,
@@ -41,6 +44,7 @@ from api._protocol import (
     PledgeReceiptRequest,
     ReleasePledgeRequest,
     RequireReceiptsRequest,
+    ResolveBreakRequest,
     SettleDeliveryRequest,
     SplitReceiptRequest,
     SweepDeadlinesRequest,
@@ -49,7 +53,7 @@ from api._protocol import (
     WithdrawLoadOutRequest,
 )
 from api._views import core_refusal
-from clearing import CancelWithdrawal
+from clearing import CancelWithdrawal, ResolveBreak
 from exchange import Ack
 from exchange._warehouse_rule import RequireReceipts
 from matching import AUCTION, BREAK, CLOSED, CONTINUOUS, REJECTED, Instrument, ListInstrument, SessionPhase
@@ -57,6 +61,8 @@ from warehouse import (
     W_DELIVERY_STATE,
     W_RECEIPT,
     W_REJECTED,
+    AddOperator,
+    AddWarehouse,
     DeclareDefault,
     FreezeReceipt,
     MergeReceipts,
@@ -233,6 +239,38 @@ def _list_instrument(gateway: Gateway, conn: Connection, r: ListInstrumentReques
     return Submit(ListInstrument(instrument), finish)
 
 
+# ------------------------------------------------------- exchange set-up
+
+
+def _add_warehouse(gateway: Gateway, conn: Connection, r: AddWarehouseRequest) -> Submit:
+    def finish(ack: Ack) -> dict[str, Any]:
+        _refused(ack)
+        return {"seq": ack.seq, "ts_ns": ack.ts_ns, "warehouse_id": r.warehouse_id, "name": r.name,
+                "groups": list(r.groups)}  # fmt: skip
+
+    return Submit(AddWarehouse(r.warehouse_id, r.name, r.groups, _key(conn).key_id), finish)
+
+
+def _add_operator(gateway: Gateway, conn: Connection, r: AddOperatorRequest) -> Submit:
+    def finish(ack: Ack) -> dict[str, Any]:
+        _refused(ack)
+        warehouse = gateway.views.operators[r.operator_id]
+        return {"seq": ack.seq, "ts_ns": ack.ts_ns, "operator_id": r.operator_id, "warehouse_id": warehouse}
+
+    return Submit(AddOperator(r.operator_id, r.warehouse_id, _key(conn).key_id), finish)
+
+
+def _resolve_break(gateway: Gateway, conn: Connection, r: ResolveBreakRequest) -> Submit:
+    bank = gateway.views.breaks.get(r.break_id, {}).get("bank")
+
+    def finish(ack: Ack) -> dict[str, Any]:
+        _refused(ack)
+        still_open = sum(1 for b in gateway.views.breaks.values() if b["bank"] == bank)
+        return {"seq": ack.seq, "ts_ns": ack.ts_ns, "break_id": r.break_id, "open_breaks": still_open}
+
+    return Submit(ResolveBreak(r.break_id, _key(conn).key_id, r.note), finish)
+
+
 TRADER = frozenset({"trader"})
 STAFF = frozenset({"staff"})
 
@@ -250,3 +288,6 @@ HANDLERS.register("sweep_deadlines", _sweep_deadlines, STAFF)
 HANDLERS.register("settle_delivery", _settle_delivery, STAFF)
 HANDLERS.register("require_receipts", _require_receipts, STAFF)
 HANDLERS.register("list_instrument", _list_instrument, STAFF)
+HANDLERS.register("add_warehouse", _add_warehouse, STAFF)
+HANDLERS.register("add_operator", _add_operator, STAFF)
+HANDLERS.register("resolve_break", _resolve_break, STAFF)

@@ -34,6 +34,8 @@ __all__ = [
     "REQUESTS",
     "RESULTS",
     "Accepted",
+    "AddOperatorRequest",
+    "AddWarehouseRequest",
     "AmendOrderRequest",
     "AmendResult",
     "ApproveWithdrawalRequest",
@@ -46,6 +48,7 @@ __all__ = [
     "BankFilesResult",
     "BookPush",
     "BreakInfo",
+    "BreakResolvedResult",
     "CancelOrderRequest",
     "CancelResult",
     "CancelWithdrawalRequest",
@@ -78,6 +81,7 @@ __all__ = [
     "MassCancelResult",
     "MergeReceiptsRequest",
     "NewOrderRequest",
+    "OperatorResult",
     "OrderInfo",
     "OrderPush",
     "OrderResult",
@@ -100,6 +104,7 @@ __all__ = [
     "RequestRegistry",
     "RequestWithdrawalRequest",
     "RequireReceiptsRequest",
+    "ResolveBreakRequest",
     "ResolveDisputeRequest",
     "SessionPhaseWire",
     "SetTradingStateRequest",
@@ -120,6 +125,7 @@ __all__ = [
     "UnfreezeReceiptRequest",
     "UnsubscribeRequest",
     "VoidReceiptRequest",
+    "WarehouseResult",
     "WireModel",
     "WithdrawLoadOutRequest",
     "WithdrawalInfo",
@@ -661,6 +667,36 @@ class ListInstrumentRequest(WireModel):
     receipts_required: bool = True
 
 
+class AddWarehouseRequest(WireModel):
+    """Staff add a warehouse designated for instrument groups (the instruments' `warehouse_group`)."""
+
+    type: Literal["add_warehouse"]
+    id: RequestId
+    warehouse_id: Annotated[str, Field(pattern=r"^[\x21-\x22\x24-\x7e]{1,64}$", description="no '#'")]
+    name: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+    groups: Annotated[tuple[Identifier, ...], Field(min_length=1, max_length=32)]
+
+
+class AddOperatorRequest(WireModel):
+    """Staff open an operator account acting for one warehouse (its API key is made with
+    ``bulkex keys create operator <operator_id>``)."""
+
+    type: Literal["add_operator"]
+    id: RequestId
+    operator_id: Identifier
+    warehouse_id: Identifier
+
+
+class ResolveBreakRequest(WireModel):
+    """Staff mark a reconciliation break resolved (after a correction or an explanation, in `note`);
+    a member's withdrawals wait while its break is open."""
+
+    type: Literal["resolve_break"]
+    id: RequestId
+    break_id: Annotated[int, Field(ge=1, le=MAX_ORDER_ID)]
+    note: Text = ""
+
+
 class RequestRegistry:
     """The request models by `type`; ``parse`` validates a frame into one of them."""
 
@@ -743,6 +779,9 @@ for _model in (
     SettleDeliveryRequest,
     RequireReceiptsRequest,
     ListInstrumentRequest,
+    AddWarehouseRequest,
+    AddOperatorRequest,
+    ResolveBreakRequest,
 ):
     REQUESTS.register(_model)
 
@@ -1098,6 +1137,28 @@ class ListedResult(WireModel):
     instrument: InstrumentInfo
 
 
+class WarehouseResult(WireModel):
+    seq: int
+    ts_ns: int
+    warehouse_id: str
+    name: str
+    groups: list[str]
+
+
+class OperatorResult(WireModel):
+    seq: int
+    ts_ns: int
+    operator_id: str
+    warehouse_id: str
+
+
+class BreakResolvedResult(WireModel):
+    seq: int
+    ts_ns: int
+    break_id: int
+    open_breaks: int = Field(description="reconciliation breaks still open at the break's bank")
+
+
 RESULTS: dict[str, type[WireModel]] = {
     "login": LoginResult,
     "ping": PongResult,
@@ -1140,6 +1201,9 @@ RESULTS: dict[str, type[WireModel]] = {
     "settle_delivery": DealActionResult,
     "require_receipts": ReceiptRuleResult,
     "list_instrument": ListedResult,
+    "add_warehouse": WarehouseResult,
+    "add_operator": OperatorResult,
+    "resolve_break": BreakResolvedResult,
 }
 
 # -------------------------------------------------------------------- pushes

@@ -15,6 +15,8 @@ from test_api_operations import RB, assert_views_match_core, check_private, clos
 
 from api._client import Client
 from api._harness import running_exchange
+from clearing import BankBalance, CloseDay, CloseStatement
+from exchange import SIMULATION_FUNDING_FEN
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -276,6 +278,54 @@ def test_a_bank_reads_its_members_orders_and_fills(tmp_path: Any) -> None:
             await refused(bank.request("cancel_order", order_id=resting["order_id"]), "FORBIDDEN")
             assert (await buyer.request("orders"))["orders"][0]["order_id"] == resting["order_id"]
             await other_bank.close()
+            await close_all(c)
+
+    run(main)
+
+
+def test_staff_add_a_warehouse_and_its_operator_and_resolve_a_break(tmp_path: Any) -> None:
+    async def main() -> None:
+        async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}") as ex:
+            c = await setup(ex)
+            staff, seller, other, bank = c["staff"], c["SELLER"], c["OTHER"], c["bank"]
+            added = await staff.request("add_warehouse", warehouse_id="W9", name="Tianjin port yard 9",
+                                        groups=["EAST-STEEL"])  # fmt: skip
+            assert (added["warehouse_id"], added["groups"]) == ("W9", ["EAST-STEEL"])
+            await refused(staff.request("add_warehouse", warehouse_id="W9", name="again", groups=["EAST-STEEL"]),
+                          "WAREHOUSE_EXISTS")  # fmt: skip
+            await refused(staff.request("add_operator", operator_id="op9", warehouse_id="W404"), "UNKNOWN_WAREHOUSE")
+            opened = await staff.request("add_operator", operator_id="op9", warehouse_id="W9")
+            assert (opened["operator_id"], opened["warehouse_id"]) == ("op9", "W9")
+            await refused(staff.request("add_operator", operator_id="op9", warehouse_id="W1"), "OPERATOR_EXISTS")
+            await refused(c["op1"].request("add_operator", operator_id="op10", warehouse_id="W1"), "FORBIDDEN")
+            op9 = Client(ex.url, *ex.keys.create("operator", "op9"))
+            await op9.connect()
+            assert op9.session["warehouse"] == "W9"
+            receipt = await goods(op9, seller, "R9", 30_000)
+            assert (receipt["warehouse_id"], receipt["state"]) == ("W9", "active")
+            assert [r["number"] for r in await op9.receipts()] == ["R9"]
+            assert await c["op1"].receipts() == []
+            # a reconciliation break holds a member's withdrawals until staff resolve it
+            ex.execute([
+                CloseDay("2030-01-02"),
+                BankBalance("SIMBANK", "ST-1", "S-OTHER", 5, "2030-01-02"),
+                BankBalance("SIMBANK", "ST-1", "S-SELLER", SIMULATION_FUNDING_FEN, "2030-01-02"),
+                BankBalance("SIMBANK", "ST-1", "S-BUYER", SIMULATION_FUNDING_FEN, "2030-01-02"),
+                CloseStatement("SIMBANK", "ST-1", "2030-01-02", 3),
+            ])  # fmt: skip
+            breaks = (await bank.request("bank_files"))["breaks"]
+            assert [(b["member"], b["reason"]) for b in breaks] == [("OTHER", "amount_differs")]
+            await refused(other.request("request_withdrawal", withdrawal_id="w-1", amount="1.00"), "OPEN_BREAK")
+            resolved = await staff.request("resolve_break", break_id=breaks[0]["break_id"], note="bank corrected")
+            assert (resolved["break_id"], resolved["open_breaks"]) == (breaks[0]["break_id"], 0)
+            await refused(staff.request("resolve_break", break_id=breaks[0]["break_id"]), "BREAK_RESOLVED")
+            await refused(staff.request("resolve_break", break_id=999), "UNKNOWN_BREAK")
+            assert (await bank.request("bank_files"))["breaks"] == []
+            await refused(other.request("request_withdrawal", withdrawal_id="w-1", amount="1.00"), "OPEN_BREAK")
+            paid = await other.request("request_withdrawal", withdrawal_id="w-2", amount="1.00")
+            assert paid["withdrawal"]["status"] == "approved"
+            assert_views_match_core(ex)
+            await op9.close()
             await close_all(c)
 
     run(main)

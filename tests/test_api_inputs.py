@@ -455,6 +455,9 @@ MONEY_AND_GOODS: dict[str, dict[str, Any]] = {
     "settle_delivery": {"deal_id": 999_999},
     "require_receipts": {"instrument": RB, "required": True},
     "list_instrument": LISTING,
+    "add_warehouse": {"warehouse_id": "W-MATRIX", "name": "matrix", "groups": ["EAST-STEEL"]},
+    "add_operator": {"operator_id": "op-matrix", "warehouse_id": "W1"},
+    "resolve_break": {"break_id": 999_999},
 }
 
 
@@ -558,6 +561,12 @@ def test_bad_money_and_goods_inputs_get_their_error_and_change_nothing(tmp_path:
                 ("list_instrument", {**LISTING, "sessions": [{"at": "09:00", "state": "halted"}]}),
                 ("list_instrument", {**LISTING, "colour": "red"}),
                 ("list_instrument", {k: v for k, v in LISTING.items() if k != "tick"}),
+                ("add_warehouse", {"warehouse_id": "W#9", "name": "yard", "groups": ["EAST-STEEL"]}),
+                ("add_warehouse", {"warehouse_id": "W9", "name": "yard", "groups": []}),
+                ("add_warehouse", {"warehouse_id": "W9", "name": "", "groups": ["EAST-STEEL"]}),
+                ("add_operator", {"operator_id": "op 9", "warehouse_id": "W1"}),
+                ("resolve_break", {"break_id": 0}),
+                ("resolve_break", {"break_id": 1, "note": "x" * 201}),
             ]
             gateway_refusals = [  # answered before the sequencer
                 (trader, "cancel_withdrawal", {"withdrawal_id": "w-none"}, "UNKNOWN_REQUEST"),
@@ -593,6 +602,13 @@ def test_bad_money_and_goods_inputs_get_their_error_and_change_nothing(tmp_path:
                 (ex.staff, "unfreeze_receipt", {"number": "NOPE", "reason": "dispute"}, "UNKNOWN_RECEIPT"),
                 (ex.staff, "declare_default", {"deal_id": 424_242}, "UNKNOWN_DEAL"),
                 (ex.staff, "settle_delivery", {"deal_id": 424_242}, "UNKNOWN_DEAL"),
+                (ex.staff, "add_warehouse", {"warehouse_id": "W1", "name": "again", "groups": ["EAST-STEEL"]},
+                 "WAREHOUSE_EXISTS"),
+                (ex.staff, "add_warehouse", {"warehouse_id": "W9", "name": "yard", "groups": ["A", "A"]},
+                 "BAD_WAREHOUSE"),
+                (ex.staff, "add_operator", {"operator_id": "op1", "warehouse_id": "W1"}, "OPERATOR_EXISTS"),
+                (ex.staff, "add_operator", {"operator_id": "op9", "warehouse_id": "W404"}, "UNKNOWN_WAREHOUSE"),
+                (ex.staff, "resolve_break", {"break_id": 999}, "UNKNOWN_BREAK"),
                 (ex.staff, "list_instrument", {**LISTING, "sessions": [{"at": "10:00", "state": "auction"},
                                                                        {"at": "09:00", "state": "continuous"}]},
                  "BAD_INSTRUMENT"),
