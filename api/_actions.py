@@ -115,13 +115,13 @@ def _release_pledge(gateway: Gateway, conn: Connection, r: ReleasePledgeRequest)
     return Submit(ReleasePledge(r.number, _key(conn).subject), _receipt_finish(gateway, r.number))
 
 
-def _new_receipts_finish(gateway: Gateway, sources: tuple[str, ...], origin: str | None) -> Any:
-    """The answer to a split (`origin` ``split:<number>``) or a merge (`origin` None: "merged")."""
+def _new_receipts_finish(gateway: Gateway, sources: tuple[str, ...], origin: str) -> Any:
+    """The answer to a split (`origin` ``split:<number>``) or a merge (``merged``): the one new
+    receipt of that origin and the sources after the step."""
 
     def finish(ack: Ack) -> dict[str, Any]:
         _refused(ack)
-        wanted = origin if origin is not None else "merged"
-        made = [e[2] for e in ack.events if e[0] == W_RECEIPT and e[3] == wanted]
+        made = [e[2] for e in ack.events if e[0] == W_RECEIPT and e[3] == origin]
         assert len(made) == 1, ack
         views = gateway.views
         return {
@@ -138,7 +138,7 @@ def _split_receipt(gateway: Gateway, conn: Connection, r: SplitReceiptRequest) -
 
 
 def _merge_receipts(gateway: Gateway, conn: Connection, r: MergeReceiptsRequest) -> Submit:
-    return Submit(MergeReceipts(r.numbers, conn.account), _new_receipts_finish(gateway, r.numbers, None))
+    return Submit(MergeReceipts(r.numbers, conn.account), _new_receipts_finish(gateway, r.numbers, "merged"))
 
 
 def _withdraw_load_out(gateway: Gateway, conn: Connection, r: WithdrawLoadOutRequest) -> Submit:
