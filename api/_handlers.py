@@ -416,7 +416,9 @@ def _subscribe(gateway: Gateway, conn: Connection, r: SubscribeRequest) -> None:
     if len(conn.subscriptions) >= gateway.limits.max_subscriptions_per_connection:
         raise ApiError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, f"at most {gateway.limits.max_subscriptions_per_connection}")
     if r.channel in PRIVATE_CHANNELS:
-        # The answer goes out before the replayed messages: subscribe after answering.
+        # The answer goes out before the replayed messages: subscribe after answering, once the
+        # resume is known to be servable (else the request would be answered twice).
+        gateway.private.check_resume(r.channel, target, r.from_seq, r.epoch)
         gateway.answer(conn, r.id, "subscribe", {
             "channel": r.channel, "account": target, "epoch": gateway.private.epoch,
             "seq": gateway.private.stream(r.channel, target).seq,

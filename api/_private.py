@@ -166,19 +166,27 @@ class PrivateStreams:
         """Subscribe; replay from `from_seq` first. Returns the stream's last seq."""
         stream = self.stream(channel, account)
         if from_seq is not None:
-            if epoch != self.epoch:
-                raise ApiError(ErrorCode.REPLAY_UNAVAILABLE, f"the server's epoch is {self.epoch}, not {epoch}")
-            if from_seq > stream.seq + 1:
-                raise ApiError(ErrorCode.REPLAY_UNAVAILABLE, f"from_seq {from_seq} is after the last seq {stream.seq}")
+            self.check_resume(channel, account, from_seq, epoch)
             if from_seq <= stream.seq:
-                oldest = stream.ring[0][0] if stream.ring else stream.seq + 1
-                if from_seq < oldest:
-                    raise ApiError(ErrorCode.REPLAY_UNAVAILABLE, f"the oldest message kept is seq {oldest}")
                 for seq, data in stream.ring:
                     if seq >= from_seq:
                         subscriber.push(data)
         stream.subscribers.add(subscriber)
         return stream.seq
+
+    def check_resume(self, channel: str, account: str, from_seq: int | None, epoch: str | None) -> None:
+        """ApiError REPLAY_UNAVAILABLE when a resume from `from_seq` cannot be served (call it
+        before answering the subscribe: a request gets one answer)."""
+        if from_seq is None:
+            return
+        stream = self.stream(channel, account)
+        if epoch != self.epoch:
+            raise ApiError(ErrorCode.REPLAY_UNAVAILABLE, f"the server's epoch is {self.epoch}, not {epoch}")
+        if from_seq > stream.seq + 1:
+            raise ApiError(ErrorCode.REPLAY_UNAVAILABLE, f"from_seq {from_seq} is after the last seq {stream.seq}")
+        oldest = stream.ring[0][0] if stream.ring else stream.seq + 1
+        if from_seq <= stream.seq and from_seq < oldest:
+            raise ApiError(ErrorCode.REPLAY_UNAVAILABLE, f"the oldest message kept is seq {oldest}")
 
     def unsubscribe(self, channel: str, account: str, subscriber: Subscriber) -> None:
         stream = self.streams.get((channel, account))

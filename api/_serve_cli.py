@@ -62,6 +62,7 @@ def serve_command(
     from exchange import ExchangeError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration check is noise here
     if (tls_cert is None) != (tls_key is None):
         typer.echo("error: give both --tls-cert and --tls-key, or neither", err=True)
         raise typer.Exit(2)

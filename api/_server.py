@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import re
 import signal
 import ssl
 import sys
@@ -209,8 +210,8 @@ class Gateway:
             self.error(conn, None, ErrorCode.MALFORMED_JSON, "expected a JSON object")
             return
         request_id = data.get("id")
-        if type(request_id) is not str or not (1 <= len(request_id) <= 64) or not request_id.isascii():
-            request_id = None
+        if type(request_id) is not str or not (1 <= len(request_id) <= 64) or not _PRINTABLE_ID(request_id):
+            request_id = None  # never echo an id the protocol's RequestId pattern refuses
         if not conn.bucket.take(now_s):
             self.error(conn, request_id, ErrorCode.RATE_LIMITED)
             return
@@ -516,6 +517,10 @@ is 5 ms). The event loop, the sequencer and the committer share one interpreter:
 whose thread wakes from fsync while the loop parses frames waits up to 5 ms for each step back into
 Python, and every acknowledgement waits with it (measured: order-to-ack p99 at 3,000 orders/s fell
 from 46 ms to 22 ms)."""
+
+
+_PRINTABLE_ID = re.compile(r"[\x21-\x7e]+").fullmatch
+"""An id worth echoing: the RequestId pattern of the protocol (printable ASCII, no space)."""
 
 
 def tune_process() -> None:

@@ -12,6 +12,7 @@
     bulkex clearing register|withdraw|approve   members and withdrawals (staff)
     bulkex warehouse add|operator|require-receipts|rules   warehouses, operators, the receipt rule (staff)
     bulkex warehouse stock|receipts [--json]   stock per warehouse and instrument, receipts (read models)
+    bulkex torture crash|dbfault|fuzz|soak   reliability runs (docs/reliability.md)
 
 Groups: ``db_app`` and ``bench_app`` are typer apps; add a subcommand with
 ``@bench_app.command("name")`` in this module (import heavy modules inside
@@ -21,6 +22,7 @@ the function so ``bulkex --help`` stays fast), or add a group with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -240,19 +242,9 @@ def bank_import(
 @bank_app.command("export")
 def bank_export(date: Date, database_url: DatabaseUrl = None, out: OutDir = Path("bank-out")) -> None:
     """Withdrawal instructions (text and pain.001) and, for a closed day, the clearing file."""
-    from exchange import ExchangeError, export_bank_files
+    from exchange import export_bank_files
 
-    keys = _keys()
-    sequencer = _open_writer(database_url)
-    try:
-        paths = export_bank_files(sequencer, date, out, keys, typer.echo)
-    except ExchangeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        sequencer.close()
-    for path in paths:
-        typer.echo(f"wrote {path}")
+    _write_files(export_bank_files, date, database_url, out)
 
 
 @bank_app.command("watch")
@@ -280,12 +272,20 @@ def bank_watch(
 @clearing_app.command("run")
 def clearing_run(date: Date, database_url: DatabaseUrl = None, out: OutDir = Path("clearing-out")) -> None:
     """Close the business day through the sequencer and write its files; a re-run writes the same bytes."""
-    from exchange import ExchangeError, run_end_of_day
+    from exchange import run_end_of_day
+
+    _write_files(run_end_of_day, date, database_url, out)
+
+
+def _write_files(write: Callable[..., list[Path]], date: str, database_url: str | None, out: Path) -> None:
+    """Open the writer, run `write(sequencer, date, out, keys, echo)` and list the files it wrote;
+    exit 1 with the reason when the exchange refuses."""
+    from exchange import ExchangeError
 
     keys = _keys()
     sequencer = _open_writer(database_url)
     try:
-        paths = run_end_of_day(sequencer, date, out, keys, typer.echo)
+        paths = write(sequencer, date, out, keys, typer.echo)
     except ExchangeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -352,6 +352,9 @@ def _register_gateway() -> None:
     from api._serve_cli import register
 
     register(app, bench_app)
+    from api._torture_cli import register as register_torture
+
+    register_torture(app)
 
 
 # ------------------------------------------------------------------ warehouse

@@ -29,12 +29,10 @@ import os
 import platform
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-
+from bench._database import with_database
 from bench.workload import BENCH_INSTRUMENT, BENCH_LIMITS, SYMBOL
 from clearing import BankDeposit, CloseDay, RegisterMember, RequestWithdrawal, reconcile
 from clearing.bankfiles import DEPOSITS, DepositRecord, write_text_file
@@ -125,25 +123,6 @@ def _write_models(url: str, core: Core, projection: ClearingProjection) -> None:
         engine.dispose()
 
 
-def _with_database(database_url: str | None, body: Any) -> Any:
-    if database_url and database_url.startswith("postgresql"):
-        admin = make_engine(database_url).execution_options(isolation_level="AUTOCOMMIT")
-        name = f"bulkex_bench_clearing_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        base, _, _ = database_url.rpartition("/")
-        try:
-            return body(f"{base}/{name}")
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
-    if database_url:
-        return body(database_url)
-    with tempfile.TemporaryDirectory() as folder:
-        return body(f"sqlite:///{Path(folder) / 'bench.db'}")
-
-
 def _end_of_day(url: str, members: int, trades: int) -> dict[str, Any]:
     started = time.perf_counter()
     core, projection = build_day(members, trades)
@@ -207,8 +186,8 @@ def _bank_import(url: str, members: int, deposits: int) -> dict[str, Any]:
 def run(
     database_url: str | None, members: int = 10_000, trades: int = 1_000_000, deposits: int = 100_000
 ) -> dict[str, Any]:
-    eod = _with_database(database_url, lambda url: _end_of_day(url, members, trades))
-    bank_import = _with_database(database_url, lambda url: _bank_import(url, members, deposits))
+    eod = with_database(database_url, "clearing", lambda url: _end_of_day(url, members, trades))
+    bank_import = with_database(database_url, "clearing", lambda url: _bank_import(url, members, deposits))
     backend = "postgresql" if database_url and database_url.startswith("postgresql") else "sqlite"
     return {
         "benchmark": "clearing",

@@ -30,17 +30,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-
+from bench._database import with_database
 from clearing import BankDeposit, RegisterMember
-from exchange import Sequencer, Settings, load_instruments, make_engine
+from exchange import Sequencer, Settings, load_instruments
 from exchange._warehouse_rule import RequireReceipts
 from matching import BUY, CONTINUOUS, SELL, TRADE, NewOrder, SetTradingState
 from warehouse import (
@@ -138,32 +134,13 @@ def _timed(url: str, deals: int, sellers_count: int) -> dict[str, Any]:
     }
 
 
-def _with_database(database_url: str | None, body: Any) -> Any:
-    if database_url and database_url.startswith("postgresql"):
-        admin = make_engine(database_url).execution_options(isolation_level="AUTOCOMMIT")
-        name = f"bulkex_bench_delivery_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        base, _, _ = database_url.rpartition("/")
-        try:
-            return body(f"{base}/{name}")
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
-    if database_url:
-        return body(database_url)
-    with tempfile.TemporaryDirectory() as folder:
-        return body(f"sqlite:///{Path(folder) / 'bench.db'}")
-
-
 def run(database_url: str | None, deals: int = 10_000, sellers: int = 100) -> dict[str, Any]:
     """Run the benchmark; the result as JSON-able data."""
     if not (1 <= deals <= MAX_DEALS):
         raise ValueError(f"deals must be 1..{MAX_DEALS}, not {deals}")
     if not (1 <= sellers <= deals):
         raise ValueError(f"sellers must be 1..deals, not {sellers}")
-    figures = _with_database(database_url, lambda url: _timed(url, deals, sellers))
+    figures = with_database(database_url, "delivery", lambda url: _timed(url, deals, sellers))
     backend = "postgresql" if database_url and database_url.startswith("postgresql") else "sqlite"
     return {
         "benchmark": "delivery",

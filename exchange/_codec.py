@@ -10,7 +10,10 @@ Fields added later keep old records decodable: a body may leave out
 trailing fields that have defaults (they take their defaults). A trailing
 run of tuple fields whose default is ``()`` (``NewOrder.receipts``) is left
 out of the body while empty, so an ordinary order's body is what it was
-before the field existed.
+before the field existed. Where leaving a field out meant something else
+before the field existed, the class says so in ``JOURNAL_DEFAULTS``
+(``Instrument.receipts_required``: False, the rule of the journals written
+before it), and a body without the field takes that value.
 
 ``COMMANDS`` maps kind -> class; clearing and warehouse add theirs with
 ``register_commands``. Decoding checks every value's type against the
@@ -178,14 +181,21 @@ def _dataclass_decoder(cls: type[Any], where: str) -> Callable[[Any], Any]:
     plain = all(hints[name] in (int, str, bool) for name in names[:head])
     types_ = tuple(hints[name] for name in names[:head])
 
+    # a field left out of an older body takes the class's JOURNAL_DEFAULTS value when it names one
+    legacy: dict[str, Any] = dict(getattr(cls, "JOURNAL_DEFAULTS", {}))
+    assert set(legacy) <= set(names[minimum:]), (cls, legacy)
+
     def decode_dataclass(values: Any) -> Any:
         if type(values) is not list or not (minimum <= len(values) <= count):
             expected = count if minimum == count else f"{minimum} to {count}"
             raise ValueError(f"{where}: expected an array of {expected} values, found {values!r}"[:300])
         # Fast path for the common case: compare exact types, no per-field calls.
-        if plain and len(values) == head and tuple(map(type, values)) == types_:
+        if plain and len(values) == head and tuple(map(type, values)) == types_ and (head == count or not legacy):
             return cls(*values)
-        return cls(*[check(v) for check, v in zip(checks[: len(values)], values, strict=True)])
+        checked = [check(v) for check, v in zip(checks[: len(values)], values, strict=True)]
+        if legacy and len(values) < count:
+            return cls(*checked, **{name: legacy[name] for name in names[len(values) :] if name in legacy})
+        return cls(*checked)
 
     return decode_dataclass
 

@@ -74,7 +74,10 @@ def parse_instruments(data: Mapping[str, Any], source: str = "instruments file")
     raw_schedules = data.get("schedules", {})
     if not isinstance(raw_schedules, dict):
         raise ConfigError(f"{source}: [schedules] must be a table of named phase lists")
-    schedules = {name: _schedule(name, phases) for name, phases in raw_schedules.items()}
+    try:
+        schedules = {name: _schedule(name, phases) for name, phases in raw_schedules.items()}
+    except ConfigError as exc:  # name the file, as every other error of the file does
+        raise ConfigError(f"{source}: {exc}") from None
     entries = data.get("instrument", [])
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{source}: define at least one [[instrument]]")
@@ -113,7 +116,7 @@ def parse_instruments(data: Mapping[str, Any], source: str = "instruments file")
             fields["receipts_required"] = required
         schedule_name = entry.get("sessions")
         if schedule_name is not None:
-            if schedule_name not in schedules:
+            if not isinstance(schedule_name, str) or schedule_name not in schedules:
                 raise ConfigError(f"{source}: {name}: field `sessions` names no schedule: {schedule_name!r}")
             fields["sessions"] = schedules[schedule_name]
         instrument = Instrument(**fields)
@@ -133,6 +136,8 @@ def load_instruments(path: str | Path) -> list[Instrument]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"instruments file {path}: cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"instruments file {path}: not UTF-8 (byte {exc.start}): save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"instruments file {path}: not valid TOML: {exc}") from None
     return parse_instruments(data, f"instruments file {path}")

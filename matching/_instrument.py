@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from typing import ClassVar
 
 from matching._errors import RejectCode, Rejected
 from matching._types import AUCTION, BREAK, CLOSED, CONTINUOUS
@@ -53,6 +54,11 @@ class Instrument:
     receipts_required: bool = True
     """Sell orders must lock warehouse receipts covering their quantity (the
     exchange's rule; False only for test and benchmark setups of matching alone)."""
+
+    JOURNAL_DEFAULTS: ClassVar[dict[str, object]] = {"receipts_required": False}
+    """What a journal record written before a field existed means by leaving it
+    out (see exchange/_codec.py): instruments listed then sold without receipts,
+    so replaying an old journal gives the state it gave when it was written."""
 
     def problems(self) -> list[str]:
         """Everything wrong with this definition (empty when it is valid)."""

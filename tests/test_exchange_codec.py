@@ -162,13 +162,20 @@ def test_an_order_without_receipts_keeps_its_old_body_and_old_bodies_decode() ->
     assert decode(2, kind, body, crc) == named
 
 
-def test_an_instrument_listed_before_the_receipt_rule_field_requires_receipts() -> None:
-    """ListInstrument bodies without receipts_required (18 values) decode with the default, True."""
+def test_an_instrument_listed_before_the_receipt_rule_field_keeps_its_old_rule() -> None:
+    """ListInstrument bodies without receipts_required (18 values) were written when instruments
+    sold without receipts: they decode with Instrument.JOURNAL_DEFAULTS (False), so an old journal
+    replays to the state it had; a new body always carries the field, either way."""
     old = b'[["RB","steel","rebar","g","W",10,100,3500,700,1,5,1000,2,5,2,5,300,[]]]'
     listed = decode(1, "list_instrument", old, checksum("list_instrument", old))
-    assert listed.instrument.receipts_required is True
-    off = ListInstrument(
-        Instrument("RB", "steel", "rebar", "g", "W", 10, 100, 3500, 700, 1, 5, receipts_required=False)
+    assert listed.instrument.receipts_required is False
+    assert listed.instrument == Instrument(
+        "RB", "steel", "rebar", "g", "W", 10, 100, 3500, 700, 1, 5, 1000, 2, 5, 2, 5, 300, (), False
     )
-    kind, body, crc = encode_record(off)
-    assert decode(2, kind, body, crc).instrument.receipts_required is False
+    for required in (False, True):
+        new = ListInstrument(
+            Instrument("RB", "steel", "rebar", "g", "W", 10, 100, 3500, 700, 1, 5, receipts_required=required)
+        )
+        kind, body, crc = encode_record(new)
+        assert body.endswith(b",true]]" if required else b",false]]")
+        assert decode(2, kind, body, crc).instrument.receipts_required is required

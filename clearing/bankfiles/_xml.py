@@ -104,5 +104,7 @@ def parse_xml(data: bytes) -> Node:
         parser.Parse(data, True)
     except xml.parsers.expat.ExpatError as exc:
         raise FileError(FileErrorCode.BAD_XML, xml.parsers.expat.ErrorString(exc.code), exc.lineno) from None
+    except LookupError as exc:  # an encoding the declaration names and Python does not know
+        raise FileError(FileErrorCode.BAD_XML, f"unknown encoding: {exc}", parser.CurrentLineNumber or 1) from None
     assert root, "expat accepted a document without a root element"
     return root[0]

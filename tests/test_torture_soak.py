@@ -1,0 +1,36 @@
+"""The soak of ``bulkex torture soak`` (bench/soak.py): a short run in CI (both databases), the
+10-minute run behind ``-m slow``. Figures of record are in docs/reliability.md."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.soak import percentile, soak
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def test_percentile_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 0.5) == 50.0
+    assert percentile(values, 0.99) == 99.0
+    assert percentile(values, 0.999) == 100.0
+    assert percentile([], 0.99) == 0.0
+
+
+def test_soak_short(database_url: str) -> None:
+    report = soak(database_url, 4.0, 200, 20, interval_s=2.0)
+    print("\n".join(report.lines()))
+    assert len(report.intervals) == 2
+    assert report.answered >= report.sent * 0.9, (report.sent, report.answered)
+    assert report.journaled_checked > 0
+    assert all(row["rss_mib"] > 0 for row in report.intervals)
+    assert set(report.errors) <= {"UNKNOWN_ORDER"}, report.errors  # cancels racing fills, nothing else
+
+
+@pytest.mark.slow
+def test_soak_ten_minutes(database_url: str) -> None:
+    report = soak(database_url, 600.0, 1_000, 200, interval_s=30.0)
+    print("\n".join(report.lines()))
+    assert report.answered >= report.sent * 0.99
+    assert set(report.errors) <= {"UNKNOWN_ORDER"}, report.errors
