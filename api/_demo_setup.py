@@ -6,7 +6,13 @@ only against receipts), a demo warehouse designated for every instrument
 group with an operator account and confirmed rebar receipts for two
 members, a trader key for one of them and an operator key, printed with a
 short client example. Simulated makers and takers (``api._demo_traders``)
-trade through their own keys while it runs.
+trade through their own keys while it runs, and their deals settle: a
+``DeliveryDesk`` (see ``exchange._simulation``) follows the committed events,
+pays the simulated buyers' deals and, as the simulation warehouses'
+operators, confirms every paid delivery there (a trader who pays a deal by
+hand sees it delivered too). It reads the receipts' pieces and the open
+deliveries once, in ``prepare_demo`` (``demo_desk``); deals opened before
+the server's first commit reaches it are left to their deadlines.
 
 Every step goes through the sequencer as journaled commands; repeating it is
 harmless (a repeated deposit record or member registration is answered as
@@ -17,10 +23,13 @@ restart keeps the same members, balances and receipts.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from exchange import Sequencer, Settings, funding_commands, load_instruments, stocking_commands
+from exchange import DeliveryDesk, Sequencer, Settings, funding_commands, load_instruments, stocking_commands
 from matching import CONTINUOUS, SetTradingState
 from warehouse import AddOperator, AddWarehouse, ConfirmReceipt, RegisterReceipt, WarehouseEngine
 
@@ -30,9 +39,12 @@ __all__ = [
     "DEMO_OPERATOR",
     "DEMO_TAKERS",
     "DEMO_WAREHOUSE",
+    "demo_desk",
     "prepare_demo",
     "print_demo",
 ]
+
+log = logging.getLogger("bulkex.demo")
 
 DEMO_ACCOUNTS = tuple(f"M{n:03d}" for n in range(1, 11))
 DEMO_MAKERS = DEMO_ACCOUNTS[1:3]
@@ -42,6 +54,8 @@ DEMO_TAKERS = DEMO_ACCOUNTS[3:5]
 DEMO_WAREHOUSE = "WH-DEMO"
 DEMO_OPERATOR = "op-demo"
 DEMO_RECEIPT_KG = 500_000
+SETTLE_EVERY_S = 0.5
+"""How often the demo's delivery desk sends the payments and confirmations that fell due."""
 
 EXAMPLE = """\
 import asyncio
@@ -57,8 +71,14 @@ asyncio.run(main())
 """
 
 
-def prepare_demo(settings: Settings) -> tuple[str, str, str]:
-    """Journal the demo setup; returns (symbol, price, account) for the example."""
+def demo_desk(settings: Settings) -> DeliveryDesk:
+    """The delivery desk of the simulated traders (pass it to ``prepare_demo`` to prime it)."""
+    return DeliveryDesk(load_instruments(settings.instruments_file), (*DEMO_MAKERS, *DEMO_TAKERS), seed=0)
+
+
+def prepare_demo(settings: Settings, desk: DeliveryDesk | None = None) -> tuple[str, str, str]:
+    """Journal the demo setup; returns (symbol, price, account) for the example. `desk`, when
+    given, is primed with the state the server will start from."""
     instruments = load_instruments(settings.instruments_file)
     sequencer = Sequencer.from_settings(settings)
     sequencer.open()
@@ -74,6 +94,8 @@ def prepare_demo(settings: Settings) -> tuple[str, str, str]:
         sequencer.execute(SetTradingState(s, CONTINUOUS) for s, state in sorted(states.items()) if state != CONTINUOUS)
         book = sequencer.core.matching.books[instruments[0].symbol]
         price = book.instrument.ticks_to_price(book.reference_price_ticks)
+        if desk is not None:
+            desk.prime(sequencer.core.warehouse)
         return instruments[0].symbol, price, DEMO_ACCOUNTS[0]
     finally:
         sequencer.close()
@@ -124,9 +146,12 @@ def _warehouse_commands(sequencer: Sequencer, instruments: list[Any]) -> list[An
     return commands
 
 
-def simulated_traders(database_url: str, rate_per_s: float) -> Callable[[Any], Coroutine[Any, Any, None]]:
+def simulated_traders(
+    database_url: str, rate_per_s: float, desk: DeliveryDesk | None = None
+) -> Callable[[Any], Coroutine[Any, Any, None]]:
     """The background task of ``serve --demo``: keys for the simulated makers and takers (new ones each
-    run; a key's secret is never stored), then the traders on the server's own URL until cancelled."""
+    run; a key's secret is never stored), then the traders on the server's own URL until cancelled;
+    with `desk` (primed by ``prepare_demo``) their deals are paid and delivered as well."""
     from api._demo_traders import SimulatedTraders, TraderKey
     from api._keys import create_key
 
@@ -134,9 +159,33 @@ def simulated_traders(database_url: str, rate_per_s: float) -> Callable[[Any], C
     takers = [TraderKey(a, *create_key(database_url, "trader", a, "serve --demo taker")) for a in DEMO_TAKERS]
 
     async def run(server: Any) -> None:
-        await SimulatedTraders(server.url, makers, takers, rate_per_s).run()
+        settling = None
+        if desk is not None:
+            # observe runs in the committer thread; due is a deque, taken from here (one consumer)
+            server.sequencer.listeners.append(lambda pairs: desk.observe(e for _c, ack in pairs for e in ack.events))
+            settling = asyncio.get_running_loop().create_task(_settle(server, desk))
+        try:
+            await SimulatedTraders(server.url, makers, takers, rate_per_s).run()
+        finally:
+            if settling is not None:
+                settling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await settling
 
     return run
+
+
+async def _settle(server: Any, desk: DeliveryDesk) -> None:
+    """Send the desk's due payments and confirmations through the gateway's own submission."""
+    logged = 0
+    while True:
+        await asyncio.sleep(SETTLE_EVERY_S)
+        for command in desk.take(len(desk.due)):
+            server.gateway.submit_internal(command)
+        if desk.settled >= logged + 100:
+            logged = desk.settled
+            log.info("demo deliveries: %d settled by delivery versus payment, %d a little under weight",
+                     desk.settled, desk.settled_with_difference)  # fmt: skip
 
 
 def print_demo(
@@ -162,7 +211,9 @@ def print_demo(
     if simulated:
         makers = ", ".join(DEMO_MAKERS)
         takers = ", ".join(DEMO_TAKERS)
-        write(f"simulated makers {makers} and takers {takers} trade through the socket (--no-simulate: off)")
+        write(f"simulated makers {makers} and takers {takers} trade through the socket (--no-simulate: off);")
+        write("they pay their deals and the simulation warehouses' operators confirm delivery, so deals settle")
+        write("by delivery versus payment and the goods move to the buyers")
     write("connect with (save as try.py, run with .venv/bin/python try.py):")
     write("")
     for line in EXAMPLE.format(url=url, key_id=key_id, secret=secret, symbol=symbol, price=price).splitlines():

@@ -72,16 +72,17 @@ def serve_command(
     background = None
     operator_key: tuple[str, str] | None = None
     if demo:
-        from api._demo_setup import DEMO_ACCOUNTS, DEMO_OPERATOR, prepare_demo, simulated_traders
+        from api._demo_setup import DEMO_ACCOUNTS, DEMO_OPERATOR, demo_desk, prepare_demo, simulated_traders
         from api._keys import create_key
 
         schedule = False
-        symbol, price = prepare_demo(settings)[:2]
+        desk = demo_desk(settings) if simulate else None
+        symbol, price = prepare_demo(settings, desk)[:2]
         key_id, secret = create_key(settings.database_url, "trader", DEMO_ACCOUNTS[0], "serve --demo")
         operator_key = create_key(settings.database_url, "operator", DEMO_OPERATOR, "serve --demo")
         example = (symbol, price)
         if simulate:
-            background = simulated_traders(settings.database_url, simulate_rate)
+            background = simulated_traders(settings.database_url, simulate_rate, desk)
 
     def ready(server: GatewayServer) -> None:
         typer.echo(f"bulkex listening on {server.url} (database {server.settings.database_url})")

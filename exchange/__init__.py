@@ -49,6 +49,7 @@ from exchange._settings import Settings
 from exchange._simulation import (
     SIMULATION_BANK,
     SIMULATION_FUNDING_FEN,
+    DeliveryDesk,
     OrderFlow,
     funding_commands,
     receipt_commands,
@@ -76,6 +77,7 @@ __all__ = [
     "ClearingProjection",
     "ConfigError",
     "Core",
+    "DeliveryDesk",
     "DeliveryRow",
     "ExchangeError",
     "ImportResult",

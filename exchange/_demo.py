@@ -3,8 +3,11 @@ register and fund the simulated members through their bank, have the
 simulation warehouses' operators register the members' goods as receipts
 (so sellers sell only against receipts), run an opening
 call auction and a burst of continuous trading (every order through
-pre-trade risk), print trades, the top of each book and the money held, and
-close.
+pre-trade risk) in which the buyers pay their deals and the simulation
+warehouses' operators confirm delivery, so deals settle by delivery versus
+payment and the goods move to the buyers (``OrderFlow(settle=True)``, see
+``exchange._simulation.DeliveryDesk``), print trades, deliveries, the top of
+each book and the money held, and close.
 
 Run it twice: the second run recovers the first run's journal (snapshot +
 tail) and prints the recovered state hash before trading on.
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from exchange._instruments import load_instruments
 from exchange._sequencer import Ack, Sequencer
@@ -35,18 +40,24 @@ from matching import (
     CONTINUOUS,
     HALTED,
     INDICATIVE,
+    REJECTED,
     SELL,
     TRADE,
     Instrument,
     NewOrder,
+    RejectCode,
     SetTradingState,
     TradingState,
 )
+from warehouse import ConfirmDelivery, PayDeal
 
 __all__ = ["run_demo"]
 
 AUCTION_MEMBERS = 8
 CONTINUOUS_COMMANDS = 5_000
+SETTLEMENT_EVERY_COMMANDS = 500
+"""The demo waits for the acks of this many commands, then shows their events to the flow's
+delivery desk, whose payments and confirmations go first in the next ones."""
 SIMULATED_MEMBERS = 50
 
 
@@ -151,18 +162,46 @@ def _opening_auction(
             write(f"  {symbol:<15} no opening trade ({len(indicative)} indicative updates)")
 
 
+def _run(sequencer: Sequencer, flow: OrderFlow, commands: list[Any]) -> list[Ack]:
+    """Submit `commands`, wait for their acks and let the flow's delivery desk see their events."""
+    acks = [f.result() for f in [sequencer.submit(command) for command in commands]]
+    flow.observe(e for ack in acks for e in ack.events)
+    return acks
+
+
 def _continuous(sequencer: Sequencer, instruments: list[Instrument], seed: int, write: Callable[[str], None]) -> None:
-    flow = OrderFlow(instruments, seed=seed, first_seq=sequencer.last_seq + 1, client_prefix=f"d{sequencer.last_seq}-")
+    flow = OrderFlow(
+        instruments, seed=seed, first_seq=sequencer.last_seq + 1, client_prefix=f"d{sequencer.last_seq}-", settle=True
+    )
+    # the auction's deals (and, after a restart, the deals the last run left open) are read once;
+    # from here on the desk follows the acknowledged events only
+    flow.prime(sequencer.core.warehouse)
     by_symbol = {i.symbol: i for i in instruments}
     started = time.perf_counter()
-    futures = [sequencer.submit(command) for command in flow.take(CONTINUOUS_COMMANDS)]
-    acks = [f.result() for f in futures]
+    acks: list[Ack] = []
+    kinds: Counter[str] = Counter()
+    while len(acks) < CONTINUOUS_COMMANDS:
+        batch = flow.take(min(SETTLEMENT_EVERY_COMMANDS, CONTINUOUS_COMMANDS - len(acks)))
+        kinds.update(type(c).__name__ for c in batch)
+        acks += _run(sequencer, flow, batch)
     elapsed = time.perf_counter() - started
     trades = [e for ack in acks for e in ack.events if e[0] == TRADE]
+    payments = confirmations = 0
+    for _ in range(2):  # the last deals: pay, then confirm
+        commands = flow.settlement()
+        payments += sum(1 for c in commands if isinstance(c, PayDeal))
+        confirmations += sum(1 for c in commands if isinstance(c, ConfirmDelivery))
+        _run(sequencer, flow, commands)
     write(
-        f"continuous trading: {len(acks)} orders, cancels and amends from {len(flow.accounts)} members, "
-        f"{len(trades)} trades, {len(acks) / elapsed:,.0f} commands/s committed before acknowledgement"
+        f"continuous trading: {len(acks)} commands from {len(flow.accounts)} members ({kinds['NewOrder']} orders, "
+        f"{kinds['CancelOrder']} cancels, {kinds['AmendOrder']} amends, {kinds['PayDeal']} payments, "
+        f"{kinds['ConfirmDelivery']} delivery confirmations), {len(trades)} trades, "
+        f"{len(acks) / elapsed:,.0f} commands/s committed before acknowledgement"
     )
+    refused = sum(
+        1 for ack in acks for e in ack.events if e[0] == REJECTED and e[4] == RejectCode.INSUFFICIENT_RECEIPTS
+    )
+    _deliveries(sequencer, flow, payments, confirmations, refused, write)
     write("last trades:")
     for e in trades[-5:]:
         instrument = by_symbol[e[3]]
@@ -180,6 +219,27 @@ def _continuous(sequencer: Sequencer, instruments: list[Instrument], seed: int, 
         ask_text = f"{instrument.ticks_to_price(ask[0][0]):>9} @ {ask[0][1]:>4} lots" if ask else "-"
         state = TradingState(matching.book(symbol).state).name.lower()
         write(f"  {symbol:<15} bid {bid_text}  |  ask {ask_text}  ({state})")
+
+
+def _deliveries(
+    sequencer: Sequencer, flow: OrderFlow, payments: int, confirmations: int, refused: int, write: Callable[[str], None]
+) -> None:
+    desk = flow.desk
+    assert desk is not None
+    write(
+        f"deliveries: {desk.settled} deals settled by delivery versus payment: the buyers paid, the simulation "
+        f"warehouses'"
+    )
+    write(
+        f"  operators confirmed the weight delivered, the receipts went to the buyers; {desk.settled_with_difference} "
+        f"a little under"
+    )
+    write("  weight, inside the tolerance (the buyer refunded, the seller kept a residual receipt)")
+    write(
+        f"  last round after trading: {payments} payments, {confirmations} confirmations; "
+        f"{len(sequencer.core.warehouse.open_deals)} deliveries still open; "
+        f"{refused} sell orders refused for lack of receipts"
+    )
 
 
 def _stock(sequencer: Sequencer, write: Callable[[str], None]) -> None:

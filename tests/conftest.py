@@ -14,6 +14,12 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
+
+# A failing property test prints its falsifying example and a @reproduce_failure blob that
+# replays exactly that run (hypothesis' seed for it), beside the seeds our own random runs print.
+settings.register_profile("bulkex", print_blob=True)
+settings.load_profile("bulkex")
 
 POSTGRES_ADMIN_URL = os.environ.get("BULKEX_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

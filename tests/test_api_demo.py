@@ -11,7 +11,15 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from api._client import Client
-from api._demo_setup import DEMO_ACCOUNTS, DEMO_OPERATOR, DEMO_WAREHOUSE, prepare_demo, print_demo, simulated_traders
+from api._demo_setup import (
+    DEMO_ACCOUNTS,
+    DEMO_OPERATOR,
+    DEMO_WAREHOUSE,
+    demo_desk,
+    prepare_demo,
+    print_demo,
+    simulated_traders,
+)
 from api._keys import create_key
 from api._server import GatewayServer, run_server
 from exchange import Sequencer, Settings
@@ -49,7 +57,8 @@ def test_demo_setup_is_journaled_once(tmp_path: Any) -> None:
 def test_simulated_traders_trade_over_the_socket_and_stop_with_the_server(tmp_path: Any) -> None:
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     settings = Settings(database_url=url, host="127.0.0.1")
-    prepare_demo(settings)
+    desk = demo_desk(settings)
+    prepare_demo(settings, desk)
     operator = create_key(url, "operator", DEMO_OPERATOR, "test")
     seen: dict[str, Any] = {}
 
@@ -62,6 +71,10 @@ def test_simulated_traders_trade_over_the_socket_and_stop_with_the_server(tmp_pa
                 await asyncio.sleep(0.01)
             server = started[0]
             await asyncio.sleep(2.0)
+            for _ in range(100):  # the first deals settle a second or so after their trades
+                if desk.settled:
+                    break
+                await asyncio.sleep(0.1)
             async with Client(server.url, *operator) as client:
                 seen["session"] = client.session
                 seen["receipts"] = await client.receipts()
@@ -70,7 +83,7 @@ def test_simulated_traders_trade_over_the_socket_and_stop_with_the_server(tmp_pa
         watcher = asyncio.get_running_loop().create_task(watch())
         await run_server(
             settings, port=0, schedule=False, stop=stop, ready=started.append,
-            background=simulated_traders(url, 40.0),
+            background=simulated_traders(url, 40.0, desk),
         )  # fmt: skip
         await watcher
 
@@ -80,5 +93,9 @@ def test_simulated_traders_trade_over_the_socket_and_stop_with_the_server(tmp_pa
     with create_engine(url).connect() as conn:
         orders = conn.execute(text("select count(*) from orders")).scalar_one()
         trades = conn.execute(text("select count(*) from trades")).scalar_one()
-    assert 10 <= orders <= 200, orders  # 40 requests/s for about 2 s: bounded
+        settled = conn.execute(text("select count(*) from warehouse_deliveries where state = 'settled'")).scalar_one()
+    assert 10 <= orders <= 600, orders  # 40 requests/s for 2 to 12 s: bounded
     assert trades > 0
+    # the desk paid the simulated buyers' deals and confirmed delivery at the simulation warehouses
+    assert desk.payments > 0
+    assert settled >= desk.settled > 0, (settled, desk.settled)

@@ -137,6 +137,11 @@ def check_invariants(eng: WarehouseEngine) -> None:
             assert not r.order_id, number
             assert not r.deal_id, number
     assert {h: set(n) for h, n in active.items() if n} == {h: set(n) for h, n in eng.active_by_holder.items() if n}
+    by_goods: dict[tuple[str, str, str, str], list[tuple[int, str]]] = {}
+    for r in eng.receipts.values():
+        if r.state == ACTIVE:
+            by_goods.setdefault((r.holder, r.group, r.commodity, r.grade), []).append(r.age_key)
+    assert {k: sorted(v) for k, v in by_goods.items()} == {k: list(v) for k, v in eng.active_by_goods.items()}
     for order_id, lock in eng.locks.items():
         assert lock.open_weight_kg > 0, order_id
         assert set(lock.receipts) == locked_by_order.get(order_id, set()), order_id

@@ -39,8 +39,10 @@ taken in less loaded out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+from sortedcontainers import SortedList
 
 from matching import Instrument
 from warehouse._audit import check_invariants, conservation_problems, stock_report
@@ -167,6 +169,9 @@ class WarehouseEngine:
         self.operators: dict[str, str] = {}  # operator id -> warehouse id
         self.receipts: dict[str, Receipt] = {}
         self.active_by_holder: dict[str, dict[str, None]] = {}  # holder -> numbers of its active receipts
+        # (holder, group, commodity, grade) -> (since_seq, number) of the holder's active receipts of
+        # those goods, oldest first: a sell order's lock reads only the receipts it takes
+        self.active_by_goods: dict[tuple[str, str, str, str], SortedList] = {}
         self.locks: dict[int, OrderLock] = {}  # sell order id -> its lock
         self.deliveries: dict[int, Delivery] = {}  # deal id -> delivery record (open and ended)
         self.open_deals: dict[int, None] = {}
@@ -249,11 +254,29 @@ class WarehouseEngine:
             row = self.stock[key] = [0, 0, 0]
         return row
 
+    def _index_active(self, r: Receipt) -> None:
+        self.active_by_holder.setdefault(r.holder, {})[r.number] = None
+        key = (r.holder, r.group, r.commodity, r.grade)
+        index = self.active_by_goods.get(key)
+        if index is None:
+            index = self.active_by_goods[key] = SortedList()
+        index.add((r.since_seq, r.number))
+
+    def _unindex_active(self, r: Receipt) -> None:
+        del self.active_by_holder[r.holder][r.number]
+        key = (r.holder, r.group, r.commodity, r.grade)
+        index = self.active_by_goods[key]
+        index.remove((r.since_seq, r.number))
+        if not index:
+            del self.active_by_goods[key]
+
     def _set_state(self, r: Receipt, state: str) -> None:
+        """Every change of a receipt's state goes through here (the active indexes follow it;
+        a receipt's holder, goods and since_seq never change while it is active)."""
         if r.state == ACTIVE:
-            del self.active_by_holder[r.holder][r.number]
+            self._unindex_active(r)
         if state == ACTIVE:
-            self.active_by_holder.setdefault(r.holder, {})[r.number] = None
+            self._index_active(r)
         r.state = state
 
     def _move(
@@ -269,7 +292,7 @@ class WarehouseEngine:
         assert r.number not in self.receipts, r.number
         self.receipts[r.number] = r
         if r.state == ACTIVE:
-            self.active_by_holder.setdefault(r.holder, {})[r.number] = None
+            self._index_active(r)
         r.record("registered" if r.state == REGISTERED else "issued", actor, seq, ts_ns, self.limits.max_history)
         out.append((W_RECEIPT, seq, r.number, origin, *r.describe(), r.state))
 
@@ -351,11 +374,65 @@ class WarehouseEngine:
             return None
         return whole, 0
 
-    def _eligible_active(self, holder: str, inst: InstrumentTerms) -> list[Receipt]:
-        """The holder's active receipts deliverable on `inst`, oldest first."""
-        numbers = self.active_by_holder.get(holder, {})
-        found = [self.receipts[n] for n in numbers]
-        return sorted((r for r in found if self._deliverable(r, inst)), key=lambda r: r.age_key)
+    def _oldest_first(self, holder: str, inst: InstrumentTerms) -> Iterator[Receipt]:
+        """The holder's active receipts deliverable on `inst`, oldest first (by ``age_key``),
+        read from the index as far as the caller goes (it must not change them meanwhile)."""
+        index = self.active_by_goods.get((holder, inst.group, inst.commodity, inst.grade))
+        if not index:
+            return iter(())
+        receipts = self.receipts
+        return (receipts[number] for _, number in index)
+
+    @staticmethod
+    def _cover(receipts: Iterable[Receipt], need_kg: int) -> tuple[list[Receipt], int] | None:
+        """The shortest oldest-first prefix of `receipts` (in order) that weighs at least
+        `need_kg`, and the weight to split off its last receipt (0: it is taken whole);
+        None when they all weigh less. Reads no further than it takes."""
+        taken: list[Receipt] = []
+        remaining = need_kg
+        for r in receipts:
+            taken.append(r)
+            if r.weight_kg >= remaining:
+                return taken, (0 if r.weight_kg == remaining else remaining)
+            remaining -= r.weight_kg
+        return None
+
+    def _oldest_cover(self, holder: str, inst: InstrumentTerms, need_kg: int) -> list[Receipt] | None:
+        """The receipts an unnamed sell lock takes: the oldest-first cover of `need_kg`
+        from the first warehouse, by its oldest receipt, whose cover needs at most
+        ``max_receipts_per_list`` receipts (None: no warehouse can). The same choice as
+        planning every warehouse over the whole sorted list, reading the holder's
+        receipts only until the choice is certain."""
+        max_list = self.limits.max_receipts_per_list
+        order: list[list[Any]] = []  # per warehouse, by its oldest receipt: [status, weight_kg, taken]
+        by_warehouse: dict[str, list[Any]] = {}
+        open_, covered, failed = 0, 1, 2
+        for r in self._oldest_first(holder, inst):
+            entry = by_warehouse.get(r.warehouse_id)
+            if entry is None:
+                entry = by_warehouse[r.warehouse_id] = [open_, 0, []]
+                order.append(entry)
+            elif entry[0] != open_:
+                continue
+            entry[2].append(r)
+            entry[1] += r.weight_kg
+            if entry[1] >= need_kg:
+                entry[0] = covered if len(entry[2]) <= max_list else failed
+            elif len(entry[2]) >= max_list:
+                entry[0] = failed  # its cover would take more receipts than a list may name
+            else:
+                continue
+            for e in order:  # decided when no older warehouse is still open
+                if e[0] == covered:
+                    taken: list[Receipt] = e[2]
+                    return taken
+                if e[0] == open_:
+                    break
+        for e in order:  # all read: a warehouse still open cannot cover
+            if e[0] == covered:
+                last: list[Receipt] = e[2]
+                return last
+        return None
 
     # ------------------------------------------------------------------ setup
 
@@ -729,28 +806,10 @@ class WarehouseEngine:
             if have < need:
                 return WarehouseCode.INSUFFICIENT_RECEIPTS, f"need {need} kg, named {have} kg"
         else:
-            by_warehouse: dict[str, list[Receipt]] = {}
-            for r in self._eligible_active(member, inst):  # oldest first, so warehouses by their oldest receipt
-                by_warehouse.setdefault(r.warehouse_id, []).append(r)
-            chosen = []
-            best = 0
-            too_many = False
-            for candidates in by_warehouse.values():
-                plan = self._plan_take(candidates, need)
-                if plan is None:
-                    best = max(best, sum(r.weight_kg for r in candidates))
-                    continue
-                whole, part = plan
-                taken = whole + ([candidates[len(whole)]] if part else [])
-                if len(taken) > limits.max_receipts_per_list:
-                    too_many = True
-                    continue
-                chosen = taken
-                break
-            if not chosen:
-                if too_many:
-                    return WarehouseCode.TOO_MANY_IN_LIST, f"more than {limits.max_receipts_per_list} receipts needed"
-                return WarehouseCode.INSUFFICIENT_RECEIPTS, f"need {need} kg in one warehouse, have at most {best} kg"
+            found = self._oldest_cover(member, inst, need)
+            if found is None:
+                return self._no_cover(member, inst, need)
+            chosen = found
         lock = OrderLock(order_id, member, instrument, chosen[0].warehouse_id, need, [r.number for r in chosen])
         for r in chosen:
             r.order_id = order_id
@@ -758,6 +817,23 @@ class WarehouseEngine:
         self.locks[order_id] = lock
         self._emit_lock(lock, seq, out)
         return _DONE
+
+    def _no_cover(self, member: str, inst: InstrumentTerms, need: int) -> Outcome:
+        """Why no warehouse can cover an unnamed lock of `need` kg (the refusal path reads
+        all of the seller's receipts of these goods): too many receipts, else too light."""
+        by_warehouse: dict[str, list[Receipt]] = {}
+        for r in self._oldest_first(member, inst):
+            by_warehouse.setdefault(r.warehouse_id, []).append(r)
+        best = 0
+        for candidates in by_warehouse.values():
+            weight = sum(r.weight_kg for r in candidates)
+            if weight >= need:
+                return (
+                    WarehouseCode.TOO_MANY_IN_LIST,
+                    f"more than {self.limits.max_receipts_per_list} receipts needed",
+                )
+            best = max(best, weight)
+        return WarehouseCode.INSUFFICIENT_RECEIPTS, f"need {need} kg in one warehouse, have at most {best} kg"
 
     def grow_lock(
         self, order_id: int, extra_lots: int, seq: int, ts_ns: int, out: list[Event], check_only: bool = False
@@ -782,16 +858,15 @@ class WarehouseEngine:
         need = lock.open_weight_kg + extra_kg - sum(self.receipts[n].weight_kg for n in lock.receipts)
         taken: list[Receipt] = []
         if need > 0:
-            candidates = [r for r in self._eligible_active(lock.member, inst) if r.warehouse_id == lock.warehouse_id]
-            plan = self._plan_take(candidates, need)
-            if plan is None:
-                have = sum(r.weight_kg for r in candidates)
+            here = lock.warehouse_id
+            cover = self._cover((r for r in self._oldest_first(lock.member, inst) if r.warehouse_id == here), need)
+            if cover is None:
+                have = sum(r.weight_kg for r in self._oldest_first(lock.member, inst) if r.warehouse_id == here)
                 return (
                     WarehouseCode.INSUFFICIENT_RECEIPTS,
                     f"need {need} kg more in {lock.warehouse_id}, the seller has {have} kg active there",
                 )
-            whole, part = plan
-            taken = whole + ([candidates[len(whole)]] if part else [])
+            taken = cover[0]
             if len(lock.receipts) + len(taken) > limits.max_receipts_per_list:
                 return WarehouseCode.TOO_MANY_IN_LIST, f"more than {limits.max_receipts_per_list} receipts needed"
         if check_only:
@@ -1046,10 +1121,12 @@ class WarehouseEngine:
         extra_source: Receipt | None = None
         if actual > allocated_kg:
             inst = self.instruments[d.instrument]
-            candidates = [r for r in self._eligible_active(d.seller, inst) if r.warehouse_id == d.warehouse_id]
-            plan = self._plan_take(candidates, actual - allocated_kg)
-            if plan is None:
-                have = sum(r.weight_kg for r in candidates)
+            here = d.warehouse_id
+            cover = self._cover(
+                (r for r in self._oldest_first(d.seller, inst) if r.warehouse_id == here), actual - allocated_kg
+            )
+            if cover is None:
+                have = sum(r.weight_kg for r in self._oldest_first(d.seller, inst) if r.warehouse_id == here)
                 self._reject(
                     out,
                     seq,
@@ -1058,9 +1135,10 @@ class WarehouseEngine:
                     f"the seller holds {allocated_kg + have} kg here, {actual} kg confirmed",
                 )
                 return
-            extra_whole, extra_part = plan
+            taken, extra_part = cover
+            extra_whole = taken[:-1] if extra_part else taken
             if extra_part:
-                extra_source = candidates[len(extra_whole)]
+                extra_source = taken[-1]
             if len(d.receipts) + len(extra_whole) + 1 > self.limits.max_receipts_per_list:
                 self._reject(out, seq, ref, WarehouseCode.TOO_MANY_IN_LIST, "the extra weight spans too many receipts")
                 return
@@ -1291,7 +1369,7 @@ class WarehouseEngine:
             r = Receipt.from_list(item)
             eng.receipts[r.number] = r
             if r.state == ACTIVE:
-                eng.active_by_holder.setdefault(r.holder, {})[r.number] = None
+                eng._index_active(r)
         for item in d["locks"]:
             lock = OrderLock.from_list(item)
             eng.locks[lock.order_id] = lock
