@@ -41,6 +41,9 @@ __all__ = ["SoakFailure", "SoakReport", "percentile", "soak"]
 
 MAX_CLIENTS = 2_000
 MAX_RATE = 100_000
+SOAK_RECEIPTS = 30
+"""50 t receipts each trader holds per steel instrument: sells lock whole receipts and trades
+allocate them to deliveries the soak never settles, so a trader needs many to keep selling."""
 MEMORY_BOUND_MIB_PER_MIN = 64
 """The stated bound: resident memory may grow by at most this much per minute of soak after the
 first interval (the core keeps every order's client id for the day and every deal; the rest
@@ -252,7 +255,7 @@ def soak(
     if not (0 < interval_s <= seconds):
         raise ValueError("the interval must be positive and at most the duration")
     upgrade(database_url)
-    keys = _setup(database_url, _traders(clients), receipts=2)
+    keys = _setup(database_url, _traders(clients), receipts=SOAK_RECEIPTS)
     with tempfile.TemporaryFile() as stderr_file:  # a pipe nobody reads would stop a long-running server
         return _run(database_url, keys, seconds, rate, clients, interval_s, seed, log, stderr_file, ring_messages)
 
