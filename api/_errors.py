@@ -15,6 +15,7 @@ response: ``accepted``, or ``error`` with one of these codes.
     │              REPLAY_UNAVAILABLE
     ├── service:   BUSY (the sequencer's queue is full), UNAVAILABLE (stopping
     │              or stopped)
+    ├── parties:   UNKNOWN_BANK (a pledge to a bank that supervises no member)
     ├── core:      every reject code of the matching core, by the same name
     │              (UNKNOWN_INSTRUMENT, PRICE_OFF_TICK, PRICE_OUT_OF_BAND,
     │              UNKNOWN_ORDER, NOT_YOUR_ORDER, ...; see matching/_errors.py)
@@ -74,6 +75,8 @@ class ErrorCode(StrEnum):
     # service
     BUSY = "BUSY"
     UNAVAILABLE = "UNAVAILABLE"
+    # parties
+    UNKNOWN_BANK = "UNKNOWN_BANK"
     # core (same names as matching.RejectCode)
     UNKNOWN_INSTRUMENT = "UNKNOWN_INSTRUMENT"
     INSTRUMENT_EXISTS = "INSTRUMENT_EXISTS"
@@ -228,6 +231,7 @@ _OWN_MESSAGES: dict[ErrorCode, str] = {
     ),
     ErrorCode.BUSY: "the exchange is busy (its command queue is full); retry shortly",
     ErrorCode.UNAVAILABLE: "the exchange is shutting down or stopped; reconnect later",
+    ErrorCode.UNKNOWN_BANK: "no partner bank with this id supervises a member; pledge to a bank from `balances`",
 }
 
 # Codes two cores share keep one message that serves both.

@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     from api._server import Gateway
     from api._session import Connection
 
-__all__ = ["ALL_ROLES", "HANDLERS", "Handler", "HandlerRegistry", "Submit"]
+__all__ = ["ALL_ROLES", "HANDLERS", "Handler", "HandlerRegistry", "Submit", "instrument_info"]
 
 ALL_ROLES = frozenset({"trader", "operator", "bank", "staff"})
 _SIDES = {"buy": 0, "sell": 1}
@@ -149,6 +149,20 @@ def _account_for(conn: Connection, requested: str | None) -> str:
             raise ApiError(ErrorCode.INVALID_FIELD, "staff name the account in `account`")
         return requested
     raise ApiError(ErrorCode.FORBIDDEN, f"a {key.role} key has no view of member orders and executions")
+
+
+def _order_account(gateway: Gateway, conn: Connection, requested: str | None) -> str:
+    """The account an orders or fills query reads: a trader's own, the one staff name, or (read-only)
+    one member a bank supervises, named in `account`."""
+    key = conn.key
+    assert key is not None
+    if key.role != "bank":
+        return _account_for(conn, requested)
+    if requested is None:
+        raise ApiError(ErrorCode.INVALID_FIELD, "a bank names the member in `account`")
+    if gateway.views.member_bank.get(requested) != key.subject:
+        raise ApiError(ErrorCode.FORBIDDEN, f"{requested} is not a member supervised by bank {key.subject}")
+    return requested
 
 
 def _fills(gateway: Gateway, ack: Ack, order_id: int) -> list[dict[str, Any]]:
@@ -328,25 +342,26 @@ def _set_trading_state(gateway: Gateway, conn: Connection, r: SetTradingStateReq
 # ---------------------------------------------------------------- queries
 
 
+def instrument_info(gateway: Gateway, symbol: str) -> dict[str, Any]:
+    """An instrument as the `instruments` query shows it."""
+    data = gateway.market.instruments[symbol]
+    i = data.instrument
+    low, high = data.band()
+    return {
+        "symbol": symbol, "commodity": i.commodity, "product": i.product, "grade": i.grade,
+        "warehouse_group": i.warehouse_group, "lot_size_t": i.lot_size_t, "tick": i.tick_cny(),
+        "reference_price": data.price(data.reference_ticks), "band_low": data.price(low),
+        "band_high": data.price(high), "min_lots": i.min_lots, "max_lots": i.max_lots,
+        "state": STATE_WIRE_NAMES[data.state], "receipts_required": symbol in gateway.views.receipts_required,
+    }  # fmt: skip
+
+
 def _instruments(gateway: Gateway, conn: Connection, r: InstrumentsRequest) -> dict[str, Any]:
-    out = []
-    for symbol, data in sorted(gateway.market.instruments.items()):
-        i = data.instrument
-        low, high = data.band()
-        out.append(
-            {
-                "symbol": symbol, "commodity": i.commodity, "product": i.product, "grade": i.grade,
-                "warehouse_group": i.warehouse_group, "lot_size_t": i.lot_size_t, "tick": i.tick_cny(),
-                "reference_price": data.price(data.reference_ticks), "band_low": data.price(low),
-                "band_high": data.price(high), "min_lots": i.min_lots, "max_lots": i.max_lots,
-                "state": STATE_WIRE_NAMES[data.state],
-            }
-        )  # fmt: skip
-    return {"instruments": out}
+    return {"instruments": [instrument_info(gateway, symbol) for symbol in sorted(gateway.market.instruments)]}
 
 
 async def _orders(gateway: Gateway, conn: Connection, r: OrdersRequest) -> dict[str, Any]:
-    account = _account_for(conn, r.account)
+    account = _order_account(gateway, conn, r.account)
     rows = await gateway.query(
         gateway.queries.orders, gateway.price, account, r.status, r.instrument, r.before_order_id, r.limit
     )
@@ -354,7 +369,7 @@ async def _orders(gateway: Gateway, conn: Connection, r: OrdersRequest) -> dict[
 
 
 async def _fills_query(gateway: Gateway, conn: Connection, r: FillsRequest) -> dict[str, Any]:
-    account = _account_for(conn, r.account)
+    account = _order_account(gateway, conn, r.account)
     rows = await gateway.query(gateway.queries.fills, gateway.price, account, r.instrument, r.since_seq, r.limit)
     return {"account": account, "fills": rows}
 

@@ -178,6 +178,13 @@ class MarketData:
         states: set[str] | None = None
         instruments = self.instruments
         ts_ns = ack.ts_ns
+        if (
+            type(command) is ListInstrument
+            and command.instrument.symbol not in instruments
+            and not any(e[0] == REJECTED for e in ack.events)
+        ):
+            # known before its events: the listing's own STATE event names it
+            instruments[command.instrument.symbol] = InstrumentData(command.instrument)
         for event in ack.events:
             kind = event[0]
             if kind == BOOK:
@@ -222,12 +229,6 @@ class MarketData:
                 if states is None:
                     states = set()
                 states.add(event[2])
-        if (
-            type(command) is ListInstrument
-            and command.instrument.symbol not in instruments
-            and not any(e[0] == REJECTED for e in ack.events)
-        ):
-            instruments[command.instrument.symbol] = InstrumentData(command.instrument)
         if book_changes is not None:
             for symbol, (bid_changes, ask_changes) in book_changes.items():
                 self._publish_book(instruments[symbol], bid_changes, ask_changes)

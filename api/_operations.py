@@ -7,7 +7,7 @@ read or submitted):
 
     request                     trader   operator  bank     staff
     balances, withdrawals       own      -         members  any (name it)
-    receipts                    held     warehouse -        any (name it)
+    receipts                    held     warehouse pledged to it any (name it)
     deals                       own side warehouse -        any (name it)
     bank_files                  -        -         own      any (name it)
     request_withdrawal          own      -         -        for a member
@@ -162,6 +162,9 @@ def _receipts(gateway: Gateway, conn: Connection, r: ReceiptsRequest) -> dict[st
             raise ApiError(ErrorCode.FORBIDDEN, "an operator sees only its own warehouse's receipts")
         numbers = list(views.warehouse_receipts.get(own, ())) if own is not None else []
         warehouse, holder = None, r.account
+    elif key.role == "bank":  # the receipts pledged to it
+        numbers = list(views.bank_pledges.get(key.subject, ()))
+        warehouse, holder = r.warehouse, r.account
     else:  # staff
         if r.account is None and r.warehouse is None:
             raise ApiError(ErrorCode.INVALID_FIELD, "staff name `account` or `warehouse`")
@@ -357,7 +360,7 @@ STAFF = frozenset({"staff"})
 
 HANDLERS.register("balances", _balances, frozenset({"trader", "bank", "staff"}))
 HANDLERS.register("withdrawals", _withdrawals, frozenset({"trader", "bank", "staff"}))
-HANDLERS.register("receipts", _receipts, frozenset({"trader", "operator", "staff"}))
+HANDLERS.register("receipts", _receipts, frozenset({"trader", "operator", "bank", "staff"}))
 HANDLERS.register("deals", _deals, frozenset({"trader", "operator", "staff"}))
 HANDLERS.register("bank_files", _bank_files, frozenset({"bank", "staff"}))
 HANDLERS.register("request_withdrawal", _request_withdrawal, frozenset({"trader", "staff"}))

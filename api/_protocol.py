@@ -34,6 +34,8 @@ __all__ = [
     "REQUESTS",
     "RESULTS",
     "Accepted",
+    "AddOperatorRequest",
+    "AddWarehouseRequest",
     "AmendOrderRequest",
     "AmendResult",
     "ApproveWithdrawalRequest",
@@ -46,8 +48,10 @@ __all__ = [
     "BankFilesResult",
     "BookPush",
     "BreakInfo",
+    "BreakResolvedResult",
     "CancelOrderRequest",
     "CancelResult",
+    "CancelWithdrawalRequest",
     "ConfirmDeliveryRequest",
     "ConfirmLoadOutRequest",
     "ConfirmReceiptRequest",
@@ -55,6 +59,7 @@ __all__ = [
     "DealInfo",
     "DealsRequest",
     "DealsResult",
+    "DeclareDefaultRequest",
     "DeliveryInfo",
     "DeliveryPush",
     "ErrorResponse",
@@ -62,16 +67,21 @@ __all__ = [
     "Fill",
     "FillsRequest",
     "FillsResult",
+    "FreezeReceiptRequest",
     "HeartbeatPush",
     "HoldInfo",
     "InstrumentInfo",
     "InstrumentsRequest",
     "InstrumentsResult",
+    "ListInstrumentRequest",
+    "ListedResult",
     "LoginRequest",
     "LoginResult",
     "MassCancelRequest",
     "MassCancelResult",
+    "MergeReceiptsRequest",
     "NewOrderRequest",
+    "OperatorResult",
     "OrderInfo",
     "OrderPush",
     "OrderResult",
@@ -79,30 +89,45 @@ __all__ = [
     "OrdersResult",
     "PayDealRequest",
     "PingRequest",
+    "PledgeReceiptRequest",
     "PongResult",
     "ReceiptActionResult",
     "ReceiptInfo",
     "ReceiptPush",
+    "ReceiptRuleResult",
+    "ReceiptsChangedResult",
     "ReceiptsRequest",
     "ReceiptsResult",
     "RegisterReceiptRequest",
+    "ReleasePledgeRequest",
     "RequestLoadOutRequest",
     "RequestRegistry",
     "RequestWithdrawalRequest",
+    "RequireReceiptsRequest",
+    "ResolveBreakRequest",
     "ResolveDisputeRequest",
+    "SessionPhaseWire",
     "SetTradingStateRequest",
+    "SettleDeliveryRequest",
     "SnapshotRequest",
+    "SplitReceiptRequest",
     "StatePush",
     "StatementInfo",
     "SubscribeRequest",
     "SubscribeResult",
+    "SweepDeadlinesRequest",
+    "SweepResult",
     "TickerPush",
     "TopPush",
     "TradeInfo",
     "TradesPush",
     "TradingStateResult",
+    "UnfreezeReceiptRequest",
     "UnsubscribeRequest",
+    "VoidReceiptRequest",
+    "WarehouseResult",
     "WireModel",
+    "WithdrawLoadOutRequest",
     "WithdrawalInfo",
     "WithdrawalResult",
     "WithdrawalsRequest",
@@ -258,7 +283,8 @@ class InstrumentsRequest(WireModel):
 
 
 class OrdersRequest(WireModel):
-    """The account's orders, newest first. `account` only for staff."""
+    """The account's orders, newest first. Staff name `account`; a bank names one member it
+    supervises (read-only)."""
 
     type: Literal["orders"]
     id: RequestId
@@ -270,7 +296,8 @@ class OrdersRequest(WireModel):
 
 
 class FillsRequest(WireModel):
-    """The account's fills with seq > `since_seq`, oldest first. `account` only for staff."""
+    """The account's fills with seq > `since_seq`, oldest first. Staff name `account`; a bank names
+    one member it supervises (read-only)."""
 
     type: Literal["fills"]
     id: RequestId
@@ -338,8 +365,9 @@ class WithdrawalsRequest(WireModel):
 
 
 class ReceiptsRequest(WireModel):
-    """Warehouse receipts: a trader's member holds; an operator's warehouse keeps; staff name
-    `account` or `warehouse`. `state` "live": registered, active, locked, pledged, frozen, loading."""
+    """Warehouse receipts: a trader's member holds; an operator's warehouse keeps; a bank those
+    pledged to it; staff name `account` or `warehouse`. `state` "live": registered, active,
+    locked, pledged, frozen, loading."""
 
     type: Literal["receipts"]
     id: RequestId
@@ -483,6 +511,192 @@ class ConfirmLoadOutRequest(WireModel):
     weight_kg: WeightKg
 
 
+# ------------------------------------------ receipts, pledges and staff actions
+
+
+class CancelWithdrawalRequest(WireModel):
+    """Withdraw a withdrawal request that waits for approval; its hold is released. A trader
+    cancels its own member's requests (another member's id is answered UNKNOWN_REQUEST); staff any."""
+
+    type: Literal["cancel_withdrawal"]
+    id: RequestId
+    withdrawal_id: Identifier
+
+
+class PledgeReceiptRequest(WireModel):
+    """The holder pledges an active receipt to `bank` (a partner bank of the exchange): the receipt
+    cannot be sold, split, merged or loaded out until the bank releases it."""
+
+    type: Literal["pledge_receipt"]
+    id: RequestId
+    number: ReceiptNumber
+    bank: Identifier
+
+
+class ReleasePledgeRequest(WireModel):
+    """A bank releases a receipt pledged to it: the receipt is active again."""
+
+    type: Literal["release_pledge"]
+    id: RequestId
+    number: ReceiptNumber
+
+
+class SplitReceiptRequest(WireModel):
+    """The holder splits `weight_kg` (steel: and `pieces`; coal: pieces 0) off an active receipt
+    into a new active receipt numbered ``<warehouse>#<serial>``."""
+
+    type: Literal["split_receipt"]
+    id: RequestId
+    number: ReceiptNumber
+    weight_kg: WeightKg
+    pieces: Annotated[int, Field(ge=0, le=10**9)] = 0
+
+
+class MergeReceiptsRequest(WireModel):
+    """The holder merges 2 or more active receipts of the same warehouse and goods into one new
+    receipt (coal: the least favourable quality of the sources; steel: equal grade and dimensions)."""
+
+    type: Literal["merge_receipts"]
+    id: RequestId
+    numbers: Annotated[tuple[ReceiptNumber, ...], Field(min_length=2, max_length=MAX_RECEIPTS_PER_ORDER)]
+
+
+class WithdrawLoadOutRequest(WireModel):
+    """The holder withdraws its load-out request before the goods leave: the receipt is active again."""
+
+    type: Literal["withdraw_load_out"]
+    id: RequestId
+    number: ReceiptNumber
+
+
+class VoidReceiptRequest(WireModel):
+    """An operator withdraws a registration at its warehouse that the holder has not confirmed."""
+
+    type: Literal["void_receipt"]
+    id: RequestId
+    number: ReceiptNumber
+
+
+class FreezeReceiptRequest(WireModel):
+    """Staff freeze an active or pledged receipt (a dispute over the goods); `reason` is recorded."""
+
+    type: Literal["freeze_receipt"]
+    id: RequestId
+    number: ReceiptNumber
+    reason: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+class UnfreezeReceiptRequest(WireModel):
+    """Staff lift their freeze: the receipt returns to the state it was frozen from."""
+
+    type: Literal["unfreeze_receipt"]
+    id: RequestId
+    number: ReceiptNumber
+    reason: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+
+
+class DeclareDefaultRequest(WireModel):
+    """Staff declare the party that missed a deadline of this deal in default: its margin is
+    forfeited, the other side's holds released, the receipts returned to the seller."""
+
+    type: Literal["declare_default"]
+    id: RequestId
+    deal_id: DealId
+
+
+class SweepDeadlinesRequest(WireModel):
+    """Staff declare every deal whose deadline has passed in default (in deal id order, at most
+    the warehouse's ``max_defaults_per_sweep`` per request; send again while `defaulted` is full)."""
+
+    type: Literal["sweep_deadlines"]
+    id: RequestId
+
+
+class SettleDeliveryRequest(WireModel):
+    """Staff retry the settlement of a confirmed delivery whose money leg clearing refused
+    (the `settlement` of confirm_delivery said why)."""
+
+    type: Literal["settle_delivery"]
+    id: RequestId
+    deal_id: DealId
+
+
+class RequireReceiptsRequest(WireModel):
+    """Staff turn an instrument's receipt rule on (sell orders only against receipts) or off."""
+
+    type: Literal["require_receipts"]
+    id: RequestId
+    instrument: Symbol
+    required: bool
+
+
+class SessionPhaseWire(WireModel):
+    at: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM, exchange time")]
+    state: Literal["auction", "continuous", "break", "closed"]
+
+
+Bps = Annotated[int, Field(ge=0, le=10_000, description="basis points")]
+Days = Annotated[int, Field(ge=0, le=60, description="days")]
+
+
+class ListInstrumentRequest(WireModel):
+    """Staff list a new instrument (it starts `closed`; open it with set_trading_state). `tick` and
+    `reference_price` are CNY per tonne, the reference a whole number of ticks; `sessions` is the
+    optional daily schedule, phases at increasing times."""
+
+    type: Literal["list_instrument"]
+    id: RequestId
+    symbol: Symbol
+    commodity: Identifier
+    product: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+    grade: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+    warehouse_group: Identifier
+    lot_size_t: Annotated[int, Field(ge=1, le=100_000)]
+    tick: Price
+    reference_price: Price
+    price_band_bps: Annotated[int, Field(ge=1, le=9_999)]
+    min_lots: Lots
+    max_lots: Lots
+    margin_rate_bps: Bps = 1000
+    maker_fee_bps: Bps = 2
+    taker_fee_bps: Bps = 5
+    payment_days: Days = 2
+    delivery_days: Days = 5
+    weight_tolerance_bps: Bps = 300
+    sessions: Annotated[tuple[SessionPhaseWire, ...], Field(max_length=24)] = ()
+    receipts_required: bool = True
+
+
+class AddWarehouseRequest(WireModel):
+    """Staff add a warehouse designated for instrument groups (the instruments' `warehouse_group`)."""
+
+    type: Literal["add_warehouse"]
+    id: RequestId
+    warehouse_id: Annotated[str, Field(pattern=r"^[\x21-\x22\x24-\x7e]{1,64}$", description="no '#'")]
+    name: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+    groups: Annotated[tuple[Identifier, ...], Field(min_length=1, max_length=32)]
+
+
+class AddOperatorRequest(WireModel):
+    """Staff open an operator account acting for one warehouse (its API key is made with
+    ``bulkex keys create operator <operator_id>``)."""
+
+    type: Literal["add_operator"]
+    id: RequestId
+    operator_id: Identifier
+    warehouse_id: Identifier
+
+
+class ResolveBreakRequest(WireModel):
+    """Staff mark a reconciliation break resolved (after a correction or an explanation, in `note`);
+    a member's withdrawals wait while its break is open."""
+
+    type: Literal["resolve_break"]
+    id: RequestId
+    break_id: Annotated[int, Field(ge=1, le=MAX_ORDER_ID)]
+    note: Text = ""
+
+
 class RequestRegistry:
     """The request models by `type`; ``parse`` validates a frame into one of them."""
 
@@ -551,6 +765,23 @@ for _model in (
     RegisterReceiptRequest,
     ConfirmDeliveryRequest,
     ConfirmLoadOutRequest,
+    CancelWithdrawalRequest,
+    PledgeReceiptRequest,
+    ReleasePledgeRequest,
+    SplitReceiptRequest,
+    MergeReceiptsRequest,
+    WithdrawLoadOutRequest,
+    VoidReceiptRequest,
+    FreezeReceiptRequest,
+    UnfreezeReceiptRequest,
+    DeclareDefaultRequest,
+    SweepDeadlinesRequest,
+    SettleDeliveryRequest,
+    RequireReceiptsRequest,
+    ListInstrumentRequest,
+    AddWarehouseRequest,
+    AddOperatorRequest,
+    ResolveBreakRequest,
 ):
     REQUESTS.register(_model)
 
@@ -655,6 +886,7 @@ class InstrumentInfo(WireModel):
     min_lots: int
     max_lots: int
     state: StateName
+    receipts_required: bool = Field(description="sell orders must lock warehouse receipts (the receipt rule)")
 
 
 class InstrumentsResult(WireModel):
@@ -770,6 +1002,7 @@ class ReceiptInfo(WireModel):
     )
     last_transition: str
     last_seq: int
+    pledgee: str = Field(description="the bank a pledged receipt is pledged to ('' when not pledged)")
 
 
 class ReceiptsResult(WireModel):
@@ -875,6 +1108,57 @@ class ReceiptActionResult(WireModel):
     receipt: ReceiptInfo
 
 
+class ReceiptsChangedResult(WireModel):
+    """split_receipt and merge_receipts: the new receipt and its sources after the step."""
+
+    seq: int
+    ts_ns: int
+    receipt: ReceiptInfo
+    sources: list[ReceiptInfo]
+
+
+class SweepResult(WireModel):
+    seq: int
+    ts_ns: int
+    defaulted: list[DealInfo] = Field(description="the deals this sweep declared in default, in deal id order")
+    refused: list[str] = Field(description="defaults clearing refused (deal id, code and detail); they stay open")
+
+
+class ReceiptRuleResult(WireModel):
+    seq: int
+    ts_ns: int
+    instrument: str
+    receipts_required: bool
+
+
+class ListedResult(WireModel):
+    seq: int
+    ts_ns: int
+    instrument: InstrumentInfo
+
+
+class WarehouseResult(WireModel):
+    seq: int
+    ts_ns: int
+    warehouse_id: str
+    name: str
+    groups: list[str]
+
+
+class OperatorResult(WireModel):
+    seq: int
+    ts_ns: int
+    operator_id: str
+    warehouse_id: str
+
+
+class BreakResolvedResult(WireModel):
+    seq: int
+    ts_ns: int
+    break_id: int
+    open_breaks: int = Field(description="reconciliation breaks still open at the break's bank")
+
+
 RESULTS: dict[str, type[WireModel]] = {
     "login": LoginResult,
     "ping": PongResult,
@@ -903,6 +1187,23 @@ RESULTS: dict[str, type[WireModel]] = {
     "request_load_out": ReceiptActionResult,
     "register_receipt": ReceiptActionResult,
     "confirm_load_out": ReceiptActionResult,
+    "cancel_withdrawal": WithdrawalResult,
+    "pledge_receipt": ReceiptActionResult,
+    "release_pledge": ReceiptActionResult,
+    "split_receipt": ReceiptsChangedResult,
+    "merge_receipts": ReceiptsChangedResult,
+    "withdraw_load_out": ReceiptActionResult,
+    "void_receipt": ReceiptActionResult,
+    "freeze_receipt": ReceiptActionResult,
+    "unfreeze_receipt": ReceiptActionResult,
+    "declare_default": DealActionResult,
+    "sweep_deadlines": SweepResult,
+    "settle_delivery": DealActionResult,
+    "require_receipts": ReceiptRuleResult,
+    "list_instrument": ListedResult,
+    "add_warehouse": WarehouseResult,
+    "add_operator": OperatorResult,
+    "resolve_break": BreakResolvedResult,
 }
 
 # -------------------------------------------------------------------- pushes

@@ -56,7 +56,7 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from api import _operations  # noqa: F401  (registers the money and goods handlers)
+from api import _actions, _operations  # noqa: F401  (register the money, goods and staff action handlers)
 from api._errors import ApiError, ErrorCode, error_message
 from api._handlers import HANDLERS, Handler, Submit
 from api._keys import ApiKey, KeyStore

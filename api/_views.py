@@ -22,8 +22,8 @@ What is kept, and for whom:
   holds, the member's bank; withdrawals by id;
 - deals (clearing's, one per trade; open ones at the start, every one opened
   since) and delivery records (warehouse's, open and ended);
-- receipts (every one, with its holder and warehouse), operators (-> their
-  warehouse);
+- receipts (every one, with its holder, warehouse and the bank it is pledged
+  to), operators (-> their warehouse), the instruments under the receipt rule;
 
 Loaded at the start, what the core does not keep is not known: the journal
 seq of a deal's, delivery's or withdrawal's last change (``last_seq`` 0), and
@@ -64,6 +64,8 @@ from clearing import (
     HoldState,
 )
 from exchange import Ack, Core
+from exchange._warehouse_rule import X_RECEIPT_RULE
+from matching import LISTED, ListInstrument
 from warehouse import (
     W_DELIVERY,
     W_DELIVERY_STATE,
@@ -140,6 +142,8 @@ class Views:
         self.holder_receipts: dict[str, dict[str, None]] = {}
         self.warehouse_receipts: dict[str, dict[str, None]] = {}
         self.operators: dict[str, str] = {}  # operator id -> warehouse id
+        self.bank_pledges: dict[str, dict[str, None]] = {}  # bank -> numbers of receipts pledged to it
+        self.receipts_required: set[str] = set()  # instruments whose sell orders must lock receipts
         self.bank_files: dict[str, dict[str, dict[str, Any]]] = {}  # bank -> file id -> status
         self.bank_statements: dict[str, list[dict[str, Any]]] = {}
         self.breaks: dict[int, dict[str, Any]] = {}  # open breaks
@@ -170,12 +174,16 @@ class Views:
                 self.deals[deal.deal_id]["state_amount"] = fen_to_cny(deal.escrow_fen)
         warehouse = core.warehouse
         self.operators.update(warehouse.operators)
+        self.receipts_required.update(core.receipts_required)
         for r in warehouse.receipts.values():
             # the core keeps a receipt's first and latest transitions, not its origin's detail
             first, last = r.history[0], r.history[-1]
             loaded = self._add_receipt(r.number, "registered" if first[0] == "registered" else "issued",
                                        r.describe(), r.state, last[2])  # fmt: skip
             loaded["last_transition"] = last[0]
+            if r.pledgee:
+                loaded["pledgee"] = r.pledgee
+                self.bank_pledges.setdefault(r.pledgee, {})[r.number] = None
         for d in warehouse.deliveries.values():
             self._open_delivery(
                 d.deal_id, d.instrument, d.warehouse_id, d.buyer, d.seller, d.price_ticks, d.quantity_lots,
@@ -275,7 +283,7 @@ class Views:
             "certificate_no": certificate_no, "calorific_kcal_per_kg": calorific, "moisture_bps": moisture,
             "sulphur_bps": sulphur, "steel_grade": steel_grade, "dimensions": dimensions, "location": location,
             "state": state, "origin": origin, "last_transition": "registered" if state == "registered" else "issued",
-            "last_seq": seq,
+            "last_seq": seq, "pledgee": "",
         }  # fmt: skip
         self.holder_receipts.setdefault(holder, {})[number] = None
         self.warehouse_receipts.setdefault(warehouse_id, {})[number] = None
@@ -406,6 +414,9 @@ class Views:
                         "applied": 0, "duplicates": 0, "code": ErrorCode.from_clearing(e[3]).value, "detail": e[4],
                         "seq": seq,
                     }  # fmt: skip
+        listed = type(command) is ListInstrument and command.instrument.receipts_required
+        if listed and any(e[0] == LISTED for e in ack.events):
+            self.receipts_required.add(command.instrument.symbol)
         if touched is not None:
             self._publish_balances(touched, wd_changes, ack)
         if receipt_pushes:
@@ -437,6 +448,12 @@ class Views:
             r["weight_kg"] = weight_kg
             r["last_transition"] = transition
             r["last_seq"] = seq
+            if transition == "pledged":
+                r["pledgee"] = ref
+                self.bank_pledges.setdefault(ref, {})[number] = None
+            elif transition == "released":
+                self.bank_pledges.get(r["pledgee"], {}).pop(number, None)
+                r["pledgee"] = ""
             if transition == "split":
                 self._splitting[ref] = (number, snapshot := dict(r))
                 receipts.append((transition, snapshot))
@@ -460,6 +477,11 @@ class Views:
             self._deal_push(deals, "delivery_state", deal_id)
         elif kind == W_OPERATOR:
             self.operators[e[2]] = e[3]
+        elif kind == X_RECEIPT_RULE:
+            if e[3]:
+                self.receipts_required.add(e[2])
+            else:
+                self.receipts_required.discard(e[2])
 
     # ----------------------------------------------------------- publishing
 

@@ -17,6 +17,7 @@ protocol, tried by every role and without a login, over real sockets.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -43,6 +44,7 @@ SUBJECTS = {"trader": "T1", "operator": "OP1", "bank": "SIMBANK", "staff": ""}
 KNOWN_VALUES: dict[str, Any] = {
     "instrument": RB, "price": "3500.00", "quantity_lots": 1, "side": "buy", "client_order_id": "acc-1",
     "state": "halted", "channel": "trades", "order_id": 1, "resolution": "cancel",
+    "numbers": ("ACC-R1", "ACC-R2"), "groups": ("EAST-STEEL",),  # tuples: the models are strict
 }  # fmt: skip
 
 
@@ -97,6 +99,13 @@ def _value(name: str, prop: dict[str, Any], defs: dict[str, Any]) -> Any:
 def example(request_type: str, rid: str) -> dict[str, Any]:
     """A valid request of `request_type`, built from its model's JSON schema (every required
     field, and the optional ones with a known meaningful value, such as a limit order's price)."""
+    return {**_example(request_type), "id": rid}
+
+
+@functools.cache
+def _example(request_type: str) -> dict[str, Any]:
+    """Built once per type: a field with a pattern is drawn by hypothesis, which takes a while."""
+    rid = "example"
     model = REQUESTS.models[request_type]
     schema = model.model_json_schema()
     defs = schema.get("$defs", {})

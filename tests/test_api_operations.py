@@ -76,6 +76,10 @@ def assert_views_match_core(ex: RunningExchange) -> None:
         assert views.deliveries[deal_id]["state"] == d.state, deal_id
         assert views.deliveries[deal_id]["receipts"] == d.receipts, deal_id
     assert views.operators == warehouse.operators
+    assert {n: r["pledgee"] for n, r in views.receipts.items()} == {n: r.pledgee for n, r in warehouse.receipts.items()}
+    pledged = {(bank, n) for bank, numbers in views.bank_pledges.items() for n in numbers}
+    assert pledged == {(r.pledgee, n) for n, r in warehouse.receipts.items() if r.pledgee}
+    assert views.receipts_required == ex.sequencer.core.receipts_required
 
 
 def check_private(client: Client) -> None:
@@ -319,7 +323,7 @@ def test_withdrawals_maker_checker_and_the_banks_view(tmp_path: Any) -> None:
             await refused(other_bank.request("bank_files", bank="SIMBANK"), "FORBIDDEN")
             await refused(bank.request("new_order", instrument=RB, client_order_id="b", side="buy",
                                        price="3500.00", quantity_lots=1), "FORBIDDEN")  # fmt: skip
-            await refused(bank.receipts(), "FORBIDDEN")
+            assert await bank.receipts() == []  # a bank sees only the receipts pledged to it: none yet
             await refused(bank.deals(), "FORBIDDEN")
             await refused(bank.request("subscribe", channel="orders", account="BUYER"), "FORBIDDEN")
             await bank.subscribe_private("balances", account="BUYER")
@@ -493,6 +497,14 @@ def test_read_models_load_from_the_recovered_core_after_a_restart(tmp_path: Any)
             await c["BUYER"].place_order(RB, "buy", "3400.00", 2)  # a resting order's hold
             await c["BUYER"].request("request_withdrawal", withdrawal_id="w-big", amount="2000000.00")
             ex.execute([BankFileImport("SIMBANK", "F-1", "0" * 64, "deposits", "not json")])
+            await c["SELLER"].request("confirm_receipt", number="R2")
+            await c["SELLER"].request("pledge_receipt", number="R2", bank="SIMBANK")
+            free = next(s for s in ex.symbols if s != RB)
+            await c["staff"].request("require_receipts", instrument=free, required=False)
+            before["pledged"] = await c["bank"].receipts()
+            assert [r["number"] for r in before["pledged"]] == ["R2"]
+            before["instruments"] = (await c["OTHER"].request("instruments"))["instruments"]
+            assert [i["symbol"] for i in before["instruments"] if not i["receipts_required"]] == [free]
             before["deals"] = await c["BUYER"].deals()
             before["receipts"] = await c["SELLER"].receipts(state="all")
             before["balances"] = await c["bank"].balances()
@@ -514,6 +526,9 @@ def test_read_models_load_from_the_recovered_core_after_a_restart(tmp_path: Any)
             assert await buyer.deals() == unknown_after_restart(before["deals"])
             assert await seller.receipts(state="all") == unknown_after_restart(before["receipts"])
             assert await bank.balances() == before["balances"]
+            assert await bank.receipts() == unknown_after_restart(before["pledged"])
+            assert (await bank.request("instruments"))["instruments"] == before["instruments"]
+            assert (await bank.request("release_pledge", number="R2"))["receipt"]["pledgee"] == ""
             async with ex.staff_client() as staff:
                 withdrawals = (await staff.request("withdrawals"))["withdrawals"]
                 assert withdrawals == unknown_after_restart(before["withdrawals"])
