@@ -62,7 +62,9 @@ from clearing._ledger import (
     MAX_AMOUNT_FEN,
     RISK_FUND,
     TRANSFER_EVENT,
+    Account,
     Hold,
+    HoldState,
     Ledger,
     TransferCode,
 )
@@ -150,6 +152,9 @@ class DealState:
     SETTLED: Final = "settled"
     DEFAULTED: Final = "defaulted"
     CANCELLED: Final = "cancelled"
+
+
+_NO_PAYOUTS: Final[list[tuple[int, Account, int]]] = []  # Ledger._close: release what is left
 
 
 class OrderHold:
@@ -946,10 +951,9 @@ class ClearingEngine:
         whose hold was frozen under `seq` and that matching did not accept
         (rejected or a duplicate) has its hold released."""
         end = len(out)
-        touched: list[OrderHold] = []
+        touched: list[OrderHold] | None = None
         orders = self.orders
-        for i in range(start, end):
-            ev = out[i]
+        for ev in out[start:end]:  # matching's events (clearing's own are appended after them)
             kind = ev[0]
             if kind == BOOK:  # the most frequent: level totals, nothing to follow
                 continue
@@ -976,12 +980,24 @@ class ClearingEngine:
                     order.price_ticks = ev[5]
                     order.per_lot_fen = per_lot_hold_fen(order.risk, order.side, ev[5])
                     order.open_lots = ev[7]
+                    if touched is None:
+                        touched = []
                     touched.append(order)
         if self._amending:
             amended = orders.get(self._amending)
             self._amending = 0
             if amended is not None:
+                if touched is None:
+                    touched = []
                 touched.append(amended)
+        if touched is not None:
+            self._trim(touched, seq, out)
+        order = self.orders.get(seq)
+        if order is not None and not order.accepted:
+            self._finish_order(order, seq, out)
+
+    def _trim(self, touched: list[OrderHold], seq: int, out: list[Event]) -> None:
+        """Amended orders: the hold trimmed to the order's open lots at its (new) price."""
         for order in touched:
             if order.order_id not in self.orders:
                 continue
@@ -992,17 +1008,17 @@ class ClearingEngine:
             assert surplus >= 0, "reserve_amend was not called before the amend"
             if surplus:
                 self.ledger.release_part(order.hold_id, surplus, seq, out)
-        order = self.orders.get(seq)
-        if order is not None and not order.accepted:
-            self._finish_order(order, seq, out)
 
     def _finish_order(self, order: OrderHold, seq: int, out: list[Event]) -> None:
         del self.orders[order.order_id]
-        if order.hold_id:
-            if self.ledger.holds[order.hold_id].amount_fen == 0:
-                self.ledger.settle(order.hold_id, [], seq, out)  # all of it went into deals
+        hold_id = order.hold_id
+        if hold_id:
+            ledger = self.ledger
+            # Ledger.settle / Ledger.release with no payouts (one call less on this hot path)
+            if ledger.holds[hold_id].amount_fen == 0:
+                ledger._close(hold_id, _NO_PAYOUTS, HoldState.SETTLED, seq, out)  # all of it went into deals
             else:
-                self.ledger.release(order.hold_id, seq, out)
+                ledger._close(hold_id, _NO_PAYOUTS, HoldState.RELEASED, seq, out)
 
     def _trade(self, ev: Event, seq: int, out: list[Event]) -> None:
         (_, _, trade_id, symbol, price, lots, buy_id, buyer, buy_open, sell_id, seller, sell_open, aggressor) = ev

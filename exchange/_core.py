@@ -173,6 +173,7 @@ class Core:
         w = self.warehouse
         self._matching_apply = m.apply
         self._matching_new_order = m._new_order  # what m.apply routes a NewOrder to, without the lookup
+        self._matching_cancel = m._cancel  # and a CancelOrder
         self._books = m.books
         self._client_ids = m.client_ids
         self._matching_orders = m.orders
@@ -184,7 +185,7 @@ class Core:
         self._routes: dict[type[Any], Callable[[Any, int, int, list[Event]], None]] = {
             NewOrder: self._new_order,
             AmendOrder: self._amend,
-            CancelOrder: self._follow,
+            CancelOrder: self._cancel,
             MassCancel: self._follow,
             SetTradingState: self._follow,
             ListInstrument: self._list,
@@ -197,8 +198,10 @@ class Core:
 
     def apply(self, command: Any, seq: int, ts_ns: int, out: list[Event]) -> None:
         """Apply one sequenced command, appending its events to `out`."""
-        route = self._routes.get(type(command))
-        assert route is not None, f"no state machine handles {type(command).__name__}"
+        try:
+            route = self._routes[type(command)]
+        except KeyError:
+            raise AssertionError(f"no state machine handles {type(command).__name__}") from None
         route(command, seq, ts_ns, out)
 
     # --------------------------------------------------------------- routes
@@ -286,6 +289,14 @@ class Core:
         self._absorb(out, start, seq)
         if self._locks:  # a refused amend up gives its new receipts back here
             self._follow_receipts(out, start, seq, ts_ns, c.order_id if grow > 0 else 0)
+
+    def _cancel(self, c: CancelOrder, seq: int, ts_ns: int, out: list[Event]) -> None:
+        """``_follow`` for a cancel, calling the matching path directly (the common command)."""
+        start = len(out)
+        self._matching_cancel(c, seq, out)
+        self._absorb(out, start, seq)
+        if self._locks:
+            self._follow_receipts(out, start, seq, ts_ns, 0)
 
     def _follow(self, c: Any, seq: int, ts_ns: int, out: list[Event]) -> None:
         start = len(out)
