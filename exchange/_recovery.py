@@ -203,13 +203,14 @@ def _recover(store: Store, use_snapshots: bool) -> tuple[Core, RecoveryReport]:
     last_ts = report.last_ts_ns
     out: list[Event] = []
     apply = core.apply
-    for seq, ts_ns, kind, body, crc in store.journal(report.snapshot_seq):
-        if seq != expected:
-            raise JournalGap(expected, seq)
-        apply(decode(seq, kind, body, crc), seq, ts_ns, out)
-        out.clear()
-        expected += 1
-        last_ts = ts_ns
+    for rows in store.journal_chunks(report.snapshot_seq):
+        for seq, ts_ns, kind, body, crc in rows:
+            if seq != expected:
+                raise JournalGap(expected, seq)
+            apply(decode(seq, kind, body, crc), seq, ts_ns, out)
+            out.clear()
+            expected += 1
+            last_ts = ts_ns
     if expected - 1 != last_seq:
         raise JournalGap(expected, None)
     report.replayed_commands = expected - 1 - report.snapshot_seq

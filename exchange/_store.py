@@ -454,6 +454,12 @@ class Store:
 
     def journal(self, after_seq: int) -> Iterator[JournalRecord]:
         """Journal records with seq > after_seq, in seq order, streamed."""
+        for rows in self.journal_chunks(after_seq):
+            yield from rows
+
+    def journal_chunks(self, after_seq: int) -> Iterator[list[JournalRecord]]:
+        """``journal`` in lists of up to READ_CHUNK_ROWS records (replay loops over each list
+        without resuming a generator per record)."""
         if self.sqlite:
             cur = self._conn.driver_connection.cursor()
             try:
@@ -461,7 +467,7 @@ class Store:
                     "SELECT seq, ts_ns, kind, body, crc32 FROM journal WHERE seq > ? ORDER BY seq", (after_seq,)
                 )
                 while rows := cur.fetchmany(READ_CHUNK_ROWS):
-                    yield from rows
+                    yield rows
             finally:
                 cur.close()
             return
@@ -471,7 +477,7 @@ class Store:
         try:
             cur.execute("SELECT seq, ts_ns, kind, body, crc32 FROM journal WHERE seq > %s ORDER BY seq", (after_seq,))
             while rows := cur.fetchmany(READ_CHUNK_ROWS):
-                yield from rows
+                yield rows
         finally:
             cur.close()
             conn.rollback()
