@@ -460,6 +460,7 @@ def warehouse_stock(database_url: DatabaseUrl = None, json_out: JsonOption = Fal
         typer.echo("no stock")
         return
     names = ("taken_in_kg", "loaded_out_kg", "live_kg", "locked_kg", "pledged_kg", "in_delivery_kg")
+    typer.echo("stock per warehouse and instrument, in kg")
     typer.echo(f"{'warehouse':<20} {'instrument':<16} " + " ".join(f"{n[:-3]:>14}" for n in names))
     for row in rows:
         typer.echo(f"{row['warehouse_id']:<20} {row['instrument']:<16} " + " ".join(f"{row[n]:>14,}" for n in names))
