@@ -32,7 +32,8 @@ def _assert_exercised(report: TortureReport, iterations: int) -> None:
 def test_crash_loop_short(database_url: str) -> None:
     seed = random.randrange(1 << 30)
     print(f"torture crash seed {seed}")
-    report = crash(database_url, 3, seed, clients=4, max_run_s=2.0)
+    # snapshots every 40 commands: even a slow short run takes some before each kill
+    report = crash(database_url, 3, seed, clients=4, max_run_s=2.0, snapshot_every=40)
     print("\n".join(report.lines()))
     _assert_exercised(report, 3)
 
