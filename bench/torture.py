@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+from websockets.exceptions import InvalidHandshake
 
 from clearing import BANK_CUSTODY, C_TRANSFER, BankDeposit, RequestWithdrawal, TransferCode, WithdrawalResult
 from exchange import (
@@ -350,7 +351,10 @@ async def _trade(trader: _Trader, url: str, rnd: random.Random, refs: dict[str, 
     while not stop.is_set():
         if rnd.random() < 0.05:
             lost = client.replay_lost
-            await client.reconnect()
+            try:
+                await client.reconnect()
+            except InvalidHandshake:
+                return reconnects  # the server died during the opening handshake: as a dead connection
             if client.replay_lost != lost:
                 raise TortureFailure(f"{trader.account}: a reconnect inside one run lost its private stream")
             reconnects += 1
@@ -601,7 +605,7 @@ async def _run_clients(traders: list[_Trader], url: str, rnd: random.Random, run
             raise result
         if isinstance(result, int):
             reconnects += result
-        elif not isinstance(result, ConnectionError | OSError):
+        elif not isinstance(result, ConnectionError | OSError | InvalidHandshake):
             raise result
     for trader in traders:
         if trader.client is not None:
