@@ -154,7 +154,7 @@ class DealState:
     CANCELLED: Final = "cancelled"
 
 
-_NO_PAYOUTS: Final[list[tuple[int, Account, int]]] = []  # Ledger._close: release what is left
+_NO_PAYOUTS: Final[list[tuple[int, Account, int]]] = []  # Ledger.close: release what is left
 
 
 class OrderHold:
@@ -1014,11 +1014,9 @@ class ClearingEngine:
         hold_id = order.hold_id
         if hold_id:
             ledger = self.ledger
-            # Ledger.settle / Ledger.release with no payouts (one call less on this hot path)
-            if ledger.holds[hold_id].amount_fen == 0:
-                ledger._close(hold_id, _NO_PAYOUTS, HoldState.SETTLED, seq, out)  # all of it went into deals
-            else:
-                ledger._close(hold_id, _NO_PAYOUTS, HoldState.RELEASED, seq, out)
+            # settled when all of it went into deals, else released (Ledger.close: one call less)
+            state = HoldState.SETTLED if ledger.holds[hold_id].amount_fen == 0 else HoldState.RELEASED
+            ledger.close(hold_id, _NO_PAYOUTS, state, seq, out)
 
     def _trade(self, ev: Event, seq: int, out: list[Event]) -> None:
         (_, _, trade_id, symbol, price, lots, buy_id, buyer, buy_open, sell_id, seller, sell_open, aggressor) = ev

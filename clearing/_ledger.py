@@ -382,21 +382,24 @@ class Ledger:
     def settle(self, hold_id: int, payouts: list[tuple[int, Account, int]], seq: int, out: list[Event]) -> None:
         """Close a hold: pay ``(code, credit account, amount_fen)`` legs out of
         it, release what is left to the member's AVAILABLE."""
-        self._close(hold_id, payouts, HoldState.SETTLED, seq, out)
+        self.close(hold_id, payouts, HoldState.SETTLED, seq, out)
 
     def release(self, hold_id: int, seq: int, out: list[Event]) -> None:
         """Close a hold, all of it back to AVAILABLE."""
-        self._close(hold_id, [], HoldState.RELEASED, seq, out)
+        self.close(hold_id, [], HoldState.RELEASED, seq, out)
 
     def forfeit(self, hold_id: int, payouts: list[tuple[int, Account, int]], seq: int, out: list[Event]) -> None:
         """Close a hold by forfeiting all of it to the `payouts` (which must add up to the hold)."""
         hold = self.holds[hold_id]
         assert sum(p[2] for p in payouts) == hold.amount_fen
-        self._close(hold_id, payouts, HoldState.FORFEITED, seq, out)
+        self.close(hold_id, payouts, HoldState.FORFEITED, seq, out)
 
-    def _close(
+    def close(
         self, hold_id: int, payouts: list[tuple[int, Account, int]], state: int, seq: int, out: list[Event]
     ) -> None:
+        """Close a hold in `state` (HoldState): pay the `payouts` out of it, release the rest to
+        AVAILABLE. ``settle``, ``release`` and ``forfeit`` name the three ways; hot paths that
+        already know which call this directly."""
         hold = self.holds.pop(hold_id)  # KeyError: closing a hold twice is a programmer error
         if not payouts:  # the common case (an order's hold): release what is left
             rest = hold.amount_fen

@@ -68,9 +68,17 @@ JournalRecordBody = tuple[str, bytes, int]
 _RECORDERS: dict[type[Any], Callable[[Any], JournalRecordBody]] = {}
 
 
+_KIND_CRCS: dict[str, int] = {}
+"""CRC-32 of each registered kind's UTF-8 bytes, the seed of its records' checksums (replay
+checks every record; an unregistered kind is computed, not kept)."""
+
+
 def checksum(kind: str, body: bytes) -> int:
     """CRC-32 of kind then body, as a signed 32-bit integer (fits an SQL INTEGER)."""
-    crc = zlib.crc32(body, zlib.crc32(kind.encode()))
+    seed = _KIND_CRCS.get(kind)
+    if seed is None:
+        seed = zlib.crc32(kind.encode())
+    crc = zlib.crc32(body, seed)
     return crc - (1 << 32) if crc >= (1 << 31) else crc
 
 
@@ -257,6 +265,7 @@ def register_commands(classes: Iterable[type[Any]]) -> None:
         _ENCODERS[cls] = _dataclass_encoder(cls)
         _DECODERS[kind] = _dataclass_decoder(cls, kind)
         _RECORDERS[cls] = _record_encoder(cls)
+        _KIND_CRCS[kind] = zlib.crc32(kind.encode())
         COMMANDS[kind] = cls
 
 
@@ -287,19 +296,10 @@ def record_encoders() -> dict[type[Any], Callable[[Any], JournalRecordBody]]:
     return _RECORDERS
 
 
-_KIND_CRCS: dict[str, int] = {}
-"""CRC-32 of each kind's UTF-8 bytes, the seed of its records' checksums (filled as kinds are met)."""
-
-
 def decode(seq: int, kind: str, body: bytes, crc32: int) -> Command:
     """The command of journal record `seq`; JournalCorrupt when the checksum,
-    the kind or the body is wrong. (``checksum`` with the kind's part looked up:
-    replay decodes every record.)"""
-    seed = _KIND_CRCS.get(kind)
-    if seed is None:
-        seed = _KIND_CRCS[kind] = zlib.crc32(kind.encode())
-    crc = zlib.crc32(body, seed)
-    if (crc - (1 << 32) if crc >= (1 << 31) else crc) != crc32:
+    the kind or the body is wrong."""
+    if checksum(kind, body) != crc32:
         raise JournalCorrupt(seq, "checksum mismatch")
     decoder = _DECODERS.get(kind)
     if decoder is None:
