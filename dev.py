@@ -4,6 +4,11 @@
     python3 dev.py demo     set up .venv (when needed) and run `bulkex demo`
     python3 dev.py test     set up .venv, then ruff check, ruff format --check,
                             mypy --strict and pytest; exits non-zero on any failure
+    python3 dev.py native   set up .venv and (re)build the compiled core into .native/
+
+Both `demo` and `test` build the compiled core first when its sources changed
+(mypyc, a C compiler needed; see matching/_native.py). Without a compiler the
+build is skipped with a warning and the exchange runs as plain Python.
 
 The virtual environment lives in ./.venv. `pip install -e '.[dev]'` runs only
 when pyproject.toml changed since the last install: the SHA-256 of
@@ -13,9 +18,12 @@ pyproject.toml is kept in .venv/.bulkex-installed.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -56,13 +64,67 @@ def setup() -> None:
     STAMP.write_text(digest + "\n")
 
 
-def demo(extra: list[str]) -> int:
+def native(extra: list[str]) -> int:
+    """Build the compiled core unless the build in .native/ matches the sources."""
     setup()
+    code = _run([_bin("python"), Path(__file__).resolve(), "_build-native", *extra])
+    if code != 0:
+        print("warning: the compiled core was not built; bulkex runs as plain Python", file=sys.stderr)
+    return code
+
+
+def _build_native(extra: list[str]) -> int:
+    """Runs inside .venv (mypyc and setuptools are there): compile into a fresh
+    folder, write the manifest last, then swap it in for .native/."""
+    sys.path.insert(0, str(ROOT))
+    from matching import _native  # noqa: PLC0415 - the project, importable only inside .venv
+
+    target = _native.native_dir()
+    if "--force" not in extra:
+        manifest = target / _native.MANIFEST
+        if manifest.exists() and _native.native_status()[0]:
+            print(f"compiled core is current ({target})")
+            return 0
+    from mypyc.build import mypycify  # noqa: PLC0415 - installed in .venv only
+    from setuptools import setup as setuptools_setup  # noqa: PLC0415
+
+    digests = _native.source_digests()  # what is compiled is what was hashed
+    staging = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    work = ROOT / "build" / f"native-{os.getpid()}"
+    started = time.monotonic()
+    print(f"compiling {len(_native.NATIVE_MODULES)} modules with mypyc into {target} ...", flush=True)
+    os.chdir(ROOT)
+    extensions = mypycify(list(_native.NATIVE_MODULES), opt_level="3", target_dir=str(work / "c"))
+    setuptools_setup(
+        name="bulkex-native",
+        ext_modules=extensions,
+        script_args=["-q", "build_ext", "-j", "2", "--build-lib", str(staging), "--build-temp", str(work / "o")],
+    )
+    packages = staging / _native.PACKAGES_FOLDER  # only the runtime library stays at the top (on sys.path)
+    packages.mkdir()
+    for folder in [p for p in staging.iterdir() if p.is_dir() and p != packages]:
+        folder.rename(packages / folder.name)
+    (staging / _native.MANIFEST).write_text(
+        json.dumps({"interpreter": _native.interpreter_tag(), "sources": digests}, indent=1) + "\n"
+    )
+    old = target.with_name(f"{target.name}.old-{os.getpid()}")
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"compiled core built in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def demo(extra: list[str]) -> int:
+    native([])
     return _run([_bin("bulkex"), "demo", *extra])
 
 
 def test(extra: list[str]) -> int:
-    setup()
+    native([])
     steps: list[list[str | Path]] = [
         [_bin("ruff"), "check", "."],
         [_bin("ruff"), "format", "--check", "."],
@@ -78,7 +140,7 @@ def test(extra: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"demo": demo, "test": test}
+    commands = {"demo": demo, "test": test, "native": native, "_build-native": _build_native}
     if not argv or argv[0] not in commands:
         print(__doc__)
         return 2

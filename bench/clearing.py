@@ -38,6 +38,7 @@ from clearing import BankDeposit, CloseDay, RegisterMember, RequestWithdrawal, r
 from clearing.bankfiles import DEPOSITS, DepositRecord, write_text_file
 from exchange import ClearingProjection, Core, Sequencer, day_files, import_bank_file, make_engine, upgrade
 from matching import BUY, CONTINUOUS, IOC, SELL, ListInstrument, MatchingEngine, NewOrder, SetTradingState
+from matching._native import native_status
 
 __all__ = ["report", "run"]
 
@@ -193,6 +194,7 @@ def run(
         "benchmark": "clearing",
         "database": backend,
         "python": platform.python_version(),
+        "build": native_status()[1],
         "end_of_day": eod,
         "bank_import": bank_import,
     }

@@ -28,6 +28,7 @@ from clearing import C_DEAL, C_ORDER_REJECTED
 from exchange import Core, funding_commands, tune_collector
 from exchange._sequencer import GC_FREEZE_EVERY_COMMANDS
 from matching import CONTINUOUS, TRADE, ListInstrument, MatchingEngine, SetTradingState
+from matching._native import native_status
 
 __all__ = ["MIXES", "fresh_core", "report", "run"]
 
@@ -147,6 +148,7 @@ def run(mix: str, n: int = 200_000, seed: int = 1, repeat: int = 3) -> dict[str,
         "seed": seed,
         "repeat": repeat,
         "python": platform.python_version(),
+        "build": native_status()[1],
         "commands_per_s": round(median(rates)),
         "latency_us_p50": round(median(p50), 2),
         "latency_us_p99": round(median(p99), 2),

@@ -39,6 +39,7 @@ from clearing import BankDeposit, RegisterMember
 from exchange import Sequencer, Settings, load_instruments
 from exchange._warehouse_rule import RequireReceipts
 from matching import BUY, CONTINUOUS, SELL, TRADE, NewOrder, SetTradingState
+from matching._native import native_status
 from warehouse import (
     DL_SETTLED,
     W_REJECTED,
@@ -149,6 +150,7 @@ def run(database_url: str | None, deals: int = 10_000, sellers: int = 100) -> di
         "machine": f"{platform.machine()} {os.cpu_count()} cpu {platform.system()} {platform.release()}",
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
+        "build": native_status()[1],
         **figures,
     }
 

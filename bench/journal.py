@@ -60,6 +60,7 @@ from exchange._codec import JournalRecordBody, encode_record
 from exchange._db import make_engine
 from exchange._store import Batch, Store
 from matching import CONTINUOUS, Event, Instrument, ListInstrument, SetTradingState
+from matching._native import native_status
 
 __all__ = ["machine", "run"]
 
@@ -84,6 +85,7 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "cpu_model": model,
         "python": platform.python_version(),
+        "build": native_status()[1],
     }
 
 

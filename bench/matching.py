@@ -20,6 +20,7 @@ from typing import Any
 
 from bench.workload import MIXES, bench_engine, generate
 from matching import TRADE
+from matching._native import native_status
 
 __all__ = ["MIXES", "run"]
 
@@ -105,6 +106,7 @@ def run(mix: str, n: int = 200_000, seed: int = 1, repeat: int = 3) -> dict[str,
         "seed": seed,
         "repeat": repeat,
         "python": platform.python_version(),
+        "build": native_status()[1],
         "commands_per_s": round(median(rates)),
         "latency_us_p50": round(median(p50), 2),
         "latency_us_p99": round(median(p99), 2),

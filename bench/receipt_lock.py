@@ -20,6 +20,7 @@ from typing import Any
 
 from exchange import Core, Settings, load_instruments
 from matching import ListInstrument
+from matching._native import native_status
 from warehouse import AddOperator, AddWarehouse, ConfirmReceipt, RegisterReceipt
 
 __all__ = ["run"]
@@ -72,6 +73,7 @@ def run(receipt_counts: list[int], rounds: int) -> dict[str, Any]:
     return {
         "benchmark": "receipt_lock",
         "python": platform.python_version(),
+        "build": native_status()[1],
         "machine": f"{platform.machine()} {platform.system()}",
         "rounds": rounds,
         "us_per_lock_and_unlock": figures,

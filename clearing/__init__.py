@@ -9,6 +9,10 @@ Pure and deterministic: no clock, no I/O. Drive it with
 ``escrow_payment`` / ``settle_deal`` / ``default_deal`` / ``cancel_deal``.
 """
 
+from matching._native import native_path
+
+__path__ = native_path(__name__, __path__)  # the compiled build, when it matches these sources
+
 from clearing._commands import (
     CLEARING_COMMANDS,
     ApproveWithdrawal,

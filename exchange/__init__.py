@@ -8,6 +8,10 @@ instruments file.
         ack = sequencer.submit(command).result()             # after commit
 """
 
+from matching._native import native_path
+
+__path__ = native_path(__name__, __path__)  # the compiled build, when it matches these sources
+
 from exchange._clearing_bank import (
     BankSetupError,
     ImportResult,

@@ -5,6 +5,10 @@ Pure and deterministic: no clock, no I/O, integers only. Drive it with
 ``MatchingEngine.apply(command, seq, out)``.
 """
 
+from matching._native import native_path
+
+__path__ = native_path(__name__, __path__)  # the compiled build, when it matches these sources
+
 from matching._auction import uncross
 from matching._book import Book, Order
 from matching._commands import (

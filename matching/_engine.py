@@ -13,7 +13,7 @@ is sequenced.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from heapq import heappush
 from typing import Any
 
@@ -1102,8 +1102,11 @@ class MatchingEngine:
         return engine
 
 
+_INSTRUMENT_FIELDS = tuple(f.name for f in fields(Instrument))
+
+
 def _instrument_to_dict(inst: Instrument) -> dict[str, Any]:
-    out: dict[str, Any] = {name: getattr(inst, name) for name in Instrument.__slots__ if name != "sessions"}
+    out: dict[str, Any] = {name: getattr(inst, name) for name in _INSTRUMENT_FIELDS if name != "sessions"}
     out["sessions"] = [[phase.start_minute, phase.state] for phase in inst.sessions]
     return out
 

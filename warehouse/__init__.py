@@ -8,6 +8,10 @@ Pure and deterministic: no clock, no I/O, integers only. Drive it with
 through a ``DeliveryLedger`` (clearing).
 """
 
+from matching._native import native_path
+
+__path__ = native_path(__name__, __path__)  # the compiled build, when it matches these sources
+
 from warehouse._commands import (
     WAREHOUSE_COMMANDS,
     AddOperator,
