@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import venv
+import warnings
 from pathlib import Path
 
 __all__ = ["main"]
@@ -95,6 +96,7 @@ def _build_native(extra: list[str]) -> int:
     started = time.monotonic()
     print(f"compiling {len(_native.NATIVE_MODULES)} modules with mypyc into {target} ...", flush=True)
     os.chdir(ROOT)
+    warnings.filterwarnings("ignore", message=".*tool.setuptools.*")  # setuptools reads our pyproject.toml
     extensions = mypycify(list(_native.NATIVE_MODULES), opt_level="3", target_dir=str(work / "c"))
     setuptools_setup(
         name="bulkex-native",
