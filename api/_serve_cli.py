@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from matching._native import native_status
+
 __all__ = ["register"]
 
 DatabaseUrl = Annotated[
@@ -86,6 +88,7 @@ def serve_command(
 
     def ready(server: GatewayServer) -> None:
         typer.echo(f"bulkex listening on {server.url} (database {server.settings.database_url})")
+        typer.echo(f"core: {native_status()[1]}")
         if example is not None:
             from api._demo_setup import print_demo
 

@@ -49,6 +49,7 @@ from matching import (
     SetTradingState,
     TradingState,
 )
+from matching._native import native_status
 from warehouse import ConfirmDelivery, PayDeal
 
 __all__ = ["run_demo"]
@@ -70,6 +71,7 @@ def run_demo(settings: Settings | None = None, write: Callable[[str], None] = pr
     settings = settings or Settings()
     seed = random.randrange(1 << 30) if seed is None else seed
     write(f"database {settings.database_url}")
+    write(f"core: {native_status()[1]}")
     sequencer = Sequencer.from_settings(settings)
     report = sequencer.open()
     if report.last_seq:
