@@ -71,13 +71,13 @@ def run_demo(settings: Settings | None = None, write: Callable[[str], None] = pr
     settings = settings or Settings()
     seed = random.randrange(1 << 30) if seed is None else seed
     write(f"database {settings.database_url}")
-    write(f"core: {native_status()[1]}")
     sequencer = Sequencer.from_settings(settings)
     report = sequencer.open()
     if report.last_seq:
         write(report.summary())
     else:
         write("new journal")
+    write(f"core: {native_status()[1]}")
     try:
         instruments = load_instruments(settings.instruments_file)
         listed = sequencer.list_on_first_start(instruments)
