@@ -461,7 +461,8 @@ class DbHangReport:
             out.append(f"  closing the stopped writer while frozen took {self.close_frozen_s:.2f} s")
         if self.locked_after_thaw_s:
             out.append(
-                f"  a restart met WriterLocked (the old writer's sessions still open) for {self.locked_after_thaw_s:.2f} s"
+                f"  a restart met WriterLocked (the old writer's sessions still open) "
+                f"for {self.locked_after_thaw_s:.2f} s"
             )
         if self.open_cut:
             out.append(f"  opening through the cut proxy: {self.open_cut}")
