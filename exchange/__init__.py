@@ -25,7 +25,7 @@ from exchange._clearing_bank import (
 from exchange._clearing_projection import ClearingProjection, catch_up_clearing, projected_seq
 from exchange._codec import COMMANDS, checksum, decode, encode, register_commands
 from exchange._core import Core, canonical_json, hash_state
-from exchange._db import make_engine, upgrade
+from exchange._db import make_engine, pg_connect_args, upgrade
 from exchange._demo import run_demo
 from exchange._errors import (
     ConfigError,
@@ -125,6 +125,7 @@ __all__ = [
     "make_engine",
     "order_status",
     "parse_instruments",
+    "pg_connect_args",
     "projected_seq",
     "receipt_commands",
     "recover",
