@@ -22,6 +22,14 @@ left down for a while, and started again. Checked:
 4. restart rebuilds cleanly (the design: "a failed commit stops the writer; restart rebuilds
    from snapshot + journal"): the new writer recovers, the state from the snapshot equals a
    full replay, the core's invariants hold, and it goes on taking commands.
+
+Hung and reset connections (``db_hang``; ``bulkex torture dbfault --fault hang|cut``): the
+writer reaches the server through a ``bench._pgproxy.FaultProxy``. ``hang``: a freeze below
+the commit timeout is ridden out (nothing acknowledged while frozen, everything queued
+acknowledged after thaw, nothing failed); one above it stops the writer at the bound with
+DatabaseTimeout (no ack after, every ticket answered, close and open bounded too). ``cut``:
+every connection reset; the next commit fails and stops the writer. After both: the journal
+gapless, every ack in it, and a restart through the proxy recovers (docs/reliability.md).
 """
 
 from __future__ import annotations
