@@ -18,6 +18,7 @@ DatabaseUrl = Annotated[
     ),
 ]
 Seed = Annotated[int | None, typer.Option(help="Random seed (default: chosen and printed).")]
+COMMIT_TIMEOUT_MS = 10_000  # exchange.DEFAULT_COMMIT_TIMEOUT_MS (not imported: `bulkex --help` stays fast)
 
 
 def _seed(seed: int | None) -> int:
@@ -50,19 +51,51 @@ def crash_command(
 
 
 def dbfault_command(
-    rounds: Annotated[int, typer.Option(help="Kill the database and bring it back this many times.")] = 5,
+    rounds: Annotated[
+        int, typer.Option(help="Rounds: kill and restart (stop), two freezes (hang), one reset (cut).")
+    ] = 5,
     seed: Seed = None,
+    fault: Annotated[
+        str,
+        typer.Option(
+            help="stop: the server killed and started again; hang: the connection frozen (a black hole), once "
+            "below and once above the commit timeout; cut: every connection reset."
+        ),
+    ] = "stop",
+    commit_timeout_ms: Annotated[
+        int, typer.Option(help="hang/cut: the writer's commit timeout (BULKEX_COMMIT_TIMEOUT_MS).")
+    ] = COMMIT_TIMEOUT_MS,
+    short_freeze: Annotated[float, typer.Option(help="hang: seconds of the freeze below the timeout (0: half).")] = 0.0,
+    long_freeze: Annotated[
+        float, typer.Option(help="hang: seconds of the freeze above the timeout (0: timeout + 4 s).")
+    ] = 0.0,
 ) -> None:
-    """Kill a private PostgreSQL (initdb + pg_ctl in a temp dir) under the writer; check it stops and recovers."""
-    from bench.dbfault import DbFaultFailure, PostgresMissing, db_faults
+    """Database faults on a private PostgreSQL (initdb + pg_ctl in a temp dir): check the writer stops
+    cleanly, acknowledges nothing it did not commit, and recovers."""
+    from bench.dbfault import FAULTS, DbFaultFailure, PostgresMissing, db_faults, db_hang
 
+    if fault not in ("stop", *FAULTS):
+        typer.echo(f"FAILED: --fault must be stop, {', '.join(FAULTS)}; not {fault!r}", err=True)
+        raise typer.Exit(2)
     chosen = _seed(seed)
+    bound_s = commit_timeout_ms / 1000
     try:
-        report = db_faults(rounds, chosen, log=typer.echo)
+        if fault == "stop":
+            lines = db_faults(rounds, chosen, log=typer.echo).lines()
+        else:
+            lines = db_hang(
+                fault,
+                chosen,
+                short_freeze or bound_s / 2,
+                long_freeze or bound_s + 4.0,
+                commit_timeout_ms,
+                rounds=rounds,
+                log=typer.echo,
+            ).lines()
     except (DbFaultFailure, PostgresMissing, ValueError) as exc:
         typer.echo(f"FAILED: {exc}", err=True)
         raise typer.Exit(1) from None
-    for line in report.lines():
+    for line in lines:
         typer.echo(line)
 
 

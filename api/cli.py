@@ -12,7 +12,8 @@
     bulkex clearing register|withdraw|approve   members and withdrawals (staff)
     bulkex warehouse add|operator|require-receipts|rules   warehouses, operators, the receipt rule (staff)
     bulkex warehouse stock|receipts [--json]   stock per warehouse and instrument, receipts (read models)
-    bulkex torture crash|dbfault|fuzz|soak   reliability runs (docs/reliability.md)
+    bulkex torture crash|dbfault|fuzz|soak   reliability runs (docs/reliability.md;
+                                             dbfault --fault stop|hang|cut)
 
 Groups: ``db_app`` and ``bench_app`` are typer apps; add a subcommand with
 ``@bench_app.command("name")`` in this module (import heavy modules inside

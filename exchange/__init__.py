@@ -25,10 +25,11 @@ from exchange._clearing_bank import (
 from exchange._clearing_projection import ClearingProjection, catch_up_clearing, projected_seq
 from exchange._codec import COMMANDS, checksum, decode, encode, register_commands
 from exchange._core import Core, canonical_json, hash_state
-from exchange._db import make_engine, upgrade
+from exchange._db import make_engine, pg_connect_args, upgrade
 from exchange._demo import run_demo
 from exchange._errors import (
     ConfigError,
+    DatabaseTimeout,
     ExchangeError,
     JournalCorrupt,
     JournalError,
@@ -49,7 +50,7 @@ from exchange._instruments import (
 from exchange._projections import BatchProjection, OrdersModel, order_status
 from exchange._recovery import RecoveryReport, decode_snapshot, encode_snapshot, recover
 from exchange._sequencer import Ack, Listener, Sequencer
-from exchange._settings import Settings
+from exchange._settings import DEFAULT_COMMIT_TIMEOUT_MS, Settings
 from exchange._simulation import (
     SIMULATION_BANK,
     SIMULATION_FUNDING_FEN,
@@ -70,6 +71,7 @@ from exchange._warehouse_tables import DeliveryRow, ReceiptRow, StockRow
 
 __all__ = [
     "COMMANDS",
+    "DEFAULT_COMMIT_TIMEOUT_MS",
     "MAX_INSTRUMENTS_IN_FILE",
     "SIMULATION_BANK",
     "SIMULATION_FUNDING_FEN",
@@ -81,6 +83,7 @@ __all__ = [
     "ClearingProjection",
     "ConfigError",
     "Core",
+    "DatabaseTimeout",
     "DeliveryDesk",
     "DeliveryRow",
     "ExchangeError",
@@ -122,6 +125,7 @@ __all__ = [
     "make_engine",
     "order_status",
     "parse_instruments",
+    "pg_connect_args",
     "projected_seq",
     "receipt_commands",
     "recover",

@@ -2,7 +2,14 @@
 
 SQLite runs in WAL mode with ``synchronous=FULL`` (an acknowledged commit
 survives a power cut) and foreign keys on; its folder is created when
-missing. PostgreSQL goes through psycopg2.
+missing. PostgreSQL goes through psycopg2, with libpq's own bounds set from
+`timeout_ms` (the writer's BULKEX_COMMIT_TIMEOUT_MS): ``connect_timeout`` (a
+server that accepts the connection and never answers), TCP keepalives (an idle
+connection to a host that is gone) and ``tcp_user_timeout`` (sent bytes that the
+other host's kernel never acknowledges: a network partition). None of them sees
+a server that is hung while its host's kernel still acknowledges (or a proxy in
+between that holds the bytes); the writer's commit watchdog (``exchange._store``)
+bounds that case.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from exchange._errors import ConfigError
+from exchange._settings import DEFAULT_COMMIT_TIMEOUT_MS
 
-__all__ = ["MIGRATIONS_DIR", "is_sqlite", "make_engine", "sqlite_path", "upgrade"]
+__all__ = ["MIGRATIONS_DIR", "is_sqlite", "make_engine", "pg_connect_args", "sqlite_path", "upgrade"]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -44,8 +52,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url` (SQLite: WAL, synchronous=FULL, folder created)."""
+def pg_connect_args(timeout_ms: int) -> dict[str, int]:
+    """libpq parameters bounding how long a dead or partitioned server can go unnoticed
+    (none for 0). Keepalives: the first probe after a third of the bound idle, then every
+    second, three probes."""
+    assert timeout_ms >= 0, timeout_ms
+    if timeout_ms == 0:
+        return {}
+    timeout_s = max(1, timeout_ms // 1000)
+    return {
+        "connect_timeout": max(2, timeout_s),  # libpq rounds anything below 2 s up to 2 s
+        "keepalives": 1,
+        "keepalives_idle": max(1, timeout_s // 3),
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+        "tcp_user_timeout": timeout_ms,
+    }
+
+
+def make_engine(url: str, timeout_ms: int = DEFAULT_COMMIT_TIMEOUT_MS) -> Engine:
+    """An engine for `url` (SQLite: WAL, synchronous=FULL, folder created; PostgreSQL: the
+    libpq bounds of `pg_connect_args`)."""
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +84,7 @@ def make_engine(url: str) -> Engine:
         if parsed.drivername == "postgresql":
             # Plain postgresql:// means psycopg2 here (newer SQLAlchemy would pick psycopg 3).
             parsed = parsed.set(drivername="postgresql+psycopg2")
-        return create_engine(parsed, pool_pre_ping=True)
+        return create_engine(parsed, pool_pre_ping=True, connect_args=pg_connect_args(timeout_ms))
     raise ConfigError(f"database_url {url!r}: only sqlite and postgresql are supported")
 
 

@@ -8,6 +8,7 @@ what is wrong and how to fix it; programmer errors stay assertions.
     ├── WriterLocked         another writer holds the database's writer lock
     ├── WriterStopped        the writer stopped after a failed commit; restart to recover
     ├── QueueFull            too many commands wait to be sequenced; retry later
+    ├── DatabaseTimeout      the database did not answer a statement in time; the connection was cut
     └── JournalError         the journal cannot be replayed as it is
         ├── JournalGap       a sequence number is missing (names it)
         └── JournalCorrupt   a record fails its checksum or does not decode (names its seq)
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DatabaseTimeout",
     "ExchangeError",
     "JournalCorrupt",
     "JournalError",
@@ -60,6 +62,18 @@ class QueueFull(ExchangeError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"{limit} commands are waiting to be sequenced (the queue limit); retry shortly")
         self.limit = limit
+
+
+class DatabaseTimeout(ExchangeError):
+    """A statement got no answer within the bound (a hung server or a network partition)."""
+
+    def __init__(self, what: str, timeout_ms: int) -> None:
+        super().__init__(
+            f"the database did not answer the {what} within {timeout_ms} ms (BULKEX_COMMIT_TIMEOUT_MS), "
+            "so its connection was cut; its outcome is unknown until a restart reads the journal"
+        )
+        self.what = what
+        self.timeout_ms = timeout_ms
 
 
 class JournalError(ExchangeError):

@@ -16,7 +16,9 @@ own. The core is touched only by the first thread, the database only by the
 second; still nothing is acknowledged before its commit. If a commit (or the core) fails, the writer
 stops: every pending ticket fails with WriterStopped, new submissions are
 refused, and the in-memory state is abandoned; a restart recovers from the
-journal. Exactly one writer per database: ``open`` takes the writer lock
+journal. A commit PostgreSQL does not answer within commit_timeout_ms (a hung
+server, a partition) is cut by the store and fails like any other
+(DatabaseTimeout). Exactly one writer per database: ``open`` takes the writer lock
 (see ``_store``) and raises WriterLocked when it is held.
 
 ``execute`` is the synchronous path (tests, tools, bulk loads): the same
@@ -50,7 +52,7 @@ from exchange._errors import QueueFull, WriterStopped
 from exchange._gc import tune_collector
 from exchange._projections import BatchProjection
 from exchange._recovery import BackgroundSnapshot, RecoveryReport, encode_snapshot, recover
-from exchange._settings import MAX_BATCH_COMMANDS, Settings
+from exchange._settings import DEFAULT_COMMIT_TIMEOUT_MS, MAX_BATCH_COMMANDS, MAX_COMMIT_TIMEOUT_MS, Settings
 from exchange._store import Batch, SnapshotRecord, Store
 from exchange._ticket import Ticket
 from exchange._warehouse_projection import WarehouseRows
@@ -105,6 +107,7 @@ class Sequencer:
         batch_max_wait_ms: int = 0,
         snapshot_every_commands: int = 100_000,
         queue_max_commands: int = 100_000,
+        commit_timeout_ms: int = DEFAULT_COMMIT_TIMEOUT_MS,
         clock: Callable[[], int] = time.time_ns,
         use_snapshots: bool = True,
     ) -> None:
@@ -112,11 +115,13 @@ class Sequencer:
         assert batch_max_wait_ms >= 0, batch_max_wait_ms
         assert snapshot_every_commands >= 0, snapshot_every_commands
         assert queue_max_commands >= 1, queue_max_commands
+        assert 0 <= commit_timeout_ms <= MAX_COMMIT_TIMEOUT_MS, commit_timeout_ms
         self.database_url = database_url
         self.batch_max_commands = batch_max_commands
         self.batch_max_wait_s = batch_max_wait_ms / 1000
         self.snapshot_every_commands = snapshot_every_commands
         self.queue_max_commands = queue_max_commands
+        self.commit_timeout_ms = commit_timeout_ms
         self.clock = clock
         self.use_snapshots = use_snapshots
         self.listeners: list[Listener] = []
@@ -145,6 +150,7 @@ class Sequencer:
             batch_max_wait_ms=settings.batch_max_wait_ms,
             snapshot_every_commands=settings.snapshot_every_commands,
             queue_max_commands=settings.queue_max_commands,
+            commit_timeout_ms=settings.commit_timeout_ms,
             clock=clock,
         )
 
@@ -153,7 +159,7 @@ class Sequencer:
     def open(self) -> RecoveryReport:
         """Take the writer lock, bring the schema up to date and recover the state."""
         assert self._store is None, "already open"
-        store = Store(self.database_url)
+        store = Store(self.database_url, self.commit_timeout_ms)
         try:
             store.lock()
             upgrade(self.database_url)

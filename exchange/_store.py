@@ -9,6 +9,17 @@ the ones declared in ``_tables`` and created by the migrations.
 Writer lock: SQLite takes an exclusive ``flock`` on ``<database file>.lock``;
 PostgreSQL takes ``pg_try_advisory_lock`` on a dedicated connection held
 for the writer's life. Both are released when the process dies.
+
+A hung PostgreSQL (PostgreSQL only): psycopg2 waits for an answer without a
+time limit, and a server that hangs, or a network path that holds the bytes,
+while the kernels at both ends still acknowledge them, is invisible to TCP
+(keepalives and ``tcp_user_timeout`` see only a host that stops acknowledging).
+So every commit (and the lock's release at close) is watched: a thread of the
+store, ``_Watchdog``, shuts the connection's socket down when a statement has
+waited longer than ``commit_timeout_ms``. The blocked call then fails at once,
+and ``write`` raises DatabaseTimeout, which stops the writer like any failed
+commit (its batch is unacknowledged; whether the server committed it is known
+only to the journal, read again at restart). A shorter stall is ridden out.
 """
 
 from __future__ import annotations
@@ -17,6 +28,9 @@ import contextlib
 import fcntl
 import io
 import os
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,12 +39,20 @@ from sqlalchemy import Engine
 
 from exchange._codec import JournalRecordBody
 from exchange._db import is_sqlite, make_engine, sqlite_path
-from exchange._errors import WriterLocked
+from exchange._errors import DatabaseTimeout, WriterLocked
+from exchange._settings import DEFAULT_COMMIT_TIMEOUT_MS
 from exchange._warehouse_projection import WarehouseRows, pg_warehouse_text, write_sqlite_warehouse
 
-__all__ = ["SNAPSHOTS_KEPT", "WRITER_LOCK_KEY", "Batch", "JournalRecord", "SnapshotRecord", "Store"]
+__all__ = ["DATA_LOCK_KEY", "SNAPSHOTS_KEPT", "WRITER_LOCK_KEY", "Batch", "JournalRecord", "SnapshotRecord", "Store"]
 
 WRITER_LOCK_KEY = 0x62756C6B6578  # "bulkex": the advisory lock key of the one writer
+DATA_LOCK_KEY = WRITER_LOCK_KEY + 1
+"""Taken by the writer's data connection as well (a session lock, held across its
+transactions). A writer whose connection was cut mid-commit may have left that commit in
+flight: held by a hung server, or by the network, and executed later. The server runs it
+before it notices the session is gone, and only then releases this lock; so a new writer,
+which must take it too, cannot recover the journal while such a commit may still land after
+its recovery (it would write the same seqs). WriterLocked until then."""
 SNAPSHOTS_KEPT = 3
 """Snapshots kept; older ones are deleted in the transaction that writes a new one."""
 READ_CHUNK_ROWS = 20_000
@@ -198,12 +220,77 @@ class Batch:
         return self.first_seq + len(self.records) - 1
 
 
+class _Watchdog:
+    """Cuts the socket of a PostgreSQL connection whose statement waits past the bound.
+
+    ``arm`` before the statement, ``disarm`` after (one statement watched at a time: the store
+    is used by one thread at a time). The thread wakes every ``timeout/20`` (20 ms .. 500 ms),
+    so a stalled statement is cut between 1 and 1.05 times the bound after it began. Cutting
+    is ``shutdown(SHUT_RDWR)`` on a duplicate of the connection's descriptor: the socket is
+    the same, the descriptor libpq holds stays valid, and its blocked read returns at once.
+    """
+
+    def __init__(self, timeout_ms: int) -> None:
+        assert timeout_ms > 0, timeout_ms
+        self.timeout_ms = timeout_ms
+        self._timeout_s = timeout_ms / 1000
+        self._poll_s = min(0.5, max(0.02, self._timeout_s / 20))
+        self._lock = threading.Lock()
+        self._watched: tuple[int, float, Any] | None = None  # generation, deadline, DB-API driver connection
+        self._generation = 0
+        self._cut_generation = -1
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.cuts = 0
+
+    def arm(self, driver: Any) -> int:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="bulkex-db-watchdog", daemon=True)
+            self._thread.start()
+        with self._lock:
+            assert self._watched is None, "one watched statement at a time"
+            self._generation += 1
+            self._watched = (self._generation, time.monotonic() + self._timeout_s, driver)
+            return self._generation
+
+    def disarm(self, generation: int) -> bool:
+        """Stop watching; True when this statement was cut for taking too long."""
+        with self._lock:
+            self._watched = None
+            return self._cut_generation == generation
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._closed.clear()  # armed again (a store reopened): a new thread
+
+    def _run(self) -> None:
+        while not self._closed.wait(self._poll_s):
+            with self._lock:
+                watched = self._watched
+                if watched is None or watched[0] == self._cut_generation or time.monotonic() < watched[1]:
+                    continue
+                self._cut_generation = watched[0]
+                self.cuts += 1
+                with contextlib.suppress(Exception):  # already closed (OSError, InterfaceError): nothing to cut
+                    dup = socket.socket(fileno=os.dup(watched[2].fileno()))
+                    try:
+                        dup.shutdown(socket.SHUT_RDWR)
+                    finally:
+                        dup.close()
+
+
 class Store:
     """The one writer's connection to the database (open() takes the lock)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, commit_timeout_ms: int = DEFAULT_COMMIT_TIMEOUT_MS) -> None:
+        assert commit_timeout_ms >= 0, commit_timeout_ms
         self.url = url
         self.sqlite = is_sqlite(url)
+        self.commit_timeout_ms = commit_timeout_ms
+        self._watchdog = _Watchdog(commit_timeout_ms) if commit_timeout_ms and not self.sqlite else None
         self._engine: Engine | None = None
         self._conn: Any = None  # the DB-API connection
         self._lock_file: int | None = None
@@ -225,7 +312,7 @@ class Store:
                 raise WriterLocked(lock_path) from None
             self._lock_file = fd
             return
-        self._engine = self._engine or make_engine(self.url)
+        self._engine = self._engine or make_engine(self.url, self.commit_timeout_ms)
         conn = self._engine.raw_connection()
         try:
             cursor = conn.cursor()
@@ -243,7 +330,7 @@ class Store:
         self._lock_conn = conn
 
     def connect(self) -> None:
-        self._engine = self._engine or make_engine(self.url)
+        self._engine = self._engine or make_engine(self.url, self.commit_timeout_ms)
         self._conn = self._engine.raw_connection()
         if self.sqlite:
             # Explicit transactions: BEGIN IMMEDIATE ... COMMIT around each batch.
@@ -252,6 +339,17 @@ class Store:
             # The batch text quotes strings by doubling quotes only; backslashes must be literal.
             cur = self._conn.cursor()
             cur.execute("SET standard_conforming_strings = on")
+            if self._lock_conn is not None:  # the writer's own connection: see DATA_LOCK_KEY
+                cur.execute("SELECT pg_try_advisory_lock(%s)", (DATA_LOCK_KEY,))
+                row = cur.fetchone()
+                assert row is not None
+                if not row[0]:
+                    cur.close()
+                    self._conn.commit()
+                    raise WriterLocked(
+                        f"PostgreSQL database {self._engine.url.database!r} (advisory lock {DATA_LOCK_KEY}: the "
+                        "data session of a writer that lost its connection is still open on the server)"
+                    )
             cur.close()
             self._conn.commit()
 
@@ -259,15 +357,34 @@ class Store:
         if self._lock_conn is not None:
             # Release the writer lock now: a closed connection's server process ends (and lets go of
             # its advisory lock) only a little later, and a writer started at once would be refused.
-            with contextlib.suppress(Exception):  # a broken connection: its session, and lock, are gone
+            with (
+                contextlib.suppress(Exception),  # a broken connection: its session, and lock, are gone
+                self._watched(self._lock_conn.driver_connection, "release of the writer lock"),
+            ):
                 cursor = self._lock_conn.cursor()
                 cursor.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK_KEY,))
                 cursor.close()
                 self._lock_conn.commit()
+        if self._lock_conn is not None and self._conn is not None and not self.sqlite:
+            with (
+                contextlib.suppress(Exception),  # a broken connection: its session, and lock, are gone
+                self._watched(self._conn.driver_connection, "release of the data lock"),
+            ):
+                driver = self._conn.driver_connection
+                if not driver.autocommit:
+                    driver.rollback()
+                cursor = driver.cursor()
+                cursor.execute("SELECT pg_advisory_unlock(%s)", (DATA_LOCK_KEY,))
+                cursor.close()
+                if not driver.autocommit:
+                    driver.commit()
         for conn in (self._conn, self._lock_conn):
             if conn is not None:
                 with contextlib.suppress(Exception):  # closing a broken connection after a failure
-                    conn.close()
+                    if getattr(conn.driver_connection, "closed", 0):
+                        conn.invalidate()  # the driver closed it (the socket broke): not back to the pool
+                    else:
+                        conn.close()
         self._conn = self._lock_conn = None
         if self._lock_file is not None:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
@@ -276,6 +393,28 @@ class Store:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+        if self._watchdog is not None:
+            self._watchdog.close()
+
+    @contextlib.contextmanager
+    def _watched(self, driver: Any, what: str) -> Iterator[None]:
+        """Run the block under the watchdog (PostgreSQL with a bound): DatabaseTimeout when it cut it."""
+        watchdog = self._watchdog
+        if watchdog is None:
+            yield
+            return
+        generation = watchdog.arm(driver)
+        try:
+            yield
+        except Exception as exc:
+            if watchdog.disarm(generation):
+                raise DatabaseTimeout(what, watchdog.timeout_ms) from exc
+            raise
+        except BaseException:
+            watchdog.disarm(generation)
+            raise
+        else:
+            watchdog.disarm(generation)  # cut just as the answer came: the next statement fails
 
     # ---------------------------------------------------------------- write
 
@@ -331,9 +470,15 @@ class Store:
         if not driver.autocommit:
             driver.rollback()
             driver.autocommit = True  # the statements carry their own BEGIN ... COMMIT
-        if len(b.records) > PG_TEXT_BATCH_ROWS:
-            self._copy_postgres(driver, b)
-            return
+        what = f"commit of seq {b.first_seq}..{b.first_seq + len(b.records) - 1}" if b.records else "snapshot"
+        with self._watched(driver, what):
+            if len(b.records) > PG_TEXT_BATCH_ROWS:
+                self._copy_postgres(driver, b)
+            else:
+                self._text_postgres(driver, b)
+
+    @staticmethod
+    def _text_postgres(driver: Any, b: Batch) -> None:
         parts = ["BEGIN"]
         if b.records:
             ts = b.ts_ns
