@@ -97,25 +97,28 @@ def _build_native(extra: list[str]) -> int:
     print(f"compiling {len(_native.NATIVE_MODULES)} modules with mypyc into {target} ...", flush=True)
     os.chdir(ROOT)
     warnings.filterwarnings("ignore", message=".*tool.setuptools.*")  # setuptools reads our pyproject.toml
-    extensions = mypycify(list(_native.NATIVE_MODULES), opt_level="3", target_dir=str(work / "c"))
-    setuptools_setup(
-        name="bulkex-native",
-        ext_modules=extensions,
-        script_args=["-q", "build_ext", "-j", "2", "--build-lib", str(staging), "--build-temp", str(work / "o")],
-    )
-    packages = staging / _native.PACKAGES_FOLDER  # only the runtime library stays at the top (on sys.path)
-    packages.mkdir()
-    for folder in [p for p in staging.iterdir() if p.is_dir() and p != packages]:
-        folder.rename(packages / folder.name)
-    (staging / _native.MANIFEST).write_text(
-        json.dumps({"interpreter": _native.interpreter_tag(), "sources": digests}, indent=1) + "\n"
-    )
-    old = target.with_name(f"{target.name}.old-{os.getpid()}")
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-    shutil.rmtree(work, ignore_errors=True)
+    try:
+        extensions = mypycify(list(_native.NATIVE_MODULES), opt_level="3", target_dir=str(work / "c"))
+        setuptools_setup(
+            name="bulkex-native",
+            ext_modules=extensions,
+            script_args=["-q", "build_ext", "-j", "2", "--build-lib", str(staging), "--build-temp", str(work / "o")],
+        )
+        packages = staging / _native.PACKAGES_FOLDER  # only the runtime library stays at the top (on sys.path)
+        packages.mkdir()
+        for folder in [p for p in staging.iterdir() if p.is_dir() and p != packages]:
+            folder.rename(packages / folder.name)
+        (staging / _native.MANIFEST).write_text(
+            json.dumps({"interpreter": _native.interpreter_tag(), "sources": digests}, indent=1) + "\n"
+        )
+        old = target.with_name(f"{target.name}.old-{os.getpid()}")
+        if target.exists():
+            target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:  # a failed build leaves the previous one (if any) in place, and no debris
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     print(f"compiled core built in {time.monotonic() - started:.0f} s")
     return 0
 
