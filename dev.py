@@ -81,11 +81,9 @@ def _build_native(extra: list[str]) -> int:
     from matching import _native  # noqa: PLC0415 - the project, importable only inside .venv
 
     target = _native.native_dir()
-    if "--force" not in extra:
-        manifest = target / _native.MANIFEST
-        if manifest.exists() and _native.native_status()[0]:
-            print(f"compiled core is current ({target})")
-            return 0
+    if "--force" not in extra and _native.build_status()[0]:  # current, whatever BULKEX_NATIVE says
+        print(f"compiled core is current ({target})")
+        return 0
     from mypyc.build import mypycify  # noqa: PLC0415 - installed in .venv only
     from setuptools import setup as setuptools_setup  # noqa: PLC0415
 

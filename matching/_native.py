@@ -23,7 +23,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
-__all__ = ["NATIVE_MODULES", "native_path", "native_status", "source_digests"]
+__all__ = ["NATIVE_MODULES", "build_status", "native_path", "native_status", "source_digests"]
 
 ROOT = Path(__file__).resolve().parent.parent
 """The project root (the folder holding the packages)."""
@@ -61,9 +61,9 @@ def source_digests(root: Path = ROOT) -> dict[str, str]:
     return {name: hashlib.sha256((root / name).read_bytes()).hexdigest() for name in NATIVE_MODULES}
 
 
-def _check() -> tuple[bool, str]:
-    if os.environ.get("BULKEX_NATIVE", "1") == "0":
-        return False, "pure Python (BULKEX_NATIVE=0)"
+def build_status() -> tuple[bool, str]:
+    """(the build in ``native_dir()`` matches the sources on disk, description), whether or
+    not this process uses it (``BULKEX_NATIVE``)."""
     manifest_path = native_dir() / MANIFEST
     try:
         raw = manifest_path.read_bytes()[:_MAX_MANIFEST_BYTES]
@@ -83,7 +83,9 @@ def _check() -> tuple[bool, str]:
 @cache
 def native_status() -> tuple[bool, str]:
     """(compiled build in use, description), decided once per process."""
-    return _check()
+    if os.environ.get("BULKEX_NATIVE", "1") == "0":
+        return False, "pure Python (BULKEX_NATIVE=0)"
+    return build_status()
 
 
 def native_path(package: str, path: list[str]) -> list[str]:
