@@ -554,6 +554,53 @@ def _acks_during_freeze(load: _Load, freeze_s: float, fail: Callable[[str], Exce
     return len(settled - before), stopped_after
 
 
+def _start_round(
+    proxy: Any, rnd: random.Random, timeout_ms: int, report: DbHangReport, prefix: str
+) -> tuple[Sequencer, _Load, int]:
+    """A writer through the proxy under a started load, a moment in: (writer, load, last seq recovered)."""
+    sequencer = _open_retrying(proxy.url(), timeout_ms, report)
+    try:
+        assert sequencer.recovery is not None
+        last_seq_before = sequencer.recovery.last_seq
+        sequencer.start()
+        load = _Load(sequencer, rnd.randrange(1 << 30), prefix)
+        load.thread.start()
+    except BaseException:
+        sequencer.close()
+        raise
+    time.sleep(rnd.uniform(0.3, 1.0))
+    return sequencer, load, last_seq_before
+
+
+def _check_stopped_load(load: _Load, fail: Callable[[str], Exception]) -> None:
+    """After the writer stopped: the submitter ended, nothing was acknowledged after the stop,
+    every ticket was answered."""
+    load.thread.join(timeout=60)
+    if load.thread.is_alive() or load.errors:
+        raise fail(f"the submitter still runs after the writer stopped: {load.errors[:1]}")
+    if load.acked_after_stop:
+        raise fail(f"{load.acked_after_stop} commands acknowledged after the writer stopped")
+    if len(load.acked) + load.failed != load.submitted:
+        raise fail(f"{load.submitted - len(load.acked) - load.failed} tickets never answered")
+
+
+def _open_refused(url: str, timeout_ms: int, what: str, fail: Callable[[str], Exception]) -> tuple[Exception, float]:
+    """Opening a writer through a broken connection fails: (the error, seconds it took)."""
+    began = time.monotonic()
+    try:
+        with _writer(url, timeout_ms):
+            raise fail(f"a writer opened through a {what} connection")
+    except DbFaultFailure:
+        raise
+    except Exception as exc:
+        return exc, time.monotonic() - began
+
+
+def _record_stop(report: DbHangReport, stopped_after: float, reason: str) -> None:
+    report.stopped_after_s.append(stopped_after)
+    report.stop_reasons.append(" ".join(reason.split())[:240])
+
+
 def _hang_round(
     server: ThrowawayPostgres,
     proxy: Any,
@@ -570,14 +617,8 @@ def _hang_round(
     bound_s = timeout_ms / 1000
     url = proxy.url()
     rides_out = freeze_s < bound_s
-    sequencer = _open_retrying(url, timeout_ms, report)
+    sequencer, load, last_seq_before = _start_round(proxy, rnd, timeout_ms, report, f"h{number}-")
     try:
-        assert sequencer.recovery is not None
-        last_seq_before = sequencer.recovery.last_seq
-        sequencer.start()
-        load = _Load(sequencer, rnd.randrange(1 << 30), f"h{number}-")
-        load.thread.start()
-        time.sleep(rnd.uniform(0.3, 1.0))
         proxy.freeze()
         in_window, stopped_after = _acks_during_freeze(load, freeze_s, fail)
         report.settled_at_freeze += in_window
@@ -620,31 +661,17 @@ def _hang_round(
             reason = sequencer._stopped or ""
             if "DatabaseTimeout" not in reason:
                 raise fail(f"the writer stopped for another reason than the bound: {reason}")
-            load.thread.join(timeout=60)
-            if load.thread.is_alive() or load.errors:
-                raise fail(f"the submitter still runs after the writer stopped: {load.errors[:1]}")
-            if load.acked_after_stop:
-                raise fail(f"{load.acked_after_stop} commands acknowledged after the writer stopped")
-            if len(load.acked) + load.failed != load.submitted:
-                raise fail(f"{load.submitted - len(load.acked) - load.failed} tickets never answered")
+            _check_stopped_load(load, fail)
             began = time.monotonic()
             sequencer.close()  # still frozen: the lock's release is cut at the bound too
             report.close_frozen_s = time.monotonic() - began
             if report.close_frozen_s > bound_s * 1.05 + 3.0:
                 raise fail(f"closing the stopped writer took {report.close_frozen_s:.1f} s while frozen")
-            began = time.monotonic()
-            try:
-                with _writer(url, timeout_ms):
-                    raise fail("a writer opened through a frozen connection")
-            except DbFaultFailure:
-                raise
-            except Exception as exc:
-                took = time.monotonic() - began
-                if took > max(2.0, bound_s) * 2 + 3.0:
-                    raise fail(f"opening through the frozen proxy took {took:.1f} s to fail") from exc
-                report.open_frozen = f"{_first_line(exc)} after {took:.1f} s"
-            report.stopped_after_s.append(stopped_after)
-            report.stop_reasons.append(" ".join(reason.split())[:240])
+            exc, took = _open_refused(url, timeout_ms, "frozen", fail)
+            if took > max(2.0, bound_s) * 2 + 3.0:
+                raise fail(f"opening through the frozen proxy took {took:.1f} s to fail") from exc
+            report.open_frozen = f"{_first_line(exc)} after {took:.1f} s"
+            _record_stop(report, stopped_after, reason)
             report.rounds.append(
                 f"freeze {freeze_s:.1f} s (> bound): writer stopped after {stopped_after:.2f} s with "
                 f"DatabaseTimeout; {len(load.acked)} acknowledged, {load.failed} failed with WriterStopped"
@@ -668,14 +695,8 @@ def _cut_round(
     """Reset every connection under load; the next commit fails and the writer stops; opening
     while cut fails at once; once the proxy forwards again a restart recovers."""
     url = proxy.url()
-    sequencer = _open_retrying(url, timeout_ms, report)
+    sequencer, load, last_seq_before = _start_round(proxy, rnd, timeout_ms, report, f"c{number}-")
     try:
-        assert sequencer.recovery is not None
-        last_seq_before = sequencer.recovery.last_seq
-        sequencer.start()
-        load = _Load(sequencer, rnd.randrange(1 << 30), f"c{number}-")
-        load.thread.start()
-        time.sleep(rnd.uniform(0.3, 1.0))
         proxy.cut()
         cut_at = time.monotonic()
         while sequencer.running and time.monotonic() - cut_at < 30:
@@ -683,25 +704,12 @@ def _cut_round(
         stopped_after = time.monotonic() - cut_at
         if sequencer.running:
             raise fail("the writer still runs 30 s after its connections were reset")
-        load.thread.join(timeout=60)
-        if load.thread.is_alive() or load.errors:
-            raise fail(f"the submitter still runs after the writer stopped: {load.errors[:1]}")
-        if load.acked_after_stop:
-            raise fail(f"{load.acked_after_stop} commands acknowledged after the writer stopped")
-        if len(load.acked) + load.failed != load.submitted:
-            raise fail(f"{load.submitted - len(load.acked) - load.failed} tickets never answered")
+        _check_stopped_load(load, fail)
         reason = sequencer._stopped or ""
         sequencer.close()
-        began = time.monotonic()
-        try:
-            with _writer(url, timeout_ms):
-                raise fail("a writer opened through a cut connection")
-        except DbFaultFailure:
-            raise
-        except Exception as exc:
-            report.open_cut = f"{_first_line(exc)} after {time.monotonic() - began:.2f} s"
-        report.stopped_after_s.append(stopped_after)
-        report.stop_reasons.append(" ".join(reason.split())[:240])
+        exc, took = _open_refused(url, timeout_ms, "cut", fail)
+        report.open_cut = f"{_first_line(exc)} after {took:.2f} s"
+        _record_stop(report, stopped_after, reason)
         report.rounds.append(
             f"cut: writer stopped after {stopped_after:.3f} s; {len(load.acked)} acknowledged, "
             f"{load.failed} failed with WriterStopped, {load.refused} refused at submit"

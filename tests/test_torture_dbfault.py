@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+from typing import Any
 
 import pytest
 
@@ -56,6 +57,15 @@ def test_database_killed_and_back_long() -> None:
 # ------------------------------------------------- hung (frozen) and reset (cut) connections
 
 
+def _run(fault: str, short_freeze_s: float, long_freeze_s: float, **options: Any) -> DbHangReport:
+    """One db_hang run on a fresh seed, printed (seed first, so a failure can be replayed)."""
+    seed = random.randrange(1 << 30)
+    print(f"dbfault {fault} seed {seed}")
+    report = db_hang(fault, seed, short_freeze_s, long_freeze_s, **options)
+    print("\n".join(report.lines()))
+    return report
+
+
 def _check_hang(report: DbHangReport, rounds: int) -> None:
     assert len(report.rounds) == 2 * rounds
     assert report.acked > 0
@@ -70,47 +80,35 @@ def _check_hang(report: DbHangReport, rounds: int) -> None:
     assert 0 < report.close_frozen_s <= bound_s * 1.05 + 3.0
 
 
-def test_database_frozen_short() -> None:
-    """A freeze of 1 s with a 3 s bound is ridden out; one of 4.5 s stops the writer at 3 s."""
-    seed = random.randrange(1 << 30)
-    print(f"dbfault hang seed {seed}")
-    report = db_hang("hang", seed, 1.0, 4.5, commit_timeout_ms=3_000)
-    print("\n".join(report.lines()))
-    _check_hang(report, 1)
-
-
-def test_database_cut_short() -> None:
-    seed = random.randrange(1 << 30)
-    print(f"dbfault cut seed {seed}")
-    report = db_hang("cut", seed, 0.0, 0.0, commit_timeout_ms=3_000, rounds=2)
-    print("\n".join(report.lines()))
-    assert len(report.rounds) == 2
+def _check_cut(report: DbHangReport, rounds: int) -> None:
+    assert len(report.rounds) == rounds
     assert report.acked > 0
-    assert len(report.stopped_after_s) == 2
+    assert len(report.stopped_after_s) == rounds
     assert all(s < 2.0 for s in report.stopped_after_s), report.stopped_after_s  # the next commit fails
     assert not any("DatabaseTimeout" in reason for reason in report.stop_reasons), report.stop_reasons
     assert report.open_cut, "opening a writer through the cut proxy was not tried"
 
 
+def test_database_frozen_short() -> None:
+    """A freeze of 1 s with a 3 s bound is ridden out; one of 4.5 s stops the writer at 3 s."""
+    _check_hang(_run("hang", 1.0, 4.5, commit_timeout_ms=3_000), 1)
+
+
+def test_database_cut_short() -> None:
+    _check_cut(_run("cut", 0.0, 0.0, commit_timeout_ms=3_000, rounds=2), 2)
+
+
 @pytest.mark.slow
 def test_database_frozen_long() -> None:
     """The default bound (10 s): freezes of 6 s (ridden out) and 14 s (stopped), three times."""
-    seed = random.randrange(1 << 30)
-    print(f"dbfault hang seed {seed}")
-    report = db_hang("hang", seed, 6.0, 14.0, rounds=3)
-    print("\n".join(report.lines()))
+    report = _run("hang", 6.0, 14.0, rounds=3)
     assert report.commit_timeout_ms == DEFAULT_COMMIT_TIMEOUT_MS
     _check_hang(report, 3)
 
 
 @pytest.mark.slow
 def test_database_cut_long() -> None:
-    seed = random.randrange(1 << 30)
-    print(f"dbfault cut seed {seed}")
-    report = db_hang("cut", seed, 0.0, 0.0, rounds=10)
-    print("\n".join(report.lines()))
-    assert len(report.stopped_after_s) == 10
-    assert all(s < 2.0 for s in report.stopped_after_s), report.stopped_after_s
+    _check_cut(_run("cut", 0.0, 0.0, rounds=10), 10)
 
 
 def test_proxy_freeze_holds_bytes_and_thaw_delivers_them() -> None:
