@@ -470,7 +470,7 @@ class Store:
         if not driver.autocommit:
             driver.rollback()
             driver.autocommit = True  # the statements carry their own BEGIN ... COMMIT
-        what = f"commit of seq {b.first_seq}..{b.first_seq + len(b.records) - 1}" if b.records else "snapshot"
+        what = f"commit of seq {b.first_seq}..{b.last_seq}" if b.records else "snapshot"
         with self._watched(driver, what):
             if len(b.records) > PG_TEXT_BATCH_ROWS:
                 self._copy_postgres(driver, b)
