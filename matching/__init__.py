@@ -12,6 +12,7 @@ __path__ = native_path(__name__, __path__)  # the compiled build, when it matche
 from matching._auction import uncross
 from matching._book import Book, Order
 from matching._commands import (
+    COMMAND_FIELD_TYPES,
     MATCHING_COMMANDS,
     AmendOrder,
     CancelOrder,
@@ -76,6 +77,7 @@ __all__ = [
     "BUY",
     "CANCELLED",
     "CLOSED",
+    "COMMAND_FIELD_TYPES",
     "CONTINUOUS",
     "DAY",
     "DUPLICATE",

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from heapq import heappush
-from typing import Any
+from typing import Any, Final
 
 from matching._auction import uncross
 from matching._book import Book, Order
@@ -67,18 +67,18 @@ from matching._types import (
 
 __all__ = ["Limits", "MatchingEngine"]
 
-_REASON_REQUESTED = CancelReason.REQUESTED
-_REASON_IOC = CancelReason.IOC_REMAINDER
-_REASON_STP = CancelReason.SELF_TRADE
-_REASON_EXPIRED = CancelReason.EXPIRED
-_REASON_MASS = CancelReason.MASS_CANCEL
-_REASON_FILL_LIMIT = CancelReason.FILL_LIMIT
-_REASON_BELOW_FILLED = CancelReason.AMENDED_BELOW_FILLED
-_REASON_LEVEL_LIMIT = CancelReason.LEVEL_LIMIT
+_REASON_REQUESTED: Final = CancelReason.REQUESTED
+_REASON_IOC: Final = CancelReason.IOC_REMAINDER
+_REASON_STP: Final = CancelReason.SELF_TRADE
+_REASON_EXPIRED: Final = CancelReason.EXPIRED
+_REASON_MASS: Final = CancelReason.MASS_CANCEL
+_REASON_FILL_LIMIT: Final = CancelReason.FILL_LIMIT
+_REASON_BELOW_FILLED: Final = CancelReason.AMENDED_BELOW_FILLED
+_REASON_LEVEL_LIMIT: Final = CancelReason.LEVEL_LIMIT
 
-_MAX_CLIENT_ORDER_ID_CHARS = 36
-_CODE_BITS = 8  # reject codes are below 256
-_CODE_MASK = (1 << _CODE_BITS) - 1
+_MAX_CLIENT_ORDER_ID_CHARS: Final = 36
+_CODE_BITS: Final = 8  # reject codes are below 256 (Final: the compiled build keeps these in C statics)
+_CODE_MASK: Final = (1 << _CODE_BITS) - 1
 assert max(RejectCode) <= _CODE_MASK
 
 # Allowed trading-state moves: from -> set of targets.

@@ -32,6 +32,7 @@ NATIVE_MODULES = (
     "matching/_engine.py",
     "matching/_book.py",
     "matching/_auction.py",
+    "matching/_commands.py",
     "clearing/_engine.py",
     "clearing/_ledger.py",
     "clearing/_risk.py",
