@@ -1,9 +1,14 @@
 """bulkex's adapter for ../shared/peerbench: drives the real matching core.
 
 Every workload command becomes a real core command (NewOrder, CancelOrder,
-AmendOrder) applied through ``MatchingEngine.apply``, the entry point the
-sequencer uses, with validation and every event built. Trades and traded
-lots are counted from the TRADE events the core emits.
+AmendOrder) applied through the engine's entry point for its kind
+(``MatchingEngine.new_order``, ``cancel``, ``amend``: what ``apply`` routes
+it to, and what the exchange core calls for every order), with validation
+and every event built. Trades are the engine's trade counter's advance
+(one per maker fill). Traded lots of a new order come from its outcome:
+the filled lots of the order where it rests, else its size less the
+remainder its CANCELLED event names (an IOC or a stopped remainder), else
+its whole size (filled in full). An amend's come from its TRADE events.
 """
 
 from __future__ import annotations
@@ -12,24 +17,26 @@ import itertools
 from typing import Any
 
 from matching import (
+    CANCELLED,
     CONTINUOUS,
     GTC,
     IOC,
     LIMIT,
     STP_NONE,
     TRADE,
-    AmendOrder,
-    CancelOrder,
     Instrument,
     Limits,
     ListInstrument,
     MatchingEngine,
-    NewOrder,
     SetTradingState,
+    make_amend_order,
+    make_cancel_order,
+    make_new_order,
 )
 
 NOTES = (
-    "bulkex matching core through MatchingEngine.apply (validation, client order id dedup, events); "
+    "bulkex matching core through its entry points new_order/cancel/amend (what apply routes to: validation, "
+    "client order id dedup, events); "
     "native amend with new total size = filled + new open lots (same-price size-down keeps priority); "
     "self-trade prevention off (peers have none)"
 )
@@ -53,7 +60,7 @@ ACCOUNTS = [f"A{i}" for i in range(1001)]
 
 class Engine:
     """Each workload tuple becomes one core command; the handlers are
-    closures so the adapter adds as little as possible around ``apply``."""
+    closures so the adapter adds as little as possible around the entry points."""
 
     def __init__(self) -> None:
         core = MatchingEngine(Limits(max_open_orders_per_account=1_000_000, max_levels_per_side=100_000))
@@ -66,21 +73,17 @@ class Engine:
         self.traded = 0
         ids: dict[int, int] = {}
         orders = core.orders
-        apply = core.apply
+        new_order = core.new_order
+        cancel_order = core.cancel
+        amend_order = core.amend
         next_seq = itertools.count(3).__next__
-        seen = [0]  # trade events counted so far
-
-        def count() -> None:
-            for event in out:
-                if event[0] == TRADE:
-                    self.trades += 1
-                    self.traded += event[5]
 
         def limit(c: tuple[Any, ...]) -> None:
             _, wid, account, side, price, qty, tif = c
             seq = next_seq()
-            apply(
-                NewOrder(
+            trades = core.trade_count
+            new_order(
+                make_new_order(
                     ACCOUNTS[account],
                     SYMBOL,
                     str(wid),
@@ -96,29 +99,35 @@ class Engine:
                 out,
             )
             ids[wid] = seq
-            if seen[0] != core.trade_count:  # scan only when trade events were emitted
-                count()
-                seen[0] = core.trade_count
+            if core.trade_count != trades:
+                self.trades += core.trade_count - trades
+                resting = orders.get(seq)
+                if resting is not None:
+                    self.traded += resting.filled_lots
+                else:
+                    last = out[-1]
+                    self.traded += qty - last[7] if last[0] == CANCELLED else qty
             out.clear()
 
         def cancel(c: tuple[Any, ...]) -> None:
             order_id = ids.get(c[1], 0)
             order = orders.get(order_id)
-            apply(CancelOrder(order.account if order else "", order_id), next_seq(), out)
+            cancel_order(make_cancel_order(order.account if order else "", order_id), next_seq(), out)
             out.clear()  # a cancel never trades
 
         def amend(c: tuple[Any, ...]) -> None:
             _, wid, price, open_lots = c
             order_id = ids.get(wid, 0)
             order = orders.get(order_id)
+            trades = core.trade_count
             if order is None:
-                apply(AmendOrder("", order_id, price, open_lots), next_seq(), out)
+                amend_order(make_amend_order("", order_id, price, open_lots), next_seq(), out)
             else:
                 total = order.filled_lots + order.cancelled_lots + open_lots
-                apply(AmendOrder(order.account, order_id, price, total), next_seq(), out)
-            if seen[0] != core.trade_count:
-                count()
-                seen[0] = core.trade_count
+                amend_order(make_amend_order(order.account, order_id, price, total), next_seq(), out)
+            if core.trade_count != trades:
+                self.trades += core.trade_count - trades
+                self.traded += sum(event[5] for event in out if event[0] == TRADE)
             out.clear()
 
         self.limit = limit

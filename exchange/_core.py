@@ -171,14 +171,9 @@ class Core:
         m = self.matching
         c = self.clearing
         w = self.warehouse
-        self._matching_apply = m.apply
-        self._matching_new_order = m._new_order  # what m.apply routes a NewOrder to, without the lookup
-        self._matching_cancel = m._cancel  # and a CancelOrder
         self._books = m.books
         self._client_ids = m.client_ids
         self._matching_orders = m.orders
-        self._freeze = c.freeze_order
-        self._absorb = c.absorb
         self._locks = w.locks
         self._active_by_holder = w.active_by_holder
         # type -> apply(command, seq, ts_ns, out)
@@ -211,22 +206,22 @@ class Core:
         side = c.side
         qty = c.quantity_lots
         if book is None or not (BUY <= side <= SELL) or not (book.min_lots <= qty <= book.max_lots):
-            self._matching_apply(c, seq, out)  # matching refuses it; nothing to freeze
+            self.matching.apply(c, seq, out)  # matching refuses it; nothing to freeze
             return
         order_type = c.order_type
         if order_type == LIMIT:
             price = c.price_ticks
             if not (book.band_low_ticks <= price <= book.band_high_ticks) or price <= 0:
-                self._matching_apply(c, seq, out)
+                self.matching.apply(c, seq, out)
                 return
         elif order_type == MARKET:
             price = book.band_high_ticks  # the hold covers any price it can trade at (both sides)
         else:
-            self._matching_apply(c, seq, out)
+            self.matching.apply(c, seq, out)
             return
         ids = self._client_ids.get(c.account)
         if ids is not None and c.client_order_id in ids:
-            self._matching_apply(c, seq, out)  # a repeat: answered as the first, nothing applied
+            self.matching.apply(c, seq, out)  # a repeat: answered as the first, nothing applied
             return
         locked = False
         named = c.receipts
@@ -246,14 +241,14 @@ class Core:
         elif named:
             out.append((REJECTED, seq, c.account, c.client_order_id, RejectCode.RECEIPTS_ON_BUY, ""))
             return
-        if not self._freeze(seq, c.account, c.instrument, side, price, qty, seq, out):
+        if not self.clearing.freeze_order(seq, c.account, c.instrument, side, price, qty, seq, out):
             if locked:
                 self.warehouse.unlock_order(seq, qty, seq, ts_ns, out)
             _risk_reject(out, seq, c.account, c.client_order_id)
             return
         start = len(out)
-        self._matching_new_order(c, seq, out)  # MatchingEngine.apply for a NewOrder
-        self._absorb(out, start, seq)
+        self.matching.new_order(c, seq, out)
+        self.clearing.absorb(out, start, seq)
         if locked or self._locks:
             self._follow_receipts(out, start, seq, ts_ns, seq)
 
@@ -285,23 +280,23 @@ class Core:
                 code, detail = self.warehouse.grow_lock(c.order_id, grow, seq, ts_ns, out)
                 assert code == 0, (code, detail)
         start = len(out)
-        self._matching_apply(c, seq, out)
-        self._absorb(out, start, seq)
+        self.matching.apply(c, seq, out)
+        self.clearing.absorb(out, start, seq)
         if self._locks:  # a refused amend up gives its new receipts back here
             self._follow_receipts(out, start, seq, ts_ns, c.order_id if grow > 0 else 0)
 
     def _cancel(self, c: CancelOrder, seq: int, ts_ns: int, out: list[Event]) -> None:
         """``_follow`` for a cancel, calling the matching path directly (the common command)."""
         start = len(out)
-        self._matching_cancel(c, seq, out)
-        self._absorb(out, start, seq)
+        self.matching.cancel(c, seq, out)
+        self.clearing.absorb(out, start, seq)
         if self._locks:
             self._follow_receipts(out, start, seq, ts_ns, 0)
 
     def _follow(self, c: Any, seq: int, ts_ns: int, out: list[Event]) -> None:
         start = len(out)
-        self._matching_apply(c, seq, out)
-        self._absorb(out, start, seq)
+        self.matching.apply(c, seq, out)
+        self.clearing.absorb(out, start, seq)
         if self._locks:
             self._follow_receipts(out, start, seq, ts_ns, 0)
 
@@ -342,7 +337,7 @@ class Core:
 
     def _list(self, c: ListInstrument, seq: int, ts_ns: int, out: list[Event]) -> None:
         start = len(out)
-        self._matching_apply(c, seq, out)
+        self.matching.apply(c, seq, out)
         if any(e[0] == LISTED for e in out[start:]):
             self.clearing.list_instrument(c.instrument)
             self.warehouse.list_instrument(c.instrument)

@@ -21,6 +21,9 @@ from matching._commands import (
     MatchingCommand,
     NewOrder,
     SetTradingState,
+    make_amend_order,
+    make_cancel_order,
+    make_new_order,
 )
 from matching._engine import Limits, MatchingEngine
 from matching._errors import MESSAGES, RejectCode, Rejected, message_for
@@ -127,6 +130,9 @@ __all__ = [
     "TimeInForce",
     "TradingState",
     "event_to_dict",
+    "make_amend_order",
+    "make_cancel_order",
+    "make_new_order",
     "message_for",
     "uncross",
 ]

@@ -12,12 +12,18 @@ Layout (chosen for CPython speed, see docs/matching.md):
 
 from __future__ import annotations
 
-from heapq import heapify, heappop, heappush
+import heapq
+from typing import Final
 
 from matching._instrument import Instrument
 from matching._types import BUY, CLOSED
 
 __all__ = ["Book", "Order"]
+
+# Held in C statics by the compiled build (a plain import is a dictionary lookup per call there).
+heapify: Final = heapq.heapify
+heappop: Final = heapq.heappop
+heappush: Final = heapq.heappush
 
 
 class Order:
@@ -122,9 +128,11 @@ class Book:
         self.max_lots = instrument.max_lots
         self.set_reference(instrument.reference_price_ticks)
         self.last_price_ticks = 0
-        self.levels: tuple[dict[int, dict[int, Order]], dict[int, dict[int, Order]]] = ({}, {})
-        self.level_lots: tuple[dict[int, int], dict[int, int]] = ({}, {})
-        self.heaps: tuple[list[int], list[int]] = ([], [])
+        # Per side (BUY, SELL). Typed as tuples of any length: the compiled build keeps a
+        # fixed-length tuple unboxed and would build a new tuple object for each ``[side]``.
+        self.levels: tuple[dict[int, dict[int, Order]], ...] = ({}, {})
+        self.level_lots: tuple[dict[int, int], ...] = ({}, {})
+        self.heaps: tuple[list[int], ...] = ([], [])
         self.bests = [0, 0]  # best bid, best ask (0: the side is empty), always exact
         self.indicative: tuple[int, int, int] = (0, 0, 0)
 

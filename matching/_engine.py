@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from heapq import heappush
 from typing import Any, Final
 
 from matching._auction import uncross
-from matching._book import Book, Order
+from matching._book import Book, Order, heappush
 from matching._commands import (
     AmendOrder,
     CancelOrder,
@@ -117,9 +116,9 @@ class MatchingEngine:
         self._stop_reason = -1  # set by _match: why the incoming order may not rest (-1: it may)
         self._stp_cancelled = 0  # set by _match: incoming lots removed by a self-trade decrement
         self._handlers: dict[type, Callable[[Any, int, list[Event]], None]] = {
-            NewOrder: self._new_order,
-            CancelOrder: self._cancel,
-            AmendOrder: self._amend,
+            NewOrder: self.new_order,
+            CancelOrder: self.cancel,
+            AmendOrder: self.amend,
             MassCancel: self._mass_cancel,
             SetTradingState: self._set_state,
             ListInstrument: self._list,
@@ -136,8 +135,10 @@ class MatchingEngine:
     def _reject(self, out: list[Event], seq: int, account: str, reference: str, code: int, detail: str = "") -> None:
         out.append((REJECTED, seq, account, reference, code, detail))
 
-    def _new_order(self, c: NewOrder, seq: int, out: list[Event]) -> None:
-        """Fast path for the common case: a valid limit GTC/DAY/IOC order in
+    def new_order(self, c: NewOrder, seq: int, out: list[Event]) -> None:
+        """``apply`` for a NewOrder (the exchange core calls it directly).
+
+        Fast path for the common case: a valid limit GTC/DAY/IOC order in
         continuous trading. Anything else goes to ``_new_order_checked``,
         which takes the same decisions for these orders, only slower.
 
@@ -175,7 +176,11 @@ class MatchingEngine:
             self._new_order_checked(c, seq, out)
             return
         symbol = book.symbol
-        out.append((ACCEPTED, seq, seq, account, symbol, clid, side, price, qty, tif))
+        # The events share one boxed seq and price: the compiled build boxes an int each time
+        # it stores one in a tuple, and these two are never small.
+        seq_o: object = seq
+        price_o: object = price
+        out.append((ACCEPTED, seq_o, seq_o, account, symbol, clid, side, price_o, qty, tif))
         buying = side == BUY
         opposite = book.bests[1 - side]
         if opposite and (opposite <= price if buying else opposite >= price):
@@ -189,12 +194,12 @@ class MatchingEngine:
             if reason < 0 and tif == IOC:
                 reason = _REASON_IOC
             if reason >= 0:
-                out.append((CANCELLED, seq, seq, account, symbol, side, price, remaining, 0, reason))
+                out.append((CANCELLED, seq_o, seq_o, account, symbol, side, price_o, remaining, 0, reason))
                 return
             filled = qty - remaining - stp_cancelled
         else:
             if tif == IOC:
-                out.append((CANCELLED, seq, seq, account, symbol, side, price, qty, 0, _REASON_IOC))
+                out.append((CANCELLED, seq_o, seq_o, account, symbol, side, price_o, qty, 0, _REASON_IOC))
                 return
             remaining = qty
             filled = stp_cancelled = 0
@@ -208,7 +213,7 @@ class MatchingEngine:
             level[seq] = order
             level_total = lots[price] + remaining
         elif len(levels) >= self.limits.max_levels_per_side:
-            out.append((CANCELLED, seq, seq, account, symbol, side, price, remaining, 0, _REASON_LEVEL_LIMIT))
+            out.append((CANCELLED, seq_o, seq_o, account, symbol, side, price_o, remaining, 0, _REASON_LEVEL_LIMIT))
             return
         else:
             # a new level (Book.add_level, inlined on this hot path)
@@ -225,7 +230,7 @@ class MatchingEngine:
         lots[price] = level_total
         self.orders[seq] = order
         mine[seq] = order
-        out.append((BOOK, seq, symbol, side, price, level_total))
+        out.append((BOOK, seq_o, symbol, side, price_o, level_total))
 
     def _new_order_checked(self, c: NewOrder, seq: int, out: list[Event]) -> None:
         """Every new order that the fast path does not take: all checks, the
@@ -459,10 +464,13 @@ class MatchingEngine:
         symbol = book.symbol
         fills_left = self.limits.max_fills_per_order
         buying = side == BUY
+        seq_o: object = seq  # boxed once for all the events (see new_order)
+        taker_o: object = taker_id
         while qty:
             price = bests[maker_side]
             if not price or ((price > limit) if buying else (price < limit)):
                 break
+            price_o: object = price
             level = levels[price]
             total = lots[price]
             traded_here = False
@@ -495,12 +503,12 @@ class MatchingEngine:
                     out.append(
                         (
                             TRADE,
-                            seq,
+                            seq_o,
                             self.trade_count,
                             symbol,
-                            price,
+                            price_o,
                             traded,
-                            taker_id,
+                            taker_o,
                             account,
                             qty,
                             maker_id,
@@ -513,15 +521,15 @@ class MatchingEngine:
                     out.append(
                         (
                             TRADE,
-                            seq,
+                            seq_o,
                             self.trade_count,
                             symbol,
-                            price,
+                            price_o,
                             traded,
                             maker_id,
                             maker.account,
                             maker.open_lots,
-                            taker_id,
+                            taker_o,
                             account,
                             qty,
                             SELL,
@@ -541,7 +549,7 @@ class MatchingEngine:
             elif price in levels:
                 assert total == 0, (price, total)
                 book.drop_level(maker_side, price)
-            out.append((BOOK, seq, symbol, maker_side, price, total))
+            out.append((BOOK, seq_o, symbol, maker_side, price_o, total))
         return qty
 
     def _finish_level(
@@ -646,7 +654,8 @@ class MatchingEngine:
         if publish_level:
             out.append((BOOK, seq, book.symbol, side, price, total))
 
-    def _cancel(self, c: CancelOrder, seq: int, out: list[Event]) -> None:
+    def cancel(self, c: CancelOrder, seq: int, out: list[Event]) -> None:
+        """``apply`` for a CancelOrder (the exchange core calls it directly)."""
         order = self.orders.get(c.order_id)
         if order is None or order.account != c.account:
             # Another account's order is answered as unknown: ids reveal nothing.
@@ -672,12 +681,17 @@ class MatchingEngine:
             book.drop_level(side, price)
         order.cancelled_lots += open_lots
         order.open_lots = 0
-        out.append((CANCELLED, seq, order_id, order.account, book.symbol, side, price, open_lots, 0, _REASON_REQUESTED))
-        out.append((BOOK, seq, book.symbol, side, price, total))
+        seq_o: object = seq  # boxed once for both events (see new_order)
+        price_o: object = price
+        out.append(
+            (CANCELLED, seq_o, order_id, order.account, book.symbol, side, price_o, open_lots, 0, _REASON_REQUESTED)
+        )
+        out.append((BOOK, seq_o, book.symbol, side, price_o, total))
         if book.state == AUCTION:
             self._publish_indicative(book, seq, out)
 
-    def _amend(self, c: AmendOrder, seq: int, out: list[Event]) -> None:
+    def amend(self, c: AmendOrder, seq: int, out: list[Event]) -> None:
+        """``apply`` for an AmendOrder."""
         account = c.account
         order = self.orders.get(c.order_id)
         if order is None or order.account != account:
