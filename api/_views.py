@@ -423,6 +423,10 @@ class Views:
             self._publish_receipts(receipt_pushes, ack)
         if deal_pushes:
             self._publish_deals(deal_pushes, ack)
+        if self._splitting:
+            # a part still to come in a later command: what it changes goes to a copy, never to a
+            # push already emitted (the ring may keep that push unencoded until a resume replays it)
+            self._splitting = {part: (parent, dict(pushed)) for part, (parent, pushed) in self._splitting.items()}
 
     def _warehouse_event(
         self, e: tuple[Any, ...], seq: int, receipts: list[tuple[str, dict[str, Any]]],

@@ -7,6 +7,7 @@ import asyncio
 import zlib
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -231,6 +232,34 @@ def test_private_ring_replays_within_its_bound() -> None:
     nothing = Sink()
     streams.subscribe("orders", "M1", nothing, from_seq=9, epoch=streams.epoch)
     assert nothing.got == []
+
+
+def test_private_ring_defers_encoding_without_a_subscriber_and_replays_what_live_got() -> None:
+    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=10)
+    streams.encoded_at_event = {}
+    live = Sink()
+    for n in range(1, 7):
+        if n == 4:  # a subscriber from here on: messages 4-6 are encoded as they happen, 1-3 were deferred
+            streams.subscribe("orders", "M1", live, from_seq=None, epoch=None)
+        streams.apply(Ack(n, n, [(ACCEPTED, n, n, "M1", "RB", f"c{n}", BUY, 3500, 1, 0)]))
+    ring = streams.stream("orders", "M1").ring
+    assert [type(entry) for _seq, entry in ring] == [dict] * 3 + [bytes] * 3
+    assert sorted(streams.encoded_at_event) == [("orders", "M1", n) for n in (1, 2, 3)]
+    replayed = Sink()
+    streams.subscribe("orders", "M1", replayed, from_seq=1, epoch=streams.epoch)
+    at_event = [streams.encoded_at_event[("orders", "M1", n)] for n in (1, 2, 3)]
+    assert replayed.got == at_event + live.got
+    assert [orjson.loads(data)["seq"] for data in replayed.got] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_deferred_private_message_that_changes_after_the_fact_fails_the_replay_check() -> None:
+    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=10)
+    streams.encoded_at_event = {}
+    holds: list[dict[str, Any]] = [{"hold_id": 1, "amount": "1.00"}]
+    streams.emit("balances", "M1", {"type": "balances", "account": "M1", "seq": 0, "holds": holds})
+    holds[0]["amount"] = "2.00"  # a push sharing live data with the read models: its replay would lie
+    with pytest.raises(AssertionError):
+        streams.subscribe("balances", "M1", Sink(), from_seq=1, epoch=streams.epoch)
 
 
 def test_book_checksum_is_crc32_of_the_canonical_string() -> None:
