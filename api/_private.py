@@ -16,9 +16,11 @@ A message is encoded (JSON) when it is emitted only if the stream has a
 subscriber; otherwise the ring keeps its body and encodes it when a resume
 replays it. So a body handed to ``emit`` is a snapshot: neither it nor
 anything it contains may change afterwards (a replay must send exactly what a
-live subscriber got). Setting ``encoded_at_event`` to a dict (tests do) also
-encodes every deferred body when it is emitted and asserts, at each replay,
-that the deferred encoding is the same.
+live subscriber got). ``emit_built`` defers building the body as well: the
+ring keeps a builder and the arguments captured at the event, which must not
+change afterwards either. Setting ``encoded_at_event`` to a dict (tests do)
+also encodes every deferred message when it is emitted and asserts, at each
+replay, that the deferred encoding is the same.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from api._marketdata import Subscriber
 from exchange import Ack
 from matching import ACCEPTED, AMENDED, BUY, CANCELLED, REJECTED, TRADE, CancelReason, RejectCode
 
-__all__ = ["Body", "PrivateStreams", "Stream"]
+__all__ = ["Body", "Build", "Entry", "PrivateStreams", "Stream"]
 
 _SIDES = ("buy", "sell")
 _dumps = orjson.dumps
@@ -43,6 +45,10 @@ _dumps = orjson.dumps
 
 Body = dict[str, Any]
 """A message not yet encoded: a snapshot, never changed after it is emitted."""
+Build = Callable[..., Body]
+"""Builds a message's body from its seq and the arguments captured at its event: ``build(seq, *args)``."""
+Entry = bytes | Body | tuple[Build, tuple[Any, ...]]
+"""A message in a replay ring: encoded, its body, or its builder and arguments."""
 
 
 class Stream:
@@ -50,7 +56,7 @@ class Stream:
 
     def __init__(self, ring_size: int) -> None:
         self.seq = 0
-        self.ring: deque[tuple[int, bytes | Body]] = deque(maxlen=ring_size)  # (seq, encoded or deferred)
+        self.ring: deque[tuple[int, Entry]] = deque(maxlen=ring_size)
         self.subscribers: set[Subscriber] = set()
 
 
@@ -88,11 +94,30 @@ class PrivateStreams:
         if self.encoded_at_event is not None:
             self.encoded_at_event[(channel, account, seq)] = _dumps(body)
 
-    def _encoded(self, channel: str, account: str, seq: int, entry: bytes | Body) -> bytes:
+    def emit_built(self, channel: str, account: str, build: Build, args: tuple[Any, ...]) -> None:
+        """As `emit`, with the body ``build(seq, *args)`` built only when a subscriber or a replay needs
+        it; `args` (and all they hold) must not change afterwards."""
+        stream = self.stream(channel, account)
+        seq = stream.seq = stream.seq + 1
+        if stream.subscribers:
+            data = _dumps(build(seq, *args))
+            stream.ring.append((seq, bytes(memoryview(data))))  # (an exact-size copy: see `emit`)
+            for subscriber in tuple(stream.subscribers):
+                subscriber.push(data)
+            return
+        stream.ring.append((seq, (build, args)))  # built and encoded if a resume replays it
+        if self.encoded_at_event is not None:
+            self.encoded_at_event[(channel, account, seq)] = _dumps(build(seq, *args))
+
+    def _encoded(self, channel: str, account: str, seq: int, entry: Entry) -> bytes:
         if type(entry) is bytes:
             return entry
-        assert type(entry) is dict, type(entry)
-        data = _dumps(entry)
+        if type(entry) is tuple:
+            build, args = entry
+            data = _dumps(build(seq, *args))
+        else:
+            assert type(entry) is dict, type(entry)
+            data = _dumps(entry)
         if self.encoded_at_event is not None:
             at_event = self.encoded_at_event.get((channel, account, seq))
             if at_event is not None:  # (emitted before the check was set: nothing to compare)

@@ -116,7 +116,7 @@ def check_replays_equal_events(ex: RunningExchange) -> int:
         private.unsubscribe(channel, account, sink)
         for (seq, entry), data in zip(stream.ring, sink.got, strict=True):
             assert orjson.loads(data)["seq"] == seq, (channel, account)
-            if type(entry) is dict and (channel, account, seq) in at_event:
+            if type(entry) is not bytes and (channel, account, seq) in at_event:
                 assert data == at_event[(channel, account, seq)], (channel, account, seq)
                 compared += 1
     return compared

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -31,6 +32,7 @@ from api._private import PrivateStreams
 from api._protocol import NewOrderRequest
 from api._schema import SCHEMA_PATH, schema_text
 from api._session import WRITE_CHUNK_MESSAGES, Connection
+from api._views import fen_to_cny
 from exchange import Ack, parse_instruments
 from matching import ACCEPTED, BOOK, BUY, SELL, TRADE, RejectCode
 
@@ -260,6 +262,34 @@ def test_a_deferred_private_message_that_changes_after_the_fact_fails_the_replay
     holds[0]["amount"] = "2.00"  # a push sharing live data with the read models: its replay would lie
     with pytest.raises(AssertionError):
         streams.subscribe("balances", "M1", Sink(), from_seq=1, epoch=streams.epoch)
+
+
+def test_a_message_built_late_from_arguments_that_changed_fails_the_replay_check() -> None:
+    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=10)
+    streams.encoded_at_event = {}
+
+    def build(seq: int, account: str, holds: list[int]) -> dict[str, Any]:
+        return {"type": "balances", "account": account, "seq": seq, "holds": list(holds)}
+
+    streams.emit_built("balances", "M1", build, ("M1", (1, 2)))
+    holds = [1, 2]
+    streams.emit_built("balances", "M1", build, ("M1", holds))
+    replayed = Sink()
+    streams.subscribe("balances", "M1", replayed, from_seq=1, epoch=streams.epoch)
+    streams.unsubscribe("balances", "M1", replayed)
+    assert [orjson.loads(data) for data in replayed.got] == [
+        {"type": "balances", "account": "M1", "seq": seq, "holds": [1, 2]} for seq in (1, 2)
+    ]
+    holds.append(3)  # an argument that later events change: its replay would lie
+    with pytest.raises(AssertionError):
+        streams.subscribe("balances", "M1", Sink(), from_seq=1, epoch=streams.epoch)
+
+
+@given(st.integers(min_value=-(10**18), max_value=10**18))
+def test_fen_to_cny_is_the_amount_with_two_places(amount_fen: int) -> None:
+    sign, magnitude = ("-", -amount_fen) if amount_fen < 0 else ("", amount_fen)
+    assert fen_to_cny(amount_fen) == f"{sign}{magnitude // 100}.{magnitude % 100:02d}"
+    assert Decimal(fen_to_cny(amount_fen)) * 100 == amount_fen
 
 
 def test_book_checksum_is_crc32_of_the_canonical_string() -> None:
