@@ -11,6 +11,16 @@ memory, so a client that reconnects within the same epoch subscribes with
 before any new message. Older messages, or another epoch, are answered
 REPLAY_UNAVAILABLE: the client then rebuilds from the ``orders`` and
 ``fills`` queries (the database projections) and subscribes afresh.
+
+A message is encoded (JSON) when it is emitted only if the stream has a
+subscriber; otherwise the ring keeps its body and encodes it when a resume
+replays it. So a body handed to ``emit`` is a snapshot: neither it nor
+anything it contains may change afterwards (a replay must send exactly what a
+live subscriber got). ``emit_built`` defers building the body as well: the
+ring keeps a builder and the arguments captured at the event, which must not
+change afterwards either. Setting ``encoded_at_event`` to a dict (tests do)
+also encodes every deferred message when it is emitted and asserts, at each
+replay, that the deferred encoding is the same.
 """
 
 from __future__ import annotations
@@ -27,10 +37,18 @@ from api._marketdata import Subscriber
 from exchange import Ack
 from matching import ACCEPTED, AMENDED, BUY, CANCELLED, REJECTED, TRADE, CancelReason, RejectCode
 
-__all__ = ["PrivateStreams", "Stream"]
+__all__ = ["Body", "Build", "Entry", "PrivateStreams", "Stream"]
 
 _SIDES = ("buy", "sell")
 _dumps = orjson.dumps
+
+
+Body = dict[str, Any]
+"""A message not yet encoded: a snapshot, never changed after it is emitted."""
+Build = Callable[..., Body]
+"""Builds a message's body from its seq and the arguments captured at its event: ``build(seq, *args)``."""
+Entry = bytes | Body | tuple[Build, tuple[Any, ...]]
+"""A message in a replay ring: encoded, its body, or its builder and arguments."""
 
 
 class Stream:
@@ -38,7 +56,7 @@ class Stream:
 
     def __init__(self, ring_size: int) -> None:
         self.seq = 0
-        self.ring: deque[tuple[int, bytes]] = deque(maxlen=ring_size)
+        self.ring: deque[tuple[int, Entry]] = deque(maxlen=ring_size)
         self.subscribers: set[Subscriber] = set()
 
 
@@ -50,6 +68,7 @@ class PrivateStreams:
         self.epoch = secrets.token_hex(8)
         self.streams: dict[tuple[str, str], Stream] = {}
         self.open_orders: dict[int, str] = {}  # open order id -> instrument (to parse an amend's price)
+        self.encoded_at_event: dict[tuple[str, str, int], bytes] | None = None  # the check of deferred bodies
 
     def stream(self, channel: str, account: str) -> Stream:
         key = (channel, account)
@@ -58,14 +77,52 @@ class PrivateStreams:
             stream = self.streams[key] = Stream(self.ring_size)
         return stream
 
-    def emit(self, channel: str, account: str, body: dict[str, Any]) -> None:
+    def emit(self, channel: str, account: str, body: Body) -> None:
+        """Number `body` and publish it; `body` (and all it holds) must not change afterwards."""
         stream = self.stream(channel, account)
-        stream.seq += 1
-        body["seq"] = stream.seq
-        data = _dumps(body)
-        stream.ring.append((stream.seq, data))
-        for subscriber in tuple(stream.subscribers):
-            subscriber.push(data)
+        seq = stream.seq = stream.seq + 1
+        body["seq"] = seq
+        if stream.subscribers:
+            data = _dumps(body)
+            # orjson's result keeps its whole output buffer (about 4 KiB) allocated: the ring, which
+            # holds thousands per stream, keeps an exact-size copy (about 170 bytes for an order's)
+            stream.ring.append((seq, bytes(memoryview(data))))
+            for subscriber in tuple(stream.subscribers):
+                subscriber.push(data)
+            return
+        stream.ring.append((seq, body))  # encoded if a resume replays it
+        if self.encoded_at_event is not None:
+            self.encoded_at_event[(channel, account, seq)] = _dumps(body)
+
+    def emit_built(self, channel: str, account: str, build: Build, args: tuple[Any, ...]) -> None:
+        """As `emit`, with the body ``build(seq, *args)`` built only when a subscriber or a replay needs
+        it; `args` (and all they hold) must not change afterwards."""
+        stream = self.stream(channel, account)
+        seq = stream.seq = stream.seq + 1
+        if stream.subscribers:
+            data = _dumps(build(seq, *args))
+            stream.ring.append((seq, bytes(memoryview(data))))  # (an exact-size copy: see `emit`)
+            for subscriber in tuple(stream.subscribers):
+                subscriber.push(data)
+            return
+        stream.ring.append((seq, (build, args)))  # built and encoded if a resume replays it
+        if self.encoded_at_event is not None:
+            self.encoded_at_event[(channel, account, seq)] = _dumps(build(seq, *args))
+
+    def _encoded(self, channel: str, account: str, seq: int, entry: Entry) -> bytes:
+        if type(entry) is bytes:
+            return entry
+        if type(entry) is tuple:
+            build, args = entry
+            data = _dumps(build(seq, *args))
+        else:
+            assert type(entry) is dict, type(entry)
+            data = _dumps(entry)
+        if self.encoded_at_event is not None:
+            at_event = self.encoded_at_event.get((channel, account, seq))
+            if at_event is not None:  # (emitted before the check was set: nothing to compare)
+                assert at_event == data, (channel, account, seq, at_event, data)
+        return data
 
     def apply_batch(self, batch: Sequence[tuple[Any, Ack]]) -> None:
         for _command, ack in batch:
@@ -168,9 +225,9 @@ class PrivateStreams:
         if from_seq is not None:
             self.check_resume(channel, account, from_seq, epoch)
             if from_seq <= stream.seq:
-                for seq, data in stream.ring:
+                for seq, entry in stream.ring:
                     if seq >= from_seq:
-                        subscriber.push(data)
+                        subscriber.push(self._encoded(channel, account, seq, entry))
         stream.subscribers.add(subscriber)
         return stream.seq
 

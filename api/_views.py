@@ -90,11 +90,36 @@ def warehouse_stream(warehouse_id: str) -> str:
     return f"warehouse:{warehouse_id}"
 
 
+_CENTS = tuple(f"{cents:02d}" for cents in range(100))
+
+
 def fen_to_cny(amount_fen: int) -> str:
     """Integer fen as a decimal string in CNY with two places (``-`` for a negative amount)."""
     if amount_fen >= 0:
-        return f"{amount_fen // 100}.{amount_fen % 100:02d}"
+        return f"{amount_fen // 100}.{_CENTS[amount_fen % 100]}"
     return "-" + fen_to_cny(-amount_fen)
+
+
+HoldChange = tuple[int, int, str, str, int, str]
+"""A hold as a command left it: hold id, ledger account, purpose, ref, amount in fen, state."""
+
+
+def _hold_change(hold_id: int, account: int, purpose: str, ref: str, amount_fen: int, state: str) -> dict[str, Any]:
+    return {"hold_id": hold_id, "account": ACCOUNT_NAMES[account], "purpose": purpose, "ref": ref,
+            "amount": fen_to_cny(amount_fen), "state": state}  # fmt: skip
+
+
+def _balances_body(
+    seq: int, member: str, journal_seq: int, ts_ns: int, available_fen: int, frozen_margin_fen: int,
+    frozen_escrow_fen: int, open_holds: int, holds: tuple[HoldChange, ...], withdrawals: tuple[dict[str, Any], ...],
+) -> dict[str, Any]:  # fmt: skip
+    """A ``balances`` message, from the figures captured when its command committed (`withdrawals`: copies)."""
+    return {
+        "type": "balances", "account": member, "seq": seq, "journal_seq": journal_seq, "ts_ns": ts_ns,
+        "available": fen_to_cny(available_fen), "frozen_margin": fen_to_cny(frozen_margin_fen),
+        "frozen_escrow": fen_to_cny(frozen_escrow_fen), "open_holds": open_holds,
+        "holds": [_hold_change(*h) for h in holds], "withdrawals": [dict(w) for w in withdrawals],
+    }  # fmt: skip
 
 
 def core_refusal(ack: Ack) -> tuple[ErrorCode, str] | None:
@@ -299,7 +324,7 @@ class Views:
         """Fold one committed command's events in; publish each owner's changes once per command."""
         balances = self.balances
         holds = self.holds
-        touched: dict[str, list[dict[str, Any]]] | None = None  # member -> hold changes of this command
+        touched: dict[str, list[HoldChange]] | None = None  # member -> hold changes of this command
         wd_changes: dict[str, list[dict[str, Any]]] | None = None
         deal_pushes: list[tuple[str, str, dict[str, Any]]] | None = None
         receipt_pushes: list[tuple[str, dict[str, Any]]] | None = None
@@ -323,29 +348,20 @@ class Views:
                 self._open_hold(hold_id, member, account, amount, purpose, ref)
                 if touched is None:
                     touched = {}
-                touched.setdefault(member, []).append(
-                    {"hold_id": hold_id, "account": ACCOUNT_NAMES[account], "purpose": purpose, "ref": ref,
-                     "amount": fen_to_cny(amount), "state": "open"}
-                )  # fmt: skip
+                touched.setdefault(member, []).append((hold_id, account, purpose, ref, amount, "open"))
             elif kind == C_HOLD_CHANGED:
                 hold = holds[e[2]]
                 hold[2] = e[3]
                 if touched is None:
                     touched = {}
-                touched.setdefault(hold[0], []).append(
-                    {"hold_id": e[2], "account": ACCOUNT_NAMES[hold[1]], "purpose": hold[3], "ref": hold[4],
-                     "amount": fen_to_cny(e[3]), "state": "open"}
-                )  # fmt: skip
+                touched.setdefault(hold[0], []).append((e[2], hold[1], hold[3], hold[4], e[3], "open"))
             elif kind == C_HOLD_CLOSED:
                 hold = holds.pop(e[2])
                 member_holds = self.member_holds[hold[0]]
                 del member_holds[e[2]]
                 if touched is None:
                     touched = {}
-                touched.setdefault(hold[0], []).append(
-                    {"hold_id": e[2], "account": ACCOUNT_NAMES[hold[1]], "purpose": hold[3], "ref": hold[4],
-                     "amount": "0.00", "state": HoldState.NAMES[e[3]]}
-                )  # fmt: skip
+                touched.setdefault(hold[0], []).append((e[2], hold[1], hold[3], hold[4], 0, HoldState.NAMES[e[3]]))
             elif kind == C_DEAL:
                 _, _, deal_id, symbol, price_ticks, lots, notional, buyer, seller, bm, bf, sm, sf = e
                 self._open_deal(deal_id, symbol, price_ticks, lots, notional, buyer, seller, bm, bf, sm, sf, seq)
@@ -423,6 +439,10 @@ class Views:
             self._publish_receipts(receipt_pushes, ack)
         if deal_pushes:
             self._publish_deals(deal_pushes, ack)
+        if self._splitting:
+            # a part still to come in a later command: what it changes goes to a copy, never to a
+            # push already emitted (the ring may keep that push unencoded until a resume replays it)
+            self._splitting = {part: (parent, dict(pushed)) for part, (parent, pushed) in self._splitting.items()}
 
     def _warehouse_event(
         self, e: tuple[Any, ...], seq: int, receipts: list[tuple[str, dict[str, Any]]],
@@ -501,19 +521,21 @@ class Views:
         }  # fmt: skip
 
     def _publish_balances(
-        self, touched: dict[str, list[dict[str, Any]]], withdrawals: dict[str, list[dict[str, Any]]] | None, ack: Ack
+        self, touched: dict[str, list[HoldChange]], withdrawals: dict[str, list[dict[str, Any]]] | None, ack: Ack
     ) -> None:
-        emit = self.private.emit
+        """One ``balances`` message per member the command touched, built only when a subscriber or a
+        replay needs it, from the figures as they are now (integers, tuples and copies: nothing that
+        later commands change)."""
+        emit_built = self.private.emit_built
+        member_holds = self.member_holds
         for member, changes in touched.items():
             b = self.balances.get(member)
             if b is None:
                 continue
-            emit("balances", member, {
-                "type": "balances", "account": member, "seq": 0, "journal_seq": ack.seq, "ts_ns": ack.ts_ns,
-                "available": fen_to_cny(b[0]), "frozen_margin": fen_to_cny(b[1]), "frozen_escrow": fen_to_cny(b[2]),
-                "open_holds": len(self.member_holds.get(member, ())), "holds": changes,
-                "withdrawals": (withdrawals or {}).get(member, []),
-            })  # fmt: skip
+            emit_built("balances", member, _balances_body, (
+                member, ack.seq, ack.ts_ns, b[0], b[1], b[2], len(member_holds.get(member, ())), tuple(changes),
+                tuple((withdrawals or {}).get(member, ())),
+            ))  # fmt: skip
 
     def _publish_receipts(self, pushes: list[tuple[str, dict[str, Any]]], ack: Ack) -> None:
         emit = self.private.emit

@@ -11,6 +11,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import pytest
 
 from api._client import Client, RequestError
@@ -90,9 +91,42 @@ def check_private(client: Client) -> None:
             PUSHES[channel].model_validate(m)
 
 
+class Sink:
+    def __init__(self) -> None:
+        self.got: list[bytes] = []
+
+    def push(self, data: bytes) -> None:
+        self.got.append(data)
+
+
+def check_replays_equal_events(ex: RunningExchange) -> int:
+    """Every private stream, replayed from its oldest kept message, sends what it sent (or, with no
+    subscriber, would have sent) at each event: the ring keeps the bodies nobody subscribed to
+    unencoded until a replay, so nothing they hold may change after the fact. Returns the number of
+    such deferred messages compared (`setup` turns the private streams' check on)."""
+    private = ex.gateway.private
+    at_event = private.encoded_at_event
+    assert at_event is not None
+    compared = 0
+    for (channel, account), stream in list(private.streams.items()):
+        if not stream.ring:
+            continue
+        sink = Sink()
+        private.subscribe(channel, account, sink, stream.ring[0][0], private.epoch)
+        private.unsubscribe(channel, account, sink)
+        for (seq, entry), data in zip(stream.ring, sink.got, strict=True):
+            assert orjson.loads(data)["seq"] == seq, (channel, account)
+            if type(entry) is not bytes and (channel, account, seq) in at_event:
+                assert data == at_event[(channel, account, seq)], (channel, account, seq)
+                compared += 1
+    return compared
+
+
 async def setup(ex: RunningExchange) -> dict[str, Client]:
     """Members SELLER, BUYER, OTHER funded; warehouses W1 (op1) and W2 (op2) for steel; rebar sells
-    only against receipts. Returns logged-in clients by name."""
+    only against receipts. Returns logged-in clients by name. Turns on the private streams' check
+    that a message encoded late (at a replay) is the one its event made."""
+    ex.gateway.private.encoded_at_event = {}
     keys = {name: ex.trader_key(name, receipts=False) for name in ("SELLER", "BUYER", "OTHER")}
     keys["op1"] = ex.warehouse("W1", ("EAST-STEEL",), "op1")
     keys["op2"] = ex.warehouse("W2", ("EAST-STEEL",), "op2")
@@ -235,6 +269,7 @@ def test_receipt_to_settlement_and_load_out_over_the_gateway(database_url: str) 
             last = buyer.private_messages["balances"][-1]
             assert (last["available"], last["frozen_escrow"]) == (funds["available"], "0.00")
             assert_views_match_core(ex)
+            assert check_replays_equal_events(ex) > 0
             await close_all(c)
 
     run(main)
@@ -270,6 +305,7 @@ def test_dispute_resolved_by_staff(tmp_path: Any) -> None:
             held = await c["BUYER"].receipts()
             assert [r["weight_kg"] for r in held] == [100_000]
             assert_views_match_core(ex)
+            check_replays_equal_events(ex)
             await close_all(c)
 
     run(main)
@@ -398,6 +434,7 @@ def test_new_private_channels_resume_without_a_gap(tmp_path: Any) -> None:
                 assert stream.seq > 10, (channel, stream.seq)
             assert watcher.replay_lost == 0
             check_private(watcher)
+            assert check_replays_equal_events(ex) > 0
             # the last balances message is the balance the query shows
             last = watcher.private_messages["balances"][-1]
             now = (await watcher.balances())[0]
@@ -459,6 +496,7 @@ def test_read_models_equal_the_core_after_random_flow(tmp_path: Any) -> None:
                 assert_views_match_core(ex)
             except AssertionError as exc:
                 raise AssertionError(f"read models differ from the core (seed {seed}): {exc}") from exc
+            assert check_replays_equal_events(ex) > 100, seed
             await close_all(c)
 
     run(main)
@@ -511,6 +549,7 @@ def test_read_models_load_from_the_recovered_core_after_a_restart(tmp_path: Any)
             before["withdrawals"] = (await c["staff"].request("withdrawals"))["withdrawals"]
             before["op"] = await c["op1"].deals()
             assert_views_match_core(ex)
+            check_replays_equal_events(ex)
             await close_all(c)
 
     async def second() -> None:

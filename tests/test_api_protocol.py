@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,6 +32,7 @@ from api._private import PrivateStreams
 from api._protocol import NewOrderRequest
 from api._schema import SCHEMA_PATH, schema_text
 from api._session import WRITE_CHUNK_MESSAGES, Connection
+from api._views import fen_to_cny
 from exchange import Ack, parse_instruments
 from matching import ACCEPTED, BOOK, BUY, SELL, TRADE, RejectCode
 
@@ -231,6 +234,62 @@ def test_private_ring_replays_within_its_bound() -> None:
     nothing = Sink()
     streams.subscribe("orders", "M1", nothing, from_seq=9, epoch=streams.epoch)
     assert nothing.got == []
+
+
+def test_private_ring_defers_encoding_without_a_subscriber_and_replays_what_live_got() -> None:
+    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=10)
+    streams.encoded_at_event = {}
+    live = Sink()
+    for n in range(1, 7):
+        if n == 4:  # a subscriber from here on: messages 4-6 are encoded as they happen, 1-3 were deferred
+            streams.subscribe("orders", "M1", live, from_seq=None, epoch=None)
+        streams.apply(Ack(n, n, [(ACCEPTED, n, n, "M1", "RB", f"c{n}", BUY, 3500, 1, 0)]))
+    ring = streams.stream("orders", "M1").ring
+    assert [type(entry) for _seq, entry in ring] == [dict] * 3 + [bytes] * 3
+    assert sorted(streams.encoded_at_event) == [("orders", "M1", n) for n in (1, 2, 3)]
+    replayed = Sink()
+    streams.subscribe("orders", "M1", replayed, from_seq=1, epoch=streams.epoch)
+    at_event = [streams.encoded_at_event[("orders", "M1", n)] for n in (1, 2, 3)]
+    assert replayed.got == at_event + live.got
+    assert [orjson.loads(data)["seq"] for data in replayed.got] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_deferred_private_message_that_changes_after_the_fact_fails_the_replay_check() -> None:
+    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=10)
+    streams.encoded_at_event = {}
+    holds: list[dict[str, Any]] = [{"hold_id": 1, "amount": "1.00"}]
+    streams.emit("balances", "M1", {"type": "balances", "account": "M1", "seq": 0, "holds": holds})
+    holds[0]["amount"] = "2.00"  # a push sharing live data with the read models: its replay would lie
+    with pytest.raises(AssertionError):
+        streams.subscribe("balances", "M1", Sink(), from_seq=1, epoch=streams.epoch)
+
+
+def test_a_message_built_late_from_arguments_that_changed_fails_the_replay_check() -> None:
+    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=10)
+    streams.encoded_at_event = {}
+
+    def build(seq: int, account: str, holds: list[int]) -> dict[str, Any]:
+        return {"type": "balances", "account": account, "seq": seq, "holds": list(holds)}
+
+    streams.emit_built("balances", "M1", build, ("M1", (1, 2)))
+    holds = [1, 2]
+    streams.emit_built("balances", "M1", build, ("M1", holds))
+    replayed = Sink()
+    streams.subscribe("balances", "M1", replayed, from_seq=1, epoch=streams.epoch)
+    streams.unsubscribe("balances", "M1", replayed)
+    assert [orjson.loads(data) for data in replayed.got] == [
+        {"type": "balances", "account": "M1", "seq": seq, "holds": [1, 2]} for seq in (1, 2)
+    ]
+    holds.append(3)  # an argument that later events change: its replay would lie
+    with pytest.raises(AssertionError):
+        streams.subscribe("balances", "M1", Sink(), from_seq=1, epoch=streams.epoch)
+
+
+@given(st.integers(min_value=-(10**18), max_value=10**18))
+def test_fen_to_cny_is_the_amount_with_two_places(amount_fen: int) -> None:
+    sign, magnitude = ("-", -amount_fen) if amount_fen < 0 else ("", amount_fen)
+    assert fen_to_cny(amount_fen) == f"{sign}{magnitude // 100}.{magnitude % 100:02d}"
+    assert Decimal(fen_to_cny(amount_fen)) * 100 == amount_fen
 
 
 def test_book_checksum_is_crc32_of_the_canonical_string() -> None:
