@@ -474,6 +474,7 @@ class MatchingEngine:
             level = levels[price]
             total = lots[price]
             traded_here = False
+            taken = 0
             while qty and level:
                 maker_id = next(iter(level))
                 maker = level[maker_id]
@@ -491,6 +492,7 @@ class MatchingEngine:
                     del level[maker_id]
                     del orders[maker_id]
                     del account_orders[maker.account][maker_id]
+                    taken += 1
                 else:
                     traded = qty
                 maker.open_lots = maker_open - traded
@@ -546,6 +548,8 @@ class MatchingEngine:
             # the level's new total (Book level bookkeeping, inlined on this hot path)
             if level:
                 lots[price] = total
+                if taken:
+                    book.note_taken(maker_side, price, taken)
             elif price in levels:
                 assert total == 0, (price, total)
                 book.drop_level(maker_side, price)
@@ -676,6 +680,7 @@ class MatchingEngine:
         total = lots[price] - open_lots
         if level:
             lots[price] = total
+            book.note_taken(side, price, 1)
         else:
             assert total == 0, (price, total)
             book.drop_level(side, price)

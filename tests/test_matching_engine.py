@@ -3,6 +3,7 @@ self-trade prevention, sessions, duplicates, determinism and state transfer."""
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -358,3 +359,36 @@ def test_midday_break_keeps_day_orders_and_accepts_cancels() -> None:
     venue.do(SetTradingState("RB", CONTINUOUS))
     out = venue.order("B", "y", BUY, 3501, 5)
     assert [(e[4], e[5]) for e in out if e[0] == TRADE] == [(3501, 5)], "the DAY order trades after the break"
+
+
+@pytest.mark.parametrize("how", ["fills", "cancels"])
+def test_a_deep_level_taken_oldest_first_is_rebuilt_and_keeps_time_order(how: str) -> None:
+    """A dict keeps the slots of deleted entries, and finding the oldest order walks past them.
+    A deep level taken one order at a time from the front is rebuilt before the dead slots in
+    front of its first order outnumber 64 + sqrt(32 n): each fill or cancel then costs about
+    the same however many went before it (nothing here is timed; the walk is bounded). Time
+    priority holds throughout."""
+    depth, left = 3_000, 10
+    venue = Venue(Limits(max_open_orders_per_account=depth + 1))
+    ids = []
+    for i in range(depth):
+        out = venue.order("M", f"m{i}", SELL, 3500, 1, stp_mode=STP_NONE)
+        ids.append(out[0][2])
+    levels = venue.engine.books["RB"].levels[SELL]
+    level, dead, rebuilds = levels[3500], 0, 0
+    for i, order_id in enumerate(ids[: depth - left]):
+        if how == "fills":
+            out = venue.order("T", f"t{i}", BUY, 3500, 1, time_in_force=IOC, stp_mode=STP_NONE)
+            trade = next(e for e in out if e[0] == TRADE)
+            assert trade[9] == order_id, "the oldest order fills first"
+        else:
+            assert kinds(venue.do(CancelOrder("M", order_id)))[0] == CANCELLED
+        dead += 1
+        if levels[3500] is not level:  # rebuilt: no dead slot left
+            level, dead, rebuilds = levels[3500], 0, rebuilds + 1
+        assert len(level) == depth - i - 1
+        assert dead <= 64 + math.isqrt(32 * (len(level) + dead)), (i, dead)
+    assert rebuilds >= 10
+    assert list(level) == ids[depth - left :]
+    assert venue.engine.books["RB"].level_lots[SELL][3500] == left
+    venue.engine.check_invariants()
