@@ -77,11 +77,11 @@ class Engine:
         cancel_order = core.cancel
         amend_order = core.amend
         next_seq = itertools.count(3).__next__
+        seen = [core.trade_count]  # the engine's trade counter when trades were last counted
 
         def limit(c: tuple[Any, ...]) -> None:
             _, wid, account, side, price, qty, tif = c
             seq = next_seq()
-            trades = core.trade_count
             new_order(
                 make_new_order(
                     ACCOUNTS[account],
@@ -99,8 +99,10 @@ class Engine:
                 out,
             )
             ids[wid] = seq
-            if core.trade_count != trades:
-                self.trades += core.trade_count - trades
+            if len(out) > 1 and out[1][0] == TRADE:  # ACCEPTED, then its trades first
+                count = core.trade_count
+                self.trades += count - seen[0]
+                seen[0] = count
                 resting = orders.get(seq)
                 if resting is not None:
                     self.traded += resting.filled_lots
@@ -119,14 +121,15 @@ class Engine:
             _, wid, price, open_lots = c
             order_id = ids.get(wid, 0)
             order = orders.get(order_id)
-            trades = core.trade_count
             if order is None:
                 amend_order(make_amend_order("", order_id, price, open_lots), next_seq(), out)
             else:
                 total = order.filled_lots + order.cancelled_lots + open_lots
                 amend_order(make_amend_order(order.account, order_id, price, total), next_seq(), out)
-            if core.trade_count != trades:
-                self.trades += core.trade_count - trades
+            if core.trade_count != seen[0]:
+                count = core.trade_count
+                self.trades += count - seen[0]
+                seen[0] = count
                 self.traded += sum(event[5] for event in out if event[0] == TRADE)
             out.clear()
 

@@ -18,7 +18,7 @@ from typing import Final
 from matching._instrument import Instrument
 from matching._types import BUY, CLOSED
 
-__all__ = ["Book", "Order"]
+__all__ = ["DEEP_LEVEL_ORDERS", "Book", "Order"]
 
 # Held in C statics by the compiled build (a plain import is a dictionary lookup per call there).
 heapify: Final = heapq.heapify
@@ -29,6 +29,10 @@ _REBUILD_MIN_TAKEN: Final = 64
 _REBUILD_WEIGHT: Final = 32
 """A level's dict is rebuilt once the orders taken off it since it was built exceed
 ``_REBUILD_MIN_TAKEN`` and the square root of ``_REBUILD_WEIGHT`` times the orders it holds."""
+DEEP_LEVEL_ORDERS: Final = 64
+"""Orders taken off a level are counted (``Book.note_taken``) only while it holds at least this
+many: below, its dead slots grow by fewer than this many more before it empties or an insert
+makes the dict resize (which compacts it)."""
 
 
 class Order:
@@ -189,7 +193,8 @@ class Book:
         rebuilt (``dict(level)``, same order) once more than ``64 + sqrt(32 n)`` orders were taken
         since it was built, which weighs the walk (about a nanosecond a slot) against the copy
         (tens of nanoseconds an order): the cost of a fill stays near constant however deep the
-        level, and a shallow level is never rebuilt."""
+        level. The engine calls this only while the level holds ``DEEP_LEVEL_ORDERS`` or more, so
+        a shallow level costs nothing here and is never rebuilt."""
         taken = self.level_taken[side]
         total = taken.get(price_ticks, 0) + count
         if total > _REBUILD_MIN_TAKEN:
@@ -204,7 +209,9 @@ class Book:
         """Remove the emptied level at `price_ticks` and refresh the best price."""
         del self.levels[side][price_ticks]
         del self.level_lots[side][price_ticks]
-        self.level_taken[side].pop(price_ticks, None)
+        taken = self.level_taken[side]
+        if taken:
+            taken.pop(price_ticks, None)
         if self.bests[side] == price_ticks:
             self.bests[side] = self.best_from_heap(side)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Final
 
 from matching._auction import uncross
-from matching._book import Book, Order, heappush
+from matching._book import DEEP_LEVEL_ORDERS, Book, Order, heappush
 from matching._commands import (
     AmendOrder,
     CancelOrder,
@@ -548,7 +548,7 @@ class MatchingEngine:
             # the level's new total (Book level bookkeeping, inlined on this hot path)
             if level:
                 lots[price] = total
-                if taken:
+                if taken and len(level) >= DEEP_LEVEL_ORDERS:
                     book.note_taken(maker_side, price, taken)
             elif price in levels:
                 assert total == 0, (price, total)
@@ -680,7 +680,8 @@ class MatchingEngine:
         total = lots[price] - open_lots
         if level:
             lots[price] = total
-            book.note_taken(side, price, 1)
+            if len(level) >= DEEP_LEVEL_ORDERS:
+                book.note_taken(side, price, 1)
         else:
             assert total == 0, (price, total)
             book.drop_level(side, price)
