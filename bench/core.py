@@ -26,7 +26,7 @@ from typing import Any
 from bench.workload import BENCH_INSTRUMENT, BENCH_LIMITS, MIXES, SYMBOL, generate
 from clearing import C_DEAL, C_ORDER_REJECTED
 from exchange import Core, funding_commands, tune_collector
-from exchange._sequencer import GC_FREEZE_EVERY_COMMANDS
+from exchange._gc import Freezer
 from matching import CONTINUOUS, TRADE, ListInstrument, MatchingEngine, SetTradingState
 from matching._native import native_status
 
@@ -52,13 +52,16 @@ def fresh_core(prefill: list[Any]) -> tuple[Core, int]:
     return core, seq
 
 
-def _collector_as_the_sequencer() -> None:
+def _collector_as_the_sequencer() -> Freezer:
     """The garbage collector set up as in the sequencing thread (``exchange.tune_collector``,
-    the state built so far frozen); the timed loops freeze again every
-    ``GC_FREEZE_EVERY_COMMANDS`` commands as the sequencer does."""
+    the state built so far frozen); the timed loops tell the returned ``Freezer`` what they
+    applied, as the sequencer does."""
     tune_collector()
     gc.collect()
     gc.freeze()
+    freezer = Freezer()
+    freezer.start()
+    return freezer
 
 
 def _throughput(prefill: list[Any], stream: list[Any], check: bool) -> tuple[float, int, int, int]:
@@ -66,17 +69,12 @@ def _throughput(prefill: list[Any], stream: list[Any], check: bool) -> tuple[flo
     apply = core.apply
     out: list[Any] = []
     trades = deals = refused = 0
-    _collector_as_the_sequencer()
+    freezer = _collector_as_the_sequencer()
     start = time.perf_counter()
-    unfrozen = 0
     for command in stream:
         apply(command, seq, 0, out)
         seq += 1
-        unfrozen += 1
-        if unfrozen == GC_FREEZE_EVERY_COMMANDS:  # as the sequencing thread does
-            gc.collect(1)
-            gc.freeze()
-            unfrozen = 0
+        freezer.applied(1)  # as the sequencing thread does
         if len(out) > 256:  # events are consumed in batches, as the sequencer does
             for event in out:
                 kind = event[0]
@@ -107,16 +105,14 @@ def _latency(prefill: list[Any], stream: list[Any]) -> list[int]:
     out: list[Any] = []
     ns = time.perf_counter_ns
     samples = [0] * len(stream)
-    _collector_as_the_sequencer()
+    freezer = _collector_as_the_sequencer()
     for i, command in enumerate(stream):
         start = ns()
         apply(command, seq, 0, out)
         samples[i] = ns() - start
         seq += 1
         out.clear()
-        if i % GC_FREEZE_EVERY_COMMANDS == GC_FREEZE_EVERY_COMMANDS - 1:
-            gc.collect(1)
-            gc.freeze()
+        freezer.applied(1)
     samples.sort()
     return samples
 

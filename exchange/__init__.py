@@ -38,7 +38,13 @@ from exchange._errors import (
     WriterLocked,
     WriterStopped,
 )
-from exchange._gc import YOUNG_THRESHOLD_OBJECTS, tune_collector
+from exchange._gc import (
+    GC_FREEZE_EVERY_COMMANDS,
+    GC_SWEEP_MIN_COMMANDS,
+    YOUNG_THRESHOLD_OBJECTS,
+    Freezer,
+    tune_collector,
+)
 from exchange._instruments import (
     MAX_INSTRUMENTS_IN_FILE,
     STATE_NAMES,
@@ -72,6 +78,8 @@ from exchange._warehouse_tables import DeliveryRow, ReceiptRow, StockRow
 __all__ = [
     "COMMANDS",
     "DEFAULT_COMMIT_TIMEOUT_MS",
+    "GC_FREEZE_EVERY_COMMANDS",
+    "GC_SWEEP_MIN_COMMANDS",
     "MAX_INSTRUMENTS_IN_FILE",
     "SIMULATION_BANK",
     "SIMULATION_FUNDING_FEN",
@@ -87,6 +95,7 @@ __all__ = [
     "DeliveryDesk",
     "DeliveryRow",
     "ExchangeError",
+    "Freezer",
     "ImportResult",
     "JournalCorrupt",
     "JournalError",

@@ -36,7 +36,6 @@ writer never stops for them (the synchronous path exports them in place).
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import threading
@@ -49,7 +48,7 @@ from exchange._codec import JournalRecordBody, encode_record, record_encoders
 from exchange._core import Core
 from exchange._db import upgrade
 from exchange._errors import QueueFull, WriterStopped
-from exchange._gc import tune_collector
+from exchange._gc import Freezer, tune_collector
 from exchange._projections import BatchProjection
 from exchange._recovery import BackgroundSnapshot, RecoveryReport, encode_snapshot, recover
 from exchange._settings import DEFAULT_COMMIT_TIMEOUT_MS, MAX_BATCH_COMMANDS, MAX_COMMIT_TIMEOUT_MS, Settings
@@ -58,7 +57,7 @@ from exchange._ticket import Ticket
 from exchange._warehouse_projection import WarehouseRows
 from matching import Event, Instrument, ListInstrument
 
-__all__ = ["GC_FREEZE_EVERY_COMMANDS", "Ack", "Listener", "Sequencer"]
+__all__ = ["Ack", "Listener", "Sequencer"]
 
 log = logging.getLogger("bulkex.sequencer")
 
@@ -83,19 +82,6 @@ _Group = tuple[Sequence[Any], list[JournalRecordBody], int, Any]
 _Work = tuple[list[_Group], list[Ack], Batch]
 
 _STOP = object()
-
-GC_FREEZE_EVERY_COMMANDS = 500
-"""The sequencing thread moves every object the garbage collector tracks into its permanent
-generation (``gc.freeze``) after this many commands. The core's state (orders, holds, deals,
-ledger entries) only grows and holds no reference cycles; left in the collector's sight, every
-full collection walks all of it again (measured: a third of the core's time per command once it
-holds a few hundred thousand objects). Objects frozen are still freed by reference counting when
-dropped. The young generations are collected just before, so only a reference cycle that
-became garbage after reaching the oldest generation and before the freeze would stay (the
-core makes none; the rest of the process should not rely on the collector for long-lived
-cycles). That collection walks what survived since the last freeze, and it holds the
-interpreter lock: every 500 commands it pauses the writer for about 0.7 ms (median, measured on
-the journal benchmark's flow), against 14 ms every 10,000 commands, for the same total."""
 
 
 class Sequencer:
@@ -135,6 +121,7 @@ class Sequencer:
         self._queue: SimpleQueue[Any] = SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopped: str | None = None  # why the writer stopped, None while it runs
+        self.freezer = Freezer()  # the collector's policy while commands flow (exchange/_gc.py)
         self._snapshot_job: BackgroundSnapshot | None = None  # a snapshot being exported by a child
         self._queued = 0  # commands submitted and not yet taken by the sequencing thread
         self._queued_lock = threading.Lock()
@@ -305,7 +292,8 @@ class Sequencer:
         committer = threading.Thread(target=self._commit_loop, name="bulkex-committer", daemon=True)
         committer.start()
         stopping = False
-        unfrozen = 0  # commands applied since the last gc.freeze()
+        freezer = self.freezer
+        freezer.start()
         while not stopping:
             group = queue.get()
             if group is _STOP:
@@ -345,11 +333,7 @@ class Sequencer:
                     self._stop(exc)
                     self._fail_groups(groups)
                 handoff.notify_all()
-            unfrozen += size
-            if unfrozen >= GC_FREEZE_EVERY_COMMANDS:
-                gc.collect(1)  # the young generations first: their garbage cycles are not frozen
-                gc.freeze()
-                unfrozen = 0
+            freezer.applied(size)
         with handoff:
             self._closing = True
             handoff.notify_all()
