@@ -56,12 +56,12 @@ from matching import (
     REJECTED,
     STATE,
     TRADE,
-    AmendOrder,
-    CancelOrder,
     MassCancel,
-    NewOrder,
     Rejected,
     SetTradingState,
+    make_amend_order,
+    make_cancel_order,
+    make_new_order,
 )
 
 if TYPE_CHECKING:
@@ -229,7 +229,7 @@ def _new_order(gateway: Gateway, conn: Connection, r: NewOrderRequest) -> Submit
     else:
         _known(gateway, r.instrument)
         price_ticks = 0
-    command = NewOrder(
+    command = make_new_order(  # (the compiled builder: a NewOrder, built without a constructor's argument tuple)
         conn.account,
         r.instrument,
         r.client_order_id,
@@ -281,7 +281,7 @@ def _cancel_order(gateway: Gateway, conn: Connection, r: CancelOrderRequest) -> 
         cancelled = sum(e[7] for e in ack.events if e[0] == CANCELLED and e[2] == r.order_id)
         return {"order_id": r.order_id, "seq": ack.seq, "ts_ns": ack.ts_ns, "cancelled_lots": cancelled}
 
-    return Submit(CancelOrder(conn.account, r.order_id), finish)
+    return Submit(make_cancel_order(conn.account, r.order_id), finish)
 
 
 def _amend_order(gateway: Gateway, conn: Connection, r: AmendOrderRequest) -> Submit:
@@ -310,7 +310,7 @@ def _amend_order(gateway: Gateway, conn: Connection, r: AmendOrderRequest) -> Su
                 result["open_lots"] = e[8]
         return result
 
-    return Submit(AmendOrder(conn.account, r.order_id, price_ticks, r.quantity_lots), finish)
+    return Submit(make_amend_order(conn.account, r.order_id, price_ticks, r.quantity_lots), finish)
 
 
 def _mass_cancel(gateway: Gateway, conn: Connection, r: MassCancelRequest) -> Submit:
