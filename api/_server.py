@@ -121,6 +121,7 @@ class Gateway:
         self.sessions: dict[str, set[Connection]] = {}
         self.key_buckets: dict[str, TokenBucket] = {}
         self.nonces: dict[str, dict[str, int]] = {}
+        self.parsed_prices: dict[str, dict[str, int]] = {}  # symbol -> wire price -> ticks (api._handlers._ticks)
         # id(command) -> (connection, request id, request type, finish, command)
         self.pending: dict[int, tuple[Connection, str, str, Callable[[Ack], dict[str, Any]], Any]] = {}
         self.internal: set[asyncio.Future[None]] = set()
