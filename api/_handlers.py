@@ -56,19 +56,27 @@ from matching import (
     REJECTED,
     STATE,
     TRADE,
-    AmendOrder,
-    CancelOrder,
     MassCancel,
-    NewOrder,
     Rejected,
     SetTradingState,
+    make_amend_order,
+    make_cancel_order,
+    make_new_order,
 )
 
 if TYPE_CHECKING:
     from api._server import Gateway
     from api._session import Connection
 
-__all__ = ["ALL_ROLES", "HANDLERS", "Handler", "HandlerRegistry", "Submit", "instrument_info"]
+__all__ = [
+    "ALL_ROLES",
+    "HANDLERS",
+    "PARSED_PRICES_PER_INSTRUMENT",
+    "Handler",
+    "HandlerRegistry",
+    "Submit",
+    "instrument_info",
+]
 
 ALL_ROLES = frozenset({"trader", "operator", "bank", "staff"})
 _SIDES = {"buy": 0, "sell": 1}
@@ -76,6 +84,8 @@ _TIFS = {"gtc": 0, "day": 1, "ioc": 2, "fok": 3}
 _TYPES = {"limit": 0, "market": 1}
 _STP = {"none": 0, "cancel_newest": 1, "cancel_oldest": 2, "cancel_both": 3, "decrement": 4}
 _STATES = {"closed": CLOSED, "auction": AUCTION, "continuous": CONTINUOUS, "halted": HALTED}
+PARSED_PRICES_PER_INSTRUMENT = 4096
+"""Wire prices remembered with their ticks per instrument (``_ticks``); when full, all are forgotten."""
 
 
 @dataclass(slots=True)
@@ -122,13 +132,27 @@ def _core_error(code: int, detail: str, seq: int) -> ApiError:
 
 
 def _ticks(gateway: Gateway, symbol: str, price: str) -> int:
+    """A wire price in ticks of `symbol`. Prices parsed lately are remembered per instrument (at most
+    PARSED_PRICES_PER_INSTRUMENT, then forgotten all at once): parsing a decimal costs more than a
+    lookup, and a listed instrument's tick never changes. A refused price is never remembered."""
+    parsed = gateway.parsed_prices.get(symbol)
+    if parsed is not None:
+        known = parsed.get(price)
+        if known is not None:
+            return known
     data = gateway.market.instruments.get(symbol)
     if data is None:
         raise ApiError(ErrorCode.UNKNOWN_INSTRUMENT, symbol)
     try:
-        return data.instrument.price_to_ticks(price)
+        ticks = data.instrument.price_to_ticks(price)
     except Rejected as exc:
         raise ApiError(ErrorCode.from_reject(exc.code), exc.detail) from None
+    if parsed is None:
+        parsed = gateway.parsed_prices[symbol] = {}
+    elif len(parsed) >= PARSED_PRICES_PER_INSTRUMENT:
+        parsed.clear()
+    parsed[price] = ticks
+    return ticks
 
 
 def _known(gateway: Gateway, symbol: str) -> None:
@@ -229,7 +253,7 @@ def _new_order(gateway: Gateway, conn: Connection, r: NewOrderRequest) -> Submit
     else:
         _known(gateway, r.instrument)
         price_ticks = 0
-    command = NewOrder(
+    command = make_new_order(  # (the compiled builder: a NewOrder, built without a constructor's argument tuple)
         conn.account,
         r.instrument,
         r.client_order_id,
@@ -261,9 +285,18 @@ def _new_order(gateway: Gateway, conn: Connection, r: NewOrderRequest) -> Submit
                     "cancelled_lots": 0, "fills": [],
                 }  # fmt: skip
         assert order_id, ack
-        fills = _fills(gateway, ack, order_id)
-        filled = sum(f["quantity_lots"] for f in fills)
-        cancelled = sum(e[7] for e in ack.events if e[0] == CANCELLED and e[2] == order_id)
+        # the order's fills (as _fills) and cancelled lots, in one pass over the events
+        price = gateway.price
+        fills = []
+        filled = cancelled = 0
+        for e in ack.events:
+            kind = e[0]
+            if kind == TRADE:
+                if e[6] == order_id or e[9] == order_id:
+                    fills.append({"trade_id": e[2], "price": price(e[3], e[4]), "quantity_lots": e[5]})
+                    filled += e[5]
+            elif kind == CANCELLED and e[2] == order_id:
+                cancelled += e[7]
         open_lots = r.quantity_lots - filled - cancelled
         assert open_lots >= 0, ack
         return {
@@ -281,7 +314,7 @@ def _cancel_order(gateway: Gateway, conn: Connection, r: CancelOrderRequest) -> 
         cancelled = sum(e[7] for e in ack.events if e[0] == CANCELLED and e[2] == r.order_id)
         return {"order_id": r.order_id, "seq": ack.seq, "ts_ns": ack.ts_ns, "cancelled_lots": cancelled}
 
-    return Submit(CancelOrder(conn.account, r.order_id), finish)
+    return Submit(make_cancel_order(conn.account, r.order_id), finish)
 
 
 def _amend_order(gateway: Gateway, conn: Connection, r: AmendOrderRequest) -> Submit:
@@ -310,7 +343,7 @@ def _amend_order(gateway: Gateway, conn: Connection, r: AmendOrderRequest) -> Su
                 result["open_lots"] = e[8]
         return result
 
-    return Submit(AmendOrder(conn.account, r.order_id, price_ticks, r.quantity_lots), finish)
+    return Submit(make_amend_order(conn.account, r.order_id, price_ticks, r.quantity_lots), finish)
 
 
 def _mass_cancel(gateway: Gateway, conn: Connection, r: MassCancelRequest) -> Submit:

@@ -129,93 +129,38 @@ class PrivateStreams:
             self.apply(ack)
 
     def apply(self, ack: Ack) -> None:
+        """The `orders` and `executions` messages of one command. Each is emitted as its builder and the
+        arguments captured at the event (the event tuple itself, its ts_ns and the price function: a
+        listed instrument's tick never changes), so nothing is built or encoded unless a subscriber
+        or a replay needs it."""
         price = self.price
-        emit = self.emit
+        emit_built = self.emit_built
+        open_orders = self.open_orders
         ts_ns = ack.ts_ns
         for e in ack.events:
             kind = e[0]
             if kind == TRADE:
-                _, seq, trade_id, symbol, price_ticks, qty, buy_id, buy_account, buy_open, sell_id, sell_account, \
-                    sell_open, aggressor = e  # fmt: skip
-                wire_price = price(symbol, price_ticks)
-                if not buy_open:
-                    self.open_orders.pop(buy_id, None)
-                if not sell_open:
-                    self.open_orders.pop(sell_id, None)
-                for side, account, order_id, open_lots in (
-                    (0, buy_account, buy_id, buy_open),
-                    (1, sell_account, sell_id, sell_open),
-                ):
-                    liquidity = "auction" if aggressor == -1 else ("taker" if aggressor == side else "maker")
-                    emit(
-                        "orders",
-                        account,
-                        {
-                            "type": "orders", "account": account, "seq": 0, "journal_seq": seq, "ts_ns": ts_ns,
-                            "event": "filled", "order_id": order_id, "instrument": symbol, "side": _SIDES[side],
-                            "price": wire_price, "filled_lots": qty, "open_lots": open_lots,
-                        },
-                    )  # fmt: skip
-                    emit(
-                        "executions",
-                        account,
-                        {
-                            "type": "executions", "account": account, "seq": 0, "journal_seq": seq,
-                            "ts_ns": ts_ns, "trade_id": trade_id, "order_id": order_id, "instrument": symbol,
-                            "side": _SIDES[side], "price": wire_price, "quantity_lots": qty,
-                            "open_lots": open_lots, "liquidity": liquidity,
-                        },
-                    )  # fmt: skip
+                if not e[8]:
+                    open_orders.pop(e[6], None)
+                if not e[11]:
+                    open_orders.pop(e[9], None)
+                buy_args = (e, ts_ns, price, 0)
+                sell_args = (e, ts_ns, price, 1)
+                emit_built("orders", e[7], _filled_body, buy_args)
+                emit_built("executions", e[7], _execution_body, buy_args)
+                emit_built("orders", e[10], _filled_body, sell_args)
+                emit_built("executions", e[10], _execution_body, sell_args)
             elif kind == ACCEPTED:
-                _, seq, order_id, account, symbol, clid, side, price_ticks, qty, _tif = e
-                self.open_orders[order_id] = symbol
-                emit(
-                    "orders",
-                    account,
-                    {
-                        "type": "orders", "account": account, "seq": 0, "journal_seq": seq, "ts_ns": ts_ns,
-                        "event": "accepted", "order_id": order_id, "instrument": symbol, "client_order_id": clid,
-                        "side": "buy" if side == BUY else "sell", "price": price(symbol, price_ticks),
-                        "quantity_lots": qty, "open_lots": qty,
-                    },
-                )  # fmt: skip
+                open_orders[e[2]] = e[4]
+                emit_built("orders", e[3], _accepted_body, (e, ts_ns, price))
             elif kind == CANCELLED:
-                _, seq, order_id, account, symbol, side, price_ticks, cancelled, open_lots, reason = e
-                if not open_lots:
-                    self.open_orders.pop(order_id, None)
-                emit(
-                    "orders",
-                    account,
-                    {
-                        "type": "orders", "account": account, "seq": 0, "journal_seq": seq, "ts_ns": ts_ns,
-                        "event": "cancelled", "order_id": order_id, "instrument": symbol,
-                        "side": "buy" if side == BUY else "sell", "price": price(symbol, price_ticks),
-                        "cancelled_lots": cancelled, "open_lots": open_lots, "reason": CancelReason.NAMES[reason],
-                    },
-                )  # fmt: skip
+                if not e[8]:
+                    open_orders.pop(e[2], None)
+                emit_built("orders", e[3], _cancelled_body, (e, ts_ns, price))
             elif kind == AMENDED:
-                _, seq, order_id, account, symbol, price_ticks, qty, open_lots, kept = e
-                emit(
-                    "orders",
-                    account,
-                    {
-                        "type": "orders", "account": account, "seq": 0, "journal_seq": seq, "ts_ns": ts_ns,
-                        "event": "amended", "order_id": order_id, "instrument": symbol,
-                        "price": price(symbol, price_ticks), "quantity_lots": qty, "open_lots": open_lots,
-                        "priority_kept": kept,
-                    },
-                )  # fmt: skip
-            elif kind == REJECTED:
-                _, seq, account, reference, code, _detail = e
-                if account:
-                    emit(
-                        "orders",
-                        account,
-                        {
-                            "type": "orders", "account": account, "seq": 0, "journal_seq": seq, "ts_ns": ts_ns,
-                            "event": "rejected", "reference": reference, "code": RejectCode(code).name,
-                        },
-                    )  # fmt: skip
+                emit_built("orders", e[3], _amended_body, (e, ts_ns, price))
+            elif kind == REJECTED and e[2]:
+                emit_built("orders", e[2], _rejected_body, (e, ts_ns))
 
     def subscribe(
         self, channel: str, account: str, subscriber: Subscriber, from_seq: int | None, epoch: str | None
@@ -249,3 +194,69 @@ class PrivateStreams:
         stream = self.streams.get((channel, account))
         if stream is not None:
             stream.subscribers.discard(subscriber)
+
+
+# ------------------------------------------------ message bodies of `apply`
+# Each builds one message from its seq and the arguments `apply` captured: the core's event (an
+# immutable tuple of integers and strings), the command's ts_ns and the price function.
+
+
+def _filled_body(seq: int, e: tuple[Any, ...], ts_ns: int, price: Callable[[str, int], str], side: int) -> Body:
+    _, journal_seq, _trade_id, symbol, price_ticks, qty, buy_id, buy_account, buy_open, sell_id, sell_account, \
+        sell_open, _aggressor = e  # fmt: skip
+    account, order_id, open_lots = (buy_account, buy_id, buy_open) if side == 0 else (sell_account, sell_id, sell_open)
+    return {
+        "type": "orders", "account": account, "seq": seq, "journal_seq": journal_seq, "ts_ns": ts_ns,
+        "event": "filled", "order_id": order_id, "instrument": symbol, "side": _SIDES[side],
+        "price": price(symbol, price_ticks), "filled_lots": qty, "open_lots": open_lots,
+    }  # fmt: skip
+
+
+def _execution_body(seq: int, e: tuple[Any, ...], ts_ns: int, price: Callable[[str, int], str], side: int) -> Body:
+    _, journal_seq, trade_id, symbol, price_ticks, qty, buy_id, buy_account, buy_open, sell_id, sell_account, \
+        sell_open, aggressor = e  # fmt: skip
+    account, order_id, open_lots = (buy_account, buy_id, buy_open) if side == 0 else (sell_account, sell_id, sell_open)
+    liquidity = "auction" if aggressor == -1 else ("taker" if aggressor == side else "maker")
+    return {
+        "type": "executions", "account": account, "seq": seq, "journal_seq": journal_seq, "ts_ns": ts_ns,
+        "trade_id": trade_id, "order_id": order_id, "instrument": symbol, "side": _SIDES[side],
+        "price": price(symbol, price_ticks), "quantity_lots": qty, "open_lots": open_lots, "liquidity": liquidity,
+    }  # fmt: skip
+
+
+def _accepted_body(seq: int, e: tuple[Any, ...], ts_ns: int, price: Callable[[str, int], str]) -> Body:
+    _, journal_seq, order_id, account, symbol, clid, side, price_ticks, qty, _tif = e
+    return {
+        "type": "orders", "account": account, "seq": seq, "journal_seq": journal_seq, "ts_ns": ts_ns,
+        "event": "accepted", "order_id": order_id, "instrument": symbol, "client_order_id": clid,
+        "side": "buy" if side == BUY else "sell", "price": price(symbol, price_ticks),
+        "quantity_lots": qty, "open_lots": qty,
+    }  # fmt: skip
+
+
+def _cancelled_body(seq: int, e: tuple[Any, ...], ts_ns: int, price: Callable[[str, int], str]) -> Body:
+    _, journal_seq, order_id, account, symbol, side, price_ticks, cancelled, open_lots, reason = e
+    return {
+        "type": "orders", "account": account, "seq": seq, "journal_seq": journal_seq, "ts_ns": ts_ns,
+        "event": "cancelled", "order_id": order_id, "instrument": symbol,
+        "side": "buy" if side == BUY else "sell", "price": price(symbol, price_ticks),
+        "cancelled_lots": cancelled, "open_lots": open_lots, "reason": CancelReason.NAMES[reason],
+    }  # fmt: skip
+
+
+def _amended_body(seq: int, e: tuple[Any, ...], ts_ns: int, price: Callable[[str, int], str]) -> Body:
+    _, journal_seq, order_id, account, symbol, price_ticks, qty, open_lots, kept = e
+    return {
+        "type": "orders", "account": account, "seq": seq, "journal_seq": journal_seq, "ts_ns": ts_ns,
+        "event": "amended", "order_id": order_id, "instrument": symbol,
+        "price": price(symbol, price_ticks), "quantity_lots": qty, "open_lots": open_lots,
+        "priority_kept": kept,
+    }  # fmt: skip
+
+
+def _rejected_body(seq: int, e: tuple[Any, ...], ts_ns: int) -> Body:
+    _, journal_seq, account, reference, code, _detail = e
+    return {
+        "type": "orders", "account": account, "seq": seq, "journal_seq": journal_seq, "ts_ns": ts_ns,
+        "event": "rejected", "reference": reference, "code": RejectCode(code).name,
+    }  # fmt: skip

@@ -5,7 +5,7 @@
                       to websockets) ──► Gateway.on_frame: size, JSON and schema
                       in one pass, rate limits, login and role, handler
            handler ──► core command, queued for this pass of the loop
-           end of the pass ──► Sequencer.submit_many (one queue operation)
+           end of the pass ──► Sequencer.submit_batch (one queue operation, one ticket)
     writer threads: apply, journal, commit ──► listener(batch)
            ──call_soon_threadsafe──► Gateway._on_batch (event loop):
                       market data, private streams, read models (balances,
@@ -18,8 +18,9 @@ costs CPU per frame and memory per connection for messages of a few hundred
 bytes (docs/protocol.md).
 
 Every request gets exactly one answer. A command is answered only after its
-journal commit. Work is batched at each hand-over: one ``submit_many`` per
-pass of the loop (not one queue operation and thread wake-up per command),
+journal commit. Work is batched at each hand-over: one ``submit_batch`` per
+pass of the loop (not one queue operation and thread wake-up per command, nor
+a ticket per command: the answers come from the listener),
 one ``call_soon_threadsafe`` per committed batch, one write per connection
 per pass. A valid frame is decoded and validated in one pydantic pass
 (``REQUESTS.parse_json``); anything else is decoded step by step so that its
@@ -120,6 +121,7 @@ class Gateway:
         self.sessions: dict[str, set[Connection]] = {}
         self.key_buckets: dict[str, TokenBucket] = {}
         self.nonces: dict[str, dict[str, int]] = {}
+        self.parsed_prices: dict[str, dict[str, int]] = {}  # symbol -> wire price -> ticks (api._handlers._ticks)
         # id(command) -> (connection, request id, request type, finish, command)
         self.pending: dict[int, tuple[Connection, str, str, Callable[[Ack], dict[str, Any]], Any]] = {}
         self.internal: set[asyncio.Future[None]] = set()
@@ -291,7 +293,7 @@ class Gateway:
     # ----------------------------------------------------------- commands
 
     def _submit(self, conn: Connection, rid: str, request_type: str, outcome: Submit) -> None:
-        """Register the command as pending and queue it; the loop's pass ends with one ``submit_many``."""
+        """Register the command as pending and queue it; the loop's pass ends with one ``submit_batch``."""
         if conn.pending_commands >= self.limits.max_pending_per_connection:
             self.error(conn, rid, ErrorCode.TOO_MANY_PENDING, f"at most {self.limits.max_pending_per_connection}")
             return
@@ -314,7 +316,7 @@ class Gateway:
         self._to_submit = []
         sequencer = self.sequencer
         try:
-            sequencer.submit_many(commands)
+            sequencer.submit_batch(commands)  # (answered from the listener: its one ticket goes unread)
             return
         except QueueFull as exc:
             self._refuse(commands, ErrorCode.BUSY, str(exc))

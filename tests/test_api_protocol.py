@@ -34,7 +34,7 @@ from api._schema import SCHEMA_PATH, schema_text
 from api._session import WRITE_CHUNK_MESSAGES, Connection
 from api._views import fen_to_cny
 from exchange import Ack, parse_instruments
-from matching import ACCEPTED, BOOK, BUY, SELL, TRADE, RejectCode
+from matching import ACCEPTED, AMENDED, BOOK, BUY, CANCELLED, REJECTED, SELL, TRADE, CancelReason, RejectCode
 
 
 def test_schema_file_is_up_to_date() -> None:
@@ -245,13 +245,85 @@ def test_private_ring_defers_encoding_without_a_subscriber_and_replays_what_live
             streams.subscribe("orders", "M1", live, from_seq=None, epoch=None)
         streams.apply(Ack(n, n, [(ACCEPTED, n, n, "M1", "RB", f"c{n}", BUY, 3500, 1, 0)]))
     ring = streams.stream("orders", "M1").ring
-    assert [type(entry) for _seq, entry in ring] == [dict] * 3 + [bytes] * 3
+    assert [type(entry) for _seq, entry in ring] == [tuple] * 3 + [bytes] * 3  # (builder, arguments): not built
     assert sorted(streams.encoded_at_event) == [("orders", "M1", n) for n in (1, 2, 3)]
     replayed = Sink()
     streams.subscribe("orders", "M1", replayed, from_seq=1, epoch=streams.epoch)
     at_event = [streams.encoded_at_event[("orders", "M1", n)] for n in (1, 2, 3)]
     assert replayed.got == at_event + live.got
     assert [orjson.loads(data)["seq"] for data in replayed.got] == [1, 2, 3, 4, 5, 6]
+
+
+_ORDER_EVENTS = [
+    Ack(7, 1_000, [(ACCEPTED, 7, 11, "M1", "RB", "c1", BUY, 3500, 5, 0)]),
+    Ack(8, 2_000, [(ACCEPTED, 8, 12, "M2", "RB", "c2", SELL, 3499, 3, 2),
+                   (TRADE, 8, 90, "RB", 3500, 3, 11, "M1", 2, 12, "M2", 0, SELL)]),
+    Ack(9, 3_000, [(TRADE, 9, 91, "RB", 3500, 1, 11, "M1", 1, 13, "M2", 0, -1),
+                   (TRADE, 9, 92, "RB", 3501, 1, 14, "M1", 0, 15, "M1", 4, BUY)]),
+    Ack(10, 4_000, [(AMENDED, 10, 11, "M1", "RB", 3498, 4, 1, True), (AMENDED, 10, 15, "M1", "RB", 3502, 6, 4, False)]),
+    Ack(11, 5_000, [(CANCELLED, 11, 11, "M1", "RB", BUY, 3498, 1, 0, CancelReason.REQUESTED),
+                    (CANCELLED, 11, 15, "M1", "RB", SELL, 3502, 2, 2, CancelReason.SELF_TRADE)]),
+    Ack(12, 6_000, [(REJECTED, 12, "M1", "c9", RejectCode.UNKNOWN_ORDER, "x"),
+                    (REJECTED, 12, "", "RB", RejectCode.UNKNOWN_ORDER, "y")]),
+]  # fmt: skip
+
+
+def _order_streams(subscribed: bool) -> tuple[PrivateStreams, dict[tuple[str, str], Sink]]:
+    """The orders and executions of _ORDER_EVENTS, with subscribers from the start (each message built
+    at its event) or without (built when a resume replays it)."""
+    streams = PrivateStreams(lambda _s, ticks: f"{ticks // 100}.{ticks % 100:02d}", ring_size=100)
+    streams.encoded_at_event = {}
+    sinks = {(channel, account): Sink() for channel in ("orders", "executions") for account in ("M1", "M2")}
+    if subscribed:
+        for (channel, account), sink in sinks.items():
+            streams.subscribe(channel, account, sink, from_seq=None, epoch=None)
+    for ack in _ORDER_EVENTS:
+        streams.apply(ack)
+    if not subscribed:
+        for (channel, account), sink in sinks.items():
+            streams.subscribe(channel, account, sink, from_seq=1, epoch=streams.epoch)
+    return streams, sinks
+
+
+def test_private_order_and_execution_messages_are_the_same_built_live_or_at_replay() -> None:
+    live_streams, live = _order_streams(subscribed=True)
+    replay_streams, replayed = _order_streams(subscribed=False)
+    for key in live:
+        assert replayed[key].got == live[key].got, key
+    assert live_streams.open_orders == replay_streams.open_orders == {}
+    orders = [orjson.loads(data) for data in live["orders", "M1"].got]
+    executions = [orjson.loads(data) for data in live["executions", "M1"].got]
+    assert [m["seq"] for m in orders] == list(range(1, 11))
+    assert [m["seq"] for m in executions] == [1, 2, 3, 4]
+    assert orders[0] == {
+        "type": "orders", "account": "M1", "seq": 1, "journal_seq": 7, "ts_ns": 1_000, "event": "accepted",
+        "order_id": 11, "instrument": "RB", "client_order_id": "c1", "side": "buy", "price": "35.00",
+        "quantity_lots": 5, "open_lots": 5,
+    }  # fmt: skip
+    assert orders[1] == {
+        "type": "orders", "account": "M1", "seq": 2, "journal_seq": 8, "ts_ns": 2_000, "event": "filled",
+        "order_id": 11, "instrument": "RB", "side": "buy", "price": "35.00", "filled_lots": 3, "open_lots": 2,
+    }  # fmt: skip
+    assert [m["liquidity"] for m in executions] == ["maker", "auction", "taker", "maker"]
+    assert executions[3] == {
+        "type": "executions", "account": "M1", "seq": 4, "journal_seq": 9, "ts_ns": 3_000, "trade_id": 92,
+        "order_id": 15, "instrument": "RB", "side": "sell", "price": "35.01", "quantity_lots": 1, "open_lots": 4,
+        "liquidity": "maker",
+    }  # fmt: skip
+    assert orders[5] == {
+        "type": "orders", "account": "M1", "seq": 6, "journal_seq": 10, "ts_ns": 4_000, "event": "amended",
+        "order_id": 11, "instrument": "RB", "price": "34.98", "quantity_lots": 4, "open_lots": 1,
+        "priority_kept": True,
+    }  # fmt: skip
+    assert orders[9] == {
+        "type": "orders", "account": "M1", "seq": 10, "journal_seq": 12, "ts_ns": 6_000, "event": "rejected",
+        "reference": "c9", "code": "UNKNOWN_ORDER",
+    }  # fmt: skip
+    assert [(m["reason"], m["cancelled_lots"], m["open_lots"]) for m in orders[7:9]] == [
+        ("requested", 1, 0),
+        ("self_trade", 2, 2),
+    ]
+    assert [orjson.loads(d)["event"] for d in live["orders", "M2"].got] == ["accepted", "filled", "filled"]
 
 
 def test_a_deferred_private_message_that_changes_after_the_fact_fails_the_replay_check() -> None:
