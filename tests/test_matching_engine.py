@@ -8,6 +8,8 @@ import random
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from matching import (
     ACCEPTED,
@@ -392,4 +394,45 @@ def test_a_deep_level_taken_oldest_first_is_rebuilt_and_keeps_time_order(how: st
     assert rebuilds >= 10
     assert list(level) == ids[depth - left :]
     assert venue.engine.books["RB"].level_lots[SELL][3500] == left
+    venue.engine.check_invariants()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 3), min_size=150, max_size=400),
+    steps=st.lists(st.tuples(st.booleans(), st.integers(0, 10_000), st.integers(1, 8)), min_size=200, max_size=500),
+)
+def test_a_deep_level_keeps_time_order_and_lots_through_fills_cancels_and_rebuilds(
+    sizes: list[int], steps: list[tuple[bool, int, int]]
+) -> None:
+    """Against a plain list of (order id, open lots) in arrival order: takers fill from the
+    front, cancels take any order, new orders join the back; the level's orders, their open
+    lots and its total stay equal to the list's after every step, rebuilt or not (the sizes
+    take well over 64 + sqrt(32 n) orders off the level, so it is rebuilt along the way)."""
+    venue = Venue(Limits(max_open_orders_per_account=10_000))
+    model: list[list[int]] = []  # [order id, open lots], oldest first
+    for i, size in enumerate(sizes):
+        out = venue.order("M", f"m{i}", SELL, 3500, size, stp_mode=STP_NONE)
+        model.append([out[0][2], size])
+    book = venue.engine.books["RB"]
+    for n, (take, pick, lots) in enumerate(steps):
+        if take and model:
+            out = venue.order("T", f"t{n}", BUY, 3500, lots, time_in_force=IOC, stp_mode=STP_NONE)
+            left = lots
+            while left and model:
+                used = min(left, model[0][1])
+                model[0][1] -= used
+                left -= used
+                if not model[0][1]:
+                    model.pop(0)
+            assert sum(e[5] for e in out if e[0] == TRADE) == lots - left
+        elif model and pick % 3:
+            order_id = model.pop(pick % len(model))[0]
+            assert kinds(venue.do(CancelOrder("M", order_id)))[0] == CANCELLED
+        else:
+            out = venue.order("M", f"n{n}", SELL, 3500, lots, stp_mode=STP_NONE)
+            model.append([out[0][2], lots])
+        level = book.levels[SELL].get(3500, {})
+        assert [[order_id, order.open_lots] for order_id, order in level.items()] == model
+        assert book.level_lots[SELL].get(3500, 0) == sum(lots for _, lots in model)
     venue.engine.check_invariants()
