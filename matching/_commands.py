@@ -19,7 +19,7 @@ the fields of a command uses ``exchange``'s codec, which leaves it out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from matching._instrument import Instrument
@@ -39,6 +39,12 @@ __all__ = [
     "make_cancel_order",
     "make_new_order",
 ]
+
+
+def _reduce(command: Any) -> tuple[Any, ...]:
+    """``__reduce__`` of a command: its class and its field values (pickle and ``copy`` rebuild it
+    through ``__init__``; a compiled class has no other way back)."""
+    return type(command), tuple(getattr(command, f.name) for f in fields(command) if f.name != "KIND")
 
 
 @dataclass(init=False, slots=True)
@@ -91,6 +97,9 @@ class NewOrder:
         self.stp_mode = stp_mode
         self.receipts = receipts
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _reduce(self)
+
 
 @dataclass(init=False, slots=True)
 class CancelOrder:
@@ -101,6 +110,9 @@ class CancelOrder:
     def __init__(self, account: str, order_id: int) -> None:
         self.account = account
         self.order_id = order_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _reduce(self)
 
 
 @dataclass(init=False, slots=True)
@@ -126,6 +138,9 @@ class AmendOrder:
         self.price_ticks = price_ticks
         self.quantity_lots = quantity_lots
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _reduce(self)
+
 
 @dataclass(init=False, slots=True)
 class MassCancel:
@@ -139,6 +154,9 @@ class MassCancel:
     def __init__(self, account: str, instrument: str = "") -> None:
         self.account = account
         self.instrument = instrument
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _reduce(self)
 
 
 @dataclass(init=False, slots=True)
@@ -158,6 +176,9 @@ class SetTradingState:
         self.instrument = instrument
         self.state = state
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _reduce(self)
+
 
 @dataclass(init=False, slots=True)
 class ListInstrument:
@@ -166,6 +187,9 @@ class ListInstrument:
 
     def __init__(self, instrument: Instrument) -> None:
         self.instrument = instrument
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _reduce(self)
 
 
 # Builders of the three order commands, for interpreted callers of the compiled build (a
