@@ -189,12 +189,20 @@ def _order_account(gateway: Gateway, conn: Connection, requested: str | None) ->
     return requested
 
 
-def _fills(gateway: Gateway, ack: Ack, order_id: int) -> list[dict[str, Any]]:
-    out = []
+def _fills(gateway: Gateway, ack: Ack, order_id: int) -> tuple[list[dict[str, Any]], int, int]:
+    """The order's fills in `ack`, its lots filled and its lots cancelled: one pass over the events."""
+    price = gateway.price
+    fills = []
+    filled = cancelled = 0
     for e in ack.events:
-        if e[0] == TRADE and (e[6] == order_id or e[9] == order_id):
-            out.append({"trade_id": e[2], "price": gateway.price(e[3], e[4]), "quantity_lots": e[5]})
-    return out
+        kind = e[0]
+        if kind == TRADE:
+            if e[6] == order_id or e[9] == order_id:
+                fills.append({"trade_id": e[2], "price": price(e[3], e[4]), "quantity_lots": e[5]})
+                filled += e[5]
+        elif kind == CANCELLED and e[2] == order_id:
+            cancelled += e[7]
+    return fills, filled, cancelled
 
 
 # ---------------------------------------------------------------- session
@@ -285,18 +293,7 @@ def _new_order(gateway: Gateway, conn: Connection, r: NewOrderRequest) -> Submit
                     "cancelled_lots": 0, "fills": [],
                 }  # fmt: skip
         assert order_id, ack
-        # the order's fills (as _fills) and cancelled lots, in one pass over the events
-        price = gateway.price
-        fills = []
-        filled = cancelled = 0
-        for e in ack.events:
-            kind = e[0]
-            if kind == TRADE:
-                if e[6] == order_id or e[9] == order_id:
-                    fills.append({"trade_id": e[2], "price": price(e[3], e[4]), "quantity_lots": e[5]})
-                    filled += e[5]
-            elif kind == CANCELLED and e[2] == order_id:
-                cancelled += e[7]
+        fills, filled, cancelled = _fills(gateway, ack, order_id)
         open_lots = r.quantity_lots - filled - cancelled
         assert open_lots >= 0, ack
         return {
@@ -329,7 +326,7 @@ def _amend_order(gateway: Gateway, conn: Connection, r: AmendOrderRequest) -> Su
         result = {
             "order_id": r.order_id, "seq": ack.seq, "ts_ns": ack.ts_ns, "price": r.price,
             "quantity_lots": r.quantity_lots, "open_lots": 0, "priority_kept": False,
-            "fills": _fills(gateway, ack, r.order_id),
+            "fills": _fills(gateway, ack, r.order_id)[0],
         }  # fmt: skip
         for e in ack.events:
             if e[0] == AMENDED and e[2] == r.order_id:

@@ -37,7 +37,7 @@ from typing import Any
 import orjson
 
 from exchange._errors import JournalCorrupt
-from matching import COMMAND_FIELD_TYPES, MATCHING_COMMANDS
+from matching import COMMAND_FIELD_TYPES, MATCHING_COMMANDS, command_fields
 
 __all__ = [
     "COMMANDS",
@@ -101,13 +101,6 @@ def _value_encoder(hint: Any) -> Callable[[Any], Any] | None:
     raise TypeError(f"cannot journal a field of type {hint!r}")
 
 
-def _fields(cls: type[Any]) -> tuple[dataclasses.Field[Any], ...]:
-    """The journaled fields of a command or record class, in declaration order. A class
-    compiled with mypyc (matching's commands in the compiled build) also lists its ``KIND``
-    class variable as a field; it is the record's kind, never a body value."""
-    return tuple(f for f in dataclasses.fields(cls) if f.name != "KIND")
-
-
 def _hints(cls: type[Any]) -> dict[str, Any]:
     """The field types of `cls`. The compiled build records a parametrised annotation by its
     origin alone (``tuple[str, ...]`` as ``tuple``); ``COMMAND_FIELD_TYPES`` restores those."""
@@ -117,8 +110,9 @@ def _hints(cls: type[Any]) -> dict[str, Any]:
 def _omitted_tail(cls: type[Any]) -> int:
     """How many trailing fields of `cls` are tuples defaulting to () (left out of a body while empty)."""
     count = 0
-    for f in reversed(_fields(cls)):
-        if f.default != () or typing.get_origin(_hints(cls)[f.name]) is not tuple:
+    hints = _hints(cls)
+    for f in reversed(command_fields(cls)):
+        if f.default != () or typing.get_origin(hints[f.name]) is not tuple:
             break
         count += 1
     return count
@@ -126,7 +120,7 @@ def _omitted_tail(cls: type[Any]) -> int:
 
 def _minimum_values(cls: type[Any]) -> int:
     """The fewest values a body of `cls` may hold: up to its last field without a default."""
-    fields = _fields(cls)
+    fields = command_fields(cls)
     for index in range(len(fields), 0, -1):
         f = fields[index - 1]
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
@@ -136,7 +130,7 @@ def _minimum_values(cls: type[Any]) -> int:
 
 def _dataclass_encoder(cls: type[Any]) -> Callable[[Any], list[Any]]:
     hints = _hints(cls)
-    names = [f.name for f in _fields(cls)]
+    names = [f.name for f in command_fields(cls)]
     encoders = [_value_encoder(hints[name]) for name in names]
     tail = _omitted_tail(cls)
     if tail:
@@ -194,7 +188,7 @@ def _value_decoder(hint: Any, where: str) -> Callable[[Any], Any]:
 
 def _dataclass_decoder(cls: type[Any], where: str) -> Callable[[Any], Any]:
     hints = _hints(cls)
-    names = [f.name for f in _fields(cls)]
+    names = [f.name for f in command_fields(cls)]
     checks = [_value_decoder(hints[name], f"{where}.{name}") for name in names]
     count = len(names)
     minimum = _minimum_values(cls)
@@ -226,7 +220,7 @@ def _record_encoder(cls: type[Any]) -> Callable[[Any], JournalRecordBody]:
     kind: str = cls.KIND
     kind_crc = zlib.crc32(kind.encode())
     hints = _hints(cls)
-    names = [f.name for f in _fields(cls)]
+    names = [f.name for f in command_fields(cls)]
     dumps = orjson.dumps
     crc32 = zlib.crc32
     limit = MAX_BODY_BYTES

@@ -14,12 +14,12 @@ interpreted, and slower than the dataclass it replaces); the dataclass
 decorator still gives fields, equality and repr. One difference of the
 compiled build: mypyc keeps ``KIND`` as a dataclass field with its default
 (mypyc treats a dataclass's ``ClassVar`` as a field), so code that walks
-the fields of a command uses ``exchange``'s codec, which leaves it out.
+the fields of a command uses ``command_fields``, which leaves it out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, fields
 from typing import Any, ClassVar
 
 from matching._instrument import Instrument
@@ -35,16 +35,24 @@ __all__ = [
     "MatchingCommand",
     "NewOrder",
     "SetTradingState",
+    "command_fields",
     "make_amend_order",
     "make_cancel_order",
     "make_new_order",
 ]
 
 
+def command_fields(command: Any) -> tuple[Field[Any], ...]:
+    """The fields of a command class or command (any dataclass), in declaration order, without
+    ``KIND``: mypyc lists a compiled dataclass's ``ClassVar`` as a field (see the module's text),
+    and ``KIND`` names the command's kind, it is never one of its values."""
+    return tuple(f for f in fields(command) if f.name != "KIND")
+
+
 def _reduce(command: Any) -> tuple[Any, ...]:
     """``__reduce__`` of a command: its class and its field values (pickle and ``copy`` rebuild it
     through ``__init__``; a compiled class has no other way back)."""
-    return type(command), tuple(getattr(command, f.name) for f in fields(command) if f.name != "KIND")
+    return type(command), tuple(getattr(command, f.name) for f in command_fields(command))
 
 
 @dataclass(init=False, slots=True)
