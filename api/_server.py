@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import re
 import signal
@@ -68,18 +67,27 @@ from api._protocol import PRIVATE_CHANNELS, REQUESTS
 from api._queries import Queries
 from api._session import Connection, GatewayConnection, Outbox
 from api._views import Views
-from exchange import Ack, QueueFull, Sequencer, Settings, WriterStopped, load_instruments, session_commands
+from exchange import (
+    GROWTH_CHECK_S,
+    Ack,
+    Freezer,
+    QueueFull,
+    Sequencer,
+    Settings,
+    WriterStopped,
+    load_instruments,
+    serving_collector,
+    session_commands,
+)
 from matching import MassCancel
 
 __all__ = [
-    "GC_GEN0_THRESHOLD",
     "GIL_SWITCH_INTERVAL_S",
     "SCHEDULE_INTERVAL_S",
     "Gateway",
     "GatewayServer",
     "run_server",
     "serve",
-    "tune_process",
 ]
 
 log = logging.getLogger("bulkex.gateway")
@@ -507,6 +515,13 @@ class Gateway:
                     del asked[symbol]
             await asyncio.sleep(SCHEDULE_INTERVAL_S)
 
+    async def collector(self, freezer: Freezer) -> None:
+        """A serving process's sweeps when no command comes (exchange/_gc.py, ``sweep_if_grown``)."""
+        while True:
+            await asyncio.sleep(GROWTH_CHECK_S)
+            if freezer.sweep_if_grown():
+                log.info("swept the collector: %d objects kept", freezer.kept)
+
     async def wait_idle(self, timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout_s)
@@ -514,10 +529,6 @@ class Gateway:
             await asyncio.wait(set(self.internal), timeout=timeout_s)
 
 
-GC_GEN0_THRESHOLD = 50_000
-"""Allocations between young-generation collections in a serving process (CPython's default, 700,
-collects hundreds of times per second under load: every answer, feed message and event is a few
-container objects, nearly all short-lived and freed by reference counting anyway)."""
 GIL_SWITCH_INTERVAL_S = 0.0005
 """How long a thread waiting for the GIL waits before the running one must let go (CPython's default
 is 5 ms). The event loop, the sequencer and the committer share one interpreter: with 5 ms, a commit
@@ -528,19 +539,6 @@ from 46 ms to 22 ms)."""
 
 _PRINTABLE_ID = re.compile(r"[\x21-\x7e]+").fullmatch
 """An id worth echoing: the RequestId pattern of the protocol (printable ASCII, no space)."""
-
-
-def tune_process() -> None:
-    """Interpreter settings for a serving process: everything allocated so far (modules, the
-    recovered core) moves to the permanent generation so full collections do not walk it again and
-    again; young collections run every GC_GEN0_THRESHOLD allocations, or less often where the
-    sequencer (``exchange.tune_collector``) set a higher threshold (cycles are still collected);
-    threads hand the GIL over after GIL_SWITCH_INTERVAL_S."""
-    gc.collect()
-    gc.freeze()
-    gen0, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(max(gen0, GC_GEN0_THRESHOLD), gen1, gen2)  # never below the sequencer's setting
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
 def _describe(exc: ValidationError) -> str:
@@ -674,6 +672,20 @@ class GatewayServer:
         self.gateway = None
         self.sequencer = None
 
+    def tune_process(self) -> None:
+        """Interpreter settings for a serving process (``run_server``; the benchmarks' servers):
+        the collector's serving policy (``exchange.serving_collector``: no automatic collection;
+        sweeps by commands in the sequencer and, when the process grew, from the loop; see
+        exchange/_gc.py) and a GIL_SWITCH_INTERVAL_S switch interval."""
+        gateway, sequencer = self.gateway, self.sequencer
+        assert gateway is not None, "start() the server first"
+        assert sequencer is not None
+        serving_collector()
+        task = asyncio.get_running_loop().create_task(gateway.collector(sequencer.freezer))
+        task.add_done_callback(_log_failure)
+        self.tasks.append(task)
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+
     async def __aenter__(self) -> GatewayServer:
         await self.start()
         return self
@@ -706,7 +718,7 @@ async def run_server(
         settings, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key, limits=limits, schedule=schedule
     )
     async with server:
-        tune_process()
+        server.tune_process()
         if ready is not None:
             ready(server)
         task: asyncio.Task[None] | None = loop.create_task(background(server)) if background is not None else None

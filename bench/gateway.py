@@ -119,7 +119,6 @@ def _process_cpu_s_of(stat: Path) -> float:
 async def _serve(database_url: str, accounts: int, info_path: str) -> None:
     """Child process: run the exchange, write its URL and keys, wait for stdin to close."""
     from api._harness import running_exchange
-    from api._server import tune_process
     from exchange._warehouse_rule import RequireReceipts
 
     async with running_exchange(database_url) as ex:
@@ -127,7 +126,7 @@ async def _serve(database_url: str, accounts: int, info_path: str) -> None:
         # receipts): the receipt rule goes off through its staff command and sellers hold no receipts
         ex.execute([RequireReceipts(symbol, False, "bench-gateway") for symbol in ex.symbols])
         keys = [ex.trader_key(f"B{n:03d}", receipts=False) for n in range(accounts)]
-        tune_process()  # as `bulkex serve` does
+        ex.server.tune_process()  # as `bulkex serve` does
         Path(info_path).write_text(json.dumps({"url": ex.url, "keys": keys, "pid": os.getpid()}))
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 

@@ -9,7 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from exchange import GC_FREEZE_EVERY_COMMANDS, Freezer
+from exchange import (
+    GC_FREEZE_EVERY_COMMANDS,
+    SERVING_YOUNG_THRESHOLD,
+    SWEEP_MIN_GROWTH_BLOCKS,
+    SWEEP_MIN_INTERVAL_S,
+    Freezer,
+    serving_collector,
+)
 
 
 class Node:
@@ -76,3 +83,48 @@ def test_sweeps_are_spaced_by_the_objects_they_keep() -> None:
     freezer.sweep()
     assert freezer.next_sweep < 200_000 // 2
     assert freezer.next_sweep >= GC_FREEZE_EVERY_COMMANDS
+
+
+def test_a_sweep_for_growth_waits_for_the_interval_and_for_the_blocks_to_double() -> None:
+    freezer = Freezer()
+    freezer.start()
+    start_s = freezer.swept_at
+    garbage = _cycle()
+    assert not freezer.sweep_if_grown(start_s + SWEEP_MIN_INTERVAL_S + 1), "nothing grew"
+    grown = [[i] for i in range(max(freezer.kept_blocks, SWEEP_MIN_GROWTH_BLOCKS) + 1000)]
+    assert not freezer.sweep_if_grown(start_s + 1), "too soon after the last sweep"
+    assert freezer.sweeps == 0
+    assert freezer.sweep_if_grown(start_s + SWEEP_MIN_INTERVAL_S + 1)
+    assert freezer.sweeps == 1
+    assert garbage() is None, "the sweep freed the cycle"
+    assert freezer.kept_blocks > len(grown), "what the sweep kept is the new base"
+    assert not freezer.sweep_if_grown(freezer.swept_at + SWEEP_MIN_INTERVAL_S + 1), "no growth since"
+
+
+def test_no_sweep_while_busy() -> None:
+    exporting = [True]
+    freezer = Freezer(sweep_min_commands=GC_FREEZE_EVERY_COMMANDS, busy=lambda: exporting[0])
+    freezer.start()
+    grown = [[i] for i in range(max(freezer.kept_blocks, SWEEP_MIN_GROWTH_BLOCKS) + 1000)]
+    later_s = freezer.swept_at + SWEEP_MIN_INTERVAL_S + 1
+    assert not freezer.sweep_if_grown(later_s)
+    freezer.applied(10 * GC_FREEZE_EVERY_COMMANDS)  # a sweep is due by commands: it waits too
+    assert freezer.sweeps == 0
+    assert freezer.freezes == 1
+    exporting[0] = False
+    freezer.applied(GC_FREEZE_EVERY_COMMANDS)
+    assert freezer.sweeps == 1, "the sweep that came due runs once the export ended"
+    del grown
+
+
+def test_the_serving_policy_turns_automatic_collection_off() -> None:
+    before = gc.get_threshold()
+    try:
+        serving_collector()
+        assert gc.get_threshold()[0] == SERVING_YOUNG_THRESHOLD
+        assert gc.get_count()[0] < 1000, "everything so far was frozen"
+        garbage = _cycle()
+        _churn = [[i] for i in range(200_000)]  # far past CPython's default threshold
+        assert garbage() is not None, "no automatic collection freed it"
+    finally:
+        gc.set_threshold(*before)
