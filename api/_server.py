@@ -74,6 +74,7 @@ from exchange import (
     QueueFull,
     Sequencer,
     Settings,
+    WriterProcess,
     WriterStopped,
     load_instruments,
     serving_collector,
@@ -109,7 +110,7 @@ class Gateway:
 
     def __init__(
         self,
-        sequencer: Sequencer,
+        sequencer: Sequencer | WriterProcess,
         keys: KeyStore,
         queries: Queries,
         limits: GatewayLimits,
@@ -577,7 +578,7 @@ class GatewayServer:
         self.limits = limits if limits is not None else GatewayLimits()
         self.use_schedule = schedule
         self.list_instruments = list_instruments
-        self.sequencer: Sequencer | None = None
+        self.sequencer: Sequencer | WriterProcess | None = None
         self.gateway: Gateway | None = None
         self.server: Server | None = None
         self.tasks: list[asyncio.Task[None]] = []
@@ -601,8 +602,14 @@ class GatewayServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        sequencer = Sequencer.from_settings(self.settings)
-        await asyncio.to_thread(sequencer.open)
+        sequencer: Sequencer | WriterProcess
+        if self.settings.writer_process:
+            # started from the loop's thread: the writer process dies with the thread that started it
+            sequencer = WriterProcess.from_settings(self.settings)
+            sequencer.open()
+        else:
+            sequencer = Sequencer.from_settings(self.settings)
+            await asyncio.to_thread(sequencer.open)
         try:
             if self.list_instruments:
                 instruments = load_instruments(self.settings.instruments_file)

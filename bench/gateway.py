@@ -37,9 +37,10 @@ server on the same cores: each process logs its clients in and builds every
 order frame (JSON, WebSocket header, masked payload) before the common
 start, sends a frame by appending bytes (each client's frames of one pass of
 its event loop leave in one write) and reads answers with its own parser.
-CPU figures per answered order: the server process, its event-loop thread
-alone (the gateway; the rest is the sequencer's writer and committer), and
-the load processes together. On a shared machine these are the figures to
+The server runs as ``bulkex serve`` does: the gateway in one process, the
+sequencer in its writer process (exchange/_writer.py). CPU figures per
+answered order: the server (both processes), the gateway's event-loop thread
+alone, the writer process alone, and the load processes together. On a shared machine these are the figures to
 compare between runs; rates and latencies also move with other jobs.
 
 Prints the figures, then one JSON line (the last line of output).
@@ -105,6 +106,25 @@ def _process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _writer_cpu_s(pid: int) -> float:
+    """CPU time of the server's child processes: the writer process (the sequencer: core, journal,
+    commits) and any snapshot export running."""
+    total = 0.0
+    for child in _children(pid):
+        with contextlib.suppress(OSError):
+            total += _process_cpu_s(child)
+    return total
+
+
 def _loop_thread_cpu_s(pid: int) -> float:
     """CPU time (user and system) of the server's main thread, the one that runs the event loop and so
     the whole gateway; the rest of the process is the sequencer's writer and committer threads."""
@@ -121,7 +141,7 @@ async def _serve(database_url: str, accounts: int, info_path: str) -> None:
     from api._harness import running_exchange
     from exchange._warehouse_rule import RequireReceipts
 
-    async with running_exchange(database_url) as ex:
+    async with running_exchange(database_url, writer_process=True) as ex:
         # the gateway is measured here, not the warehouse (`bench delivery` measures selling against
         # receipts): the receipt rule goes off through its staff command and sellers hold no receipts
         ex.execute([RequireReceipts(symbol, False, "bench-gateway") for symbol in ex.symbols])
@@ -564,13 +584,17 @@ def run(
             start_seq = asyncio.run(_book_seq(ws_url))
             fanout = asyncio.run(_fanout(ws_url, keys, subscribers, publish_rate, 5.0, pid, start_seq))
             cpu_before, loop_before = _process_cpu_s(pid), _loop_thread_cpu_s(pid)
+            writer_before = _writer_cpu_s(pid)
             paced = _run_load(ws_url, keys, clients, processes, "open", rate, seconds)
             cpu_paced = _process_cpu_s(pid) - cpu_before
             loop_paced = _loop_thread_cpu_s(pid) - loop_before
+            writer_paced = _writer_cpu_s(pid) - writer_before
             cpu_before, loop_before = _process_cpu_s(pid), _loop_thread_cpu_s(pid)
+            writer_before = _writer_cpu_s(pid)
             capacity = _run_load(ws_url, keys, clients, processes, "closed", 0.0, seconds)
             cpu_capacity = _process_cpu_s(pid) - cpu_before
             loop_capacity = _loop_thread_cpu_s(pid) - loop_before
+            writer_capacity = _writer_cpu_s(pid) - writer_before
         finally:
             assert child.stdin is not None
             child.stdin.close()
@@ -594,7 +618,10 @@ def run(
         "capacity_order_to_ack_ms_p99": capacity["ms_p99"],
         "capacity_outcomes": capacity["outcomes"],
         "capacity_orders_refused": capacity["refused"],
-        "capacity_server_cpu_us_per_order": round(cpu_capacity / max(1, capacity["answered"]) * 1e6, 1),
+        "capacity_server_cpu_us_per_order": round(
+            (cpu_capacity + writer_capacity) / max(1, capacity["answered"]) * 1e6, 1
+        ),
+        "capacity_writer_cpu_us_per_order": round(writer_capacity / max(1, capacity["answered"]) * 1e6, 1),
         "capacity_gateway_loop_cpu_us_per_order": round(loop_capacity / max(1, capacity["answered"]) * 1e6, 1),
         "capacity_load_cpu_us_per_order": capacity["load_cpu_us_per_order"],
         "offered_orders_per_s": round(rate),
@@ -606,7 +633,8 @@ def run(
         "order_to_ack_ms_p99": paced["ms_p99"],
         "order_to_ack_ms_p999": paced["ms_p999"],
         "outcomes": paced["outcomes"],
-        "server_cpu_us_per_order": round(cpu_paced / max(1, paced["answered"]) * 1e6, 1),
+        "server_cpu_us_per_order": round((cpu_paced + writer_paced) / max(1, paced["answered"]) * 1e6, 1),
+        "writer_cpu_us_per_order": round(writer_paced / max(1, paced["answered"]) * 1e6, 1),
         "gateway_loop_cpu_us_per_order": round(loop_paced / max(1, paced["answered"]) * 1e6, 1),
         "load_cpu_us_per_order": paced["load_cpu_us_per_order"],
         **fanout,
@@ -629,14 +657,16 @@ def print_report(result: dict[str, Any], json_only: bool = False) -> None:
               f"{result['capacity_orders_per_s']:,} orders/s, order-to-ack p50 "
               f"{result['capacity_order_to_ack_ms_p50']} ms, p99 {result['capacity_order_to_ack_ms_p99']} ms, "
               f"CPU per order: server {result['capacity_server_cpu_us_per_order']} us (event loop "
-              f"{result['capacity_gateway_loop_cpu_us_per_order']} us), load generator "
+              f"{result['capacity_gateway_loop_cpu_us_per_order']} us, writer process "
+              f"{result['capacity_writer_cpu_us_per_order']} us), load generator "
               f"{result['capacity_load_cpu_us_per_order']} us")  # fmt: skip
         print(f"  at {result['offered_orders_per_s']:,} orders/s offered (open loop, {result['clients']} clients): "
               f"{result['orders_per_s']:,} orders/s answered by the core ({result['orders_refused']:,} refused by "
               f"the gateway, left out), order-to-ack p50 {result['order_to_ack_ms_p50']} ms, "
               f"p99 {result['order_to_ack_ms_p99']} ms, p99.9 {result['order_to_ack_ms_p999']} ms; "
               f"answers {result['outcomes']}; CPU per order: server {result['server_cpu_us_per_order']} us "
-              f"(event loop {result['gateway_loop_cpu_us_per_order']} us), load generator "
+              f"(event loop {result['gateway_loop_cpu_us_per_order']} us, writer process "
+              f"{result['writer_cpu_us_per_order']} us), load generator "
               f"{result['load_cpu_us_per_order']} us")  # fmt: skip
         print(f"  fan-out: {result['subscribers']} subscribers, {result['messages_received']:,} of "
               f"{result['messages_expected']:,} deltas received, publish-to-receive p50 "

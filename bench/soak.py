@@ -10,9 +10,9 @@ queueing shows in the latency): half resting GTC orders near the reference price
 orders that cross, and a cancel of its oldest resting order whenever it has more than 20, so
 the books stay bounded. Every interval prints the orders sent and answered, the answer rate,
 latency p50/p99/p99.9/max (send to answer, milliseconds) and the server's resident memory
-(VmRSS). At the end: every acknowledged order is in the journal with its seq (nothing lost),
-and the memory growth between the first and the last interval is reported against the
-stated bound.
+(VmRSS of the server and its writer process). At the end: every acknowledged order is in
+the journal with its seq (nothing lost), and the memory growth between the first and the
+last interval is reported against the stated bound.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class SoakReport:
         return out
 
 
-def _rss_mib(pid: int) -> float:
+def _own_rss_mib(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -108,6 +108,16 @@ def _rss_mib(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def _rss_mib(pid: int) -> float:
+    """The server's resident memory: its process and its direct children (the writer process)."""
+    total = _own_rss_mib(pid)
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                total += sum(_own_rss_mib(int(child)) for child in (task / "children").read_text().split())
+    return total
 
 
 def _tail(stream: Any) -> str:

@@ -79,6 +79,7 @@ from exchange._ticket import Ticket
 from exchange._warehouse_projection import WarehouseRows, list_deliveries, list_receipts
 from exchange._warehouse_projection import stock_report as warehouse_stock_report
 from exchange._warehouse_tables import DeliveryRow, ReceiptRow, StockRow
+from exchange._writer import WriterProcess
 
 __all__ = [
     "COMMANDS",
@@ -122,6 +123,7 @@ __all__ = [
     "Ticket",
     "WarehouseRows",
     "WriterLocked",
+    "WriterProcess",
     "WriterStopped",
     "bank_keys",
     "canonical_json",

@@ -121,7 +121,7 @@ class Sequencer:
         self._queue: SimpleQueue[Any] = SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopped: str | None = None  # why the writer stopped, None while it runs
-        self.freezer = Freezer()  # the collector's policy while commands flow (exchange/_gc.py)
+        self.freezer = Freezer(busy=self.exporting)  # the collector's policy while commands flow (exchange/_gc.py)
         self._snapshot_job: BackgroundSnapshot | None = None  # a snapshot being exported by a child
         self._queued = 0  # commands submitted and not yet taken by the sequencing thread
         self._queued_lock = threading.Lock()
@@ -200,6 +200,11 @@ class Sequencer:
     def running(self) -> bool:
         return self._thread is not None and self._stopped is None
 
+    def exporting(self) -> bool:
+        """A snapshot is being exported by a child process (sharing this one's memory)."""
+        job = self._snapshot_job
+        return job is not None and not job.done()
+
     def state_hash(self) -> str:
         return self.core.state_hash()
 
@@ -243,6 +248,17 @@ class Sequencer:
         with self._queued_lock:
             self._queued += len(records)
         self._queue.put((commands, records, _GROUP_TICKET, ticket))
+        return ticket
+
+    def submit_records(self, commands: Sequence[Any], records: list[JournalRecordBody]) -> Ticket[list[Ack]]:
+        """``submit_batch`` for commands whose journal records were encoded elsewhere (the
+        gateway's process, see ``exchange._writer``): `records[i]` must be `commands[i]`'s."""
+        assert len(commands) == len(records), (len(commands), len(records))
+        self._check_open(len(commands))
+        ticket: Ticket[list[Ack]] = Ticket()
+        with self._queued_lock:
+            self._queued += len(records)
+        self._queue.put((tuple(commands), records, _GROUP_TICKET, ticket))
         return ticket
 
     def execute(self, commands: Iterable[Any]) -> list[Ack]:

@@ -13,6 +13,9 @@ BULKEX_COMMIT_TIMEOUT_MS         PostgreSQL: a commit (or the writer lock's rele
                                  0: no bound, a hung database then holds the writer until it answers)
 BULKEX_INSTRUMENTS_FILE          instruments listed on first start (default: the packaged file)
 BULKEX_HOST, BULKEX_PORT         where the WebSocket gateway listens (default 127.0.0.1:8765)
+BULKEX_WRITER_PROCESS            the server runs the sequencer (core, journal, commits) in a process of
+                                 its own beside the gateway's (default true; false: both in one
+                                 process, sharing one interpreter lock; see exchange/_writer.py)
 """
 
 from __future__ import annotations
@@ -59,3 +62,4 @@ class Settings(BaseSettings):
     instruments_file: Path = PACKAGED_INSTRUMENTS_FILE
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=1, le=65_535)
+    writer_process: bool = True

@@ -1,7 +1,9 @@
 """The gateway with a real server on 127.0.0.1 (a free port), real sockets and
 the real sequencer, on SQLite and PostgreSQL: local books equal the server's,
 private streams survive reconnects, traders stay in their own account, and
-shutdown loses nothing acknowledged."""
+shutdown loses nothing acknowledged. The end-to-end tests run both with the
+sequencer in the server's process and in its writer process (``bulkex
+serve``'s default, exchange/_writer.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ from typing import Any
 import pytest
 
 from api._client import Client, RequestError
-from api._harness import RunningExchange, running_exchange
+from api._harness import running_exchange
 from exchange import Sequencer
 from matching import BUY, SELL
 
 pytestmark = pytest.mark.timeout(120)
+MODES = pytest.mark.parametrize("writer_process", [False, True], ids=["in-process", "writer-process"])
 
 RB = "RB-HRB400E-20"
 HC = "HC-Q235B-5.75"
@@ -27,9 +30,9 @@ def run(make: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(make())  # type: ignore[arg-type]
 
 
-def core_levels(ex: RunningExchange, symbol: str) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """The core's own book (the truth), as wire levels, best first."""
-    book = ex.sequencer.core.matching.books[symbol]
+def core_levels(core: Any, symbol: str) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """A core's own book (the truth), as wire levels, best first."""
+    book = core.matching.books[symbol]
     price = book.instrument.ticks_to_price
     bids = sorted(((p, q) for p, q in book.level_lots[BUY].items() if q), reverse=True)
     asks = sorted((p, q) for p, q in book.level_lots[SELL].items() if q)
@@ -81,12 +84,14 @@ async def random_flow(client: Client, rnd: random.Random, count: int, refs: dict
     return accepted
 
 
-def test_local_book_equals_server_after_random_orders(database_url: str) -> None:
+@MODES
+def test_local_book_equals_server_after_random_orders(database_url: str, writer_process: bool) -> None:
     seed = random.randrange(1 << 30)
     rnd = random.Random(seed)
+    final: dict[str, Any] = {}
 
     async def main() -> None:
-        async with running_exchange(database_url) as ex:
+        async with running_exchange(database_url, writer_process=writer_process) as ex:
             refs = {RB: 3500, HC: 3800}
             observer = Client(ex.url)
             await observer.connect()
@@ -109,22 +114,28 @@ def test_local_book_equals_server_after_random_orders(database_url: str) -> None
                     return bool(b.synced and b.seq == d.book_seq)
 
                 await wait_for(caught_up)
-                assert book.levels() == core_levels(ex, symbol), (seed, symbol)
+                if not writer_process:  # the core is here (else: checked against the journal below)
+                    assert book.levels() == core_levels(ex.sequencer.core, symbol), (seed, symbol)
                 assert book.levels() == (data.top(10_000)), (seed, symbol)
                 assert book.checksum_failures == 0, seed
+                final[symbol] = book.levels()
             assert books[RB].gaps == 1, seed
             assert books[HC].gaps == 0, seed
             assert books[RB].snapshots == 2, seed
-            assert len(core_levels(ex, RB)[0]) > 5, seed
+            assert len(final[RB][0]) > 5, seed
             for client in [observer, *traders]:
                 await client.close()
 
     run(main)
+    with Sequencer(database_url) as sequencer:  # the state as journaled: the books the client kept
+        for symbol, levels in final.items():
+            assert core_levels(sequencer.core, symbol) == levels, (seed, symbol)
 
 
-def test_reconnect_and_resume_loses_no_private_message(database_url: str) -> None:
+@MODES
+def test_reconnect_and_resume_loses_no_private_message(database_url: str, writer_process: bool) -> None:
     async def main() -> None:
-        async with running_exchange(database_url) as ex:
+        async with running_exchange(database_url, writer_process=writer_process) as ex:
             maker_key = ex.trader_key("MAKER")
             maker = Client(ex.url, *maker_key)
             maker_other = Client(ex.url, *maker_key)  # a second session of the same member keeps trading
@@ -212,14 +223,15 @@ def test_a_trader_never_sees_or_touches_another_members_orders(tmp_path: Any) ->
     run(main)
 
 
-def test_graceful_shutdown_loses_nothing_acknowledged(tmp_path: Any) -> None:
+@MODES
+def test_graceful_shutdown_loses_nothing_acknowledged(tmp_path: Any, writer_process: bool) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
     answered: list[int] = []
     unavailable = 0
 
     async def main() -> None:
         nonlocal unavailable
-        async with running_exchange(url) as ex:
+        async with running_exchange(url, writer_process=writer_process) as ex:
             client = Client(ex.url, *ex.trader_key("M1"))
             await client.connect()
             waves = [client.place_order(RB, "buy", f"{3300 + i % 100}.00", 1) for i in range(600)]
