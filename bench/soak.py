@@ -4,12 +4,14 @@ reporting latency percentiles and the server's memory over time.
     bulkex torture soak --seconds 600 --rate 2000 --clients 500 [--database-url URL]
 
 The server (``GatewayServer``: sequencer, core, journal, WebSocket endpoint) runs as a child
-process; this process runs the clients in one event loop. Each client sends at rate/clients
-orders per second on its own schedule (open loop: a slow answer does not slow the sending, so
-queueing shows in the latency): half resting GTC orders near the reference price, half IOC
-orders that cross, and a cancel of its oldest resting order whenever it has more than 20, so
-the books stay bounded. Every interval prints the orders sent and answered, the answer rate,
-latency p50/p99/p99.9/max (send to answer, milliseconds) and the server's resident memory
+process; this process runs the clients in one event loop (``_Load``: one scheduler for all of
+them, frames built here, answers read without a task per request). Each client sends at
+rate/clients orders per second on its own schedule (open loop: a slow answer does not slow the
+sending, so queueing shows in the latency): half resting GTC orders near the reference price,
+half IOC orders that cross, and a cancel of its oldest resting order whenever it has more than
+20, so the books stay bounded. Every interval prints the orders sent and answered, the answer
+rate, latency p50/p99/p99.9/max (from the moment each order was due to its answer,
+milliseconds) and the server's resident memory
 (VmRSS of the server and its writer process). At the end: every acknowledged order is in
 the journal with its seq (nothing lost), and the memory growth between the first and the
 last interval is reported against the stated bound.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import os
 import random
 import signal
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 
 from bench.torture import STEEL, _setup, _traders
@@ -40,6 +44,8 @@ from exchange import Settings, make_engine, upgrade
 __all__ = ["SoakFailure", "SoakReport", "percentile", "soak"]
 
 MAX_CLIENTS = 2_000
+TICK_S = 0.001
+"""The load's scheduler wakes this often and sends every order due."""
 MAX_RATE = 100_000
 MEMORY_BOUND_MIB_PER_MIN = 64
 """The stated bound: resident memory may grow by at most this much per minute of soak after the
@@ -147,94 +153,134 @@ class _Window:
         self.sent = 0
 
 
-class _Totals:
-    sent = 0
-    answered = 0
+class _Load:
+    """The soak's clients in one event loop, kept cheap so that the generator does not take the
+    server's cores: one scheduler for all clients (a heap of due times, woken every TICK_S), each
+    frame built and masked here and written once per client per pass of the loop, the answers
+    read by ``bench.gateway``'s client connection class without a reader task or a future per
+    request. Latency runs from the moment an order was DUE, so a generator that falls behind
+    shows as latency rather than as a politely lower rate."""
 
+    def __init__(self, rate: int, seconds: float, seed: int, errors: dict[str, int]) -> None:
+        self.rate = rate
+        self.seconds = seconds
+        self.rnd = random.Random(seed)
+        self.errors = errors
+        self.window = _Window()
+        self.acked: list[tuple[int, str]] = []  # (seq, client order id) of every acknowledged order
+        self.sent = 0
+        self.answered = 0
+        self.clients: list[Any] = []
+        self.accounts: list[str] = []
+        self.masks: list[bytes] = []
+        self.live: list[list[int]] = []  # per client: its resting orders, oldest first
+        self.pending: list[dict[str, tuple[float, str | None]]] = []  # per client: id -> (due, cid)
+        self.counters: list[int] = []
 
-async def _client(
-    url: str, key: tuple[str, str, str], rate_per_s: float, until: float, window: list[_Window],
-    acked: list[tuple[int, str]], errors: dict[str, int], rnd: random.Random,
-) -> None:  # fmt: skip
-    from api._client import Client, RequestError
+    async def connect(self, url: str, keys: list[tuple[str, str, str]]) -> None:
+        from bench.gateway import _client_class, _login
 
-    account, key_id, secret = key
-    client = Client(url, key_id, secret)
-    await client.connect()
-    loop = asyncio.get_running_loop()
-    live: list[int] = []
-    pending: set[asyncio.Task[None]] = set()
-    counter = 0
+        cls = _client_class()
+        for number, (account, key_id, secret) in enumerate(keys):
+            ws = await _login(url, key_id, secret, cls)
+            self.clients.append(ws)
+            self.accounts.append(account)
+            self.masks.append(os.urandom(4))
+            self.live.append([])
+            self.pending.append({})
+            self.counters.append(0)
+            ws.on_text = self._reader(number)
 
-    async def one(make: Any, cid: str | None) -> None:
-        started = time.perf_counter()
-        window[0].sent += 1
-        _Totals.sent += 1
-        try:
-            result = await make
-        except RequestError as exc:  # an answer too (a cancel of an order that traded away meanwhile)
-            errors[exc.code] = errors.get(exc.code, 0) + 1
-            window[0].latencies_ms.append((time.perf_counter() - started) * 1000)
-            _Totals.answered += 1
-            return
-        except ConnectionError:
-            errors["connection"] = errors.get("connection", 0) + 1
-            return
-        window[0].latencies_ms.append((time.perf_counter() - started) * 1000)
-        _Totals.answered += 1
-        if cid is not None:
-            acked.append((result["seq"], cid))
-            if result["open_lots"] > 0:
-                live.append(result["order_id"])
+    def _reader(self, number: int) -> Callable[[bytes], None]:
+        pending = self.pending[number]
+        live = self.live[number]
+        loads = orjson.loads
+        clock = time.perf_counter
 
-    next_at = loop.time() + rnd.random() / rate_per_s
-    while loop.time() < until:
-        await asyncio.sleep(max(0.0, next_at - loop.time()))
-        next_at += 1 / rate_per_s
+        def on_text(raw: bytes) -> None:
+            message = loads(raw)
+            entry = pending.pop(message.get("id"), None)
+            if entry is None:
+                return  # a heartbeat
+            due, cid = entry
+            self.window.latencies_ms.append((clock() - due) * 1000)
+            self.answered += 1
+            if message["type"] == "error":  # an answer too (a cancel of an order that traded away)
+                code = message["code"]
+                self.errors[code] = self.errors.get(code, 0) + 1
+                return
+            if cid is not None:
+                result = message["result"]
+                self.acked.append((result["seq"], cid))
+                if result["open_lots"] > 0:
+                    live.append(result["order_id"])
+
+        return on_text
+
+    def _send(self, number: int, due: float) -> None:
+        from bench.gateway import _client_frame
+
+        rnd = self.rnd
+        self.counters[number] += 1
+        rid = str(self.counters[number])
+        live = self.live[number]
         if len(live) > 20:
-            task = loop.create_task(one(client.cancel_order(live.pop(0)), None))
+            body: dict[str, Any] = {"type": "cancel_order", "id": rid, "order_id": live.pop(0)}
+            cid = None
         else:
-            counter += 1
             symbol = rnd.choice(STEEL)
             reference = 3_500 if symbol == STEEL[0] else 3_800
             side = rnd.choice(("buy", "sell"))
             crossing = rnd.random() < 0.5
             offset = rnd.randint(1, 3) * (1 if (side == "buy") == crossing else -1)
-            cid = f"{account}-s{counter}"
-            order = client.place_order(
-                symbol, side, f"{reference + offset}.00", rnd.randint(1, 3),
-                client_order_id=cid, time_in_force="ioc" if crossing else "gtc",
-            )  # fmt: skip
-            task = loop.create_task(one(order, cid))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-    if pending:
-        await asyncio.wait(pending, timeout=30)
-    with contextlib.suppress(Exception):
-        await client.close()
+            cid = f"{self.accounts[number]}-s{rid}"
+            body = {"type": "new_order", "id": rid, "instrument": symbol, "client_order_id": cid, "side": side,
+                    "price": f"{reference + offset}.00", "quantity_lots": rnd.randint(1, 3),
+                    "time_in_force": "ioc" if crossing else "gtc"}  # fmt: skip
+        self.pending[number][rid] = (due, cid)
+        self.window.sent += 1
+        self.sent += 1
+        self.clients[number].queue(_client_frame(orjson.dumps(body), self.masks[number]))
+
+    async def run(self) -> None:
+        """Send on schedule until `seconds` have passed, then wait (at most 30 s) for the answers."""
+        clock = time.perf_counter
+        count = len(self.clients)
+        interval = count / self.rate  # each client's time between two orders
+        start = clock()
+        until = start + self.seconds
+        due = [(start + self.rnd.random() * interval, number) for number in range(count)]
+        heapq.heapify(due)
+        while True:
+            now = clock()
+            if now >= until:
+                break
+            while due[0][0] <= now:
+                at, number = due[0]
+                self._send(number, at)
+                heapq.heapreplace(due, (at + interval, number))
+            await asyncio.sleep(TICK_S)
+        deadline = clock() + 30
+        while any(self.pending) and clock() < deadline:
+            await asyncio.sleep(0.05)
+        for ws in self.clients:
+            with contextlib.suppress(Exception):
+                await ws.close()
 
 
 async def _drive(
     url: str, keys: list[tuple[str, str, str]], rate: int, seconds: float, interval_s: float, pid: int,
     report: SoakReport, log: Callable[[str], None], seed: int,
 ) -> list[tuple[int, str]]:  # fmt: skip
+    load = _Load(rate, seconds, seed, report.errors)
+    await load.connect(url, keys)
     loop = asyncio.get_running_loop()
-    _Totals.sent = _Totals.answered = 0
-    window = [_Window()]
-    acked: list[tuple[int, str]] = []
-    until = loop.time() + seconds
-    per_client = rate / len(keys)
-    rnd = random.Random(seed)
-    tasks = [
-        loop.create_task(
-            _client(url, key, per_client, until, window, acked, report.errors, random.Random(rnd.random()))
-        )
-        for key in keys
-    ]
+    sending = loop.create_task(load.run())
     started = loop.time()
+    until = started + seconds
     while loop.time() < until:
         await asyncio.sleep(min(interval_s, max(0.0, until - loop.time())))
-        w, window[0] = window[0], _Window()
+        w, load.window = load.window, _Window()
         values = sorted(w.latencies_ms)
         row = {
             "t_s": round(loop.time() - started, 1), "seconds": interval_s, "sent": w.sent, "answered": len(values),
@@ -244,9 +290,9 @@ async def _drive(
         }  # fmt: skip
         report.intervals.append(row)
         log("")  # the caller prints the interval's row
-    await asyncio.gather(*tasks, return_exceptions=True)
-    report.sent, report.answered = _Totals.sent, _Totals.answered
-    return acked
+    await sending
+    report.sent, report.answered = load.sent, load.answered
+    return load.acked
 
 
 def soak(
