@@ -65,6 +65,7 @@ from exchange._recovery import RecoveryReport, decode_snapshot, encode_snapshot
 from exchange._sequencer import Ack, Listener, Sequencer
 from exchange._settings import Settings
 from exchange._ticket import Ticket
+from matching import REJECTED
 
 __all__ = ["LOCK_WAIT_S", "START_TIMEOUT_S", "WRITER_SWITCH_INTERVAL_S", "WriterProcess", "writer_main"]
 
@@ -100,9 +101,19 @@ def _send(conn: Connection, lock: threading.Lock, message: Any) -> None:
 
 def _encode_acks(acks: list[Ack]) -> bytes:
     """A batch's acks, as marshal data when their events hold only plain values (ints, strings,
-    tuples: twice as fast as pickling the Ack tuples both ways), else pickled."""
+    tuples: twice as fast as pickling the Ack tuples both ways), else pickled. The one value of
+    another type the core puts in its events, a rejection's code (``matching.RejectCode``, an
+    IntEnum, in some rejections), travels as its int (equal to it, as the gateway reads it)."""
     try:
         return _ACKS + marshal.dumps([tuple(ack) for ack in acks])
+    except ValueError:
+        pass
+    plain = [
+        (seq, ts_ns, [e if e[0] != REJECTED else (*e[:4], int(e[4]), *e[5:]) for e in events])
+        for seq, ts_ns, events in acks
+    ]
+    try:
+        return _ACKS + marshal.dumps(plain)
     except ValueError:
         return _PICKLED + pickle.dumps(("acks", acks), pickle.HIGHEST_PROTOCOL)
 
