@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Developer entry point; needs only Python 3.11+ and the standard library.
 
-    python3 dev.py demo     set up .venv (when needed) and run `bulkex demo`
+    python3 dev.py demo     set up .venv (when needed), run `bulkex demo` (auction and
+                            continuous trading through the sequencer, printed), then start
+                            the exchange's server on the same database with `bulkex serve
+                            --demo` (URL, demo keys, a client example; Ctrl-C stops it
+                            gracefully); `--no-serve` stops after the first part
     python3 dev.py test     set up .venv, then ruff check, ruff format --check,
                             mypy --strict and pytest; exits non-zero on any failure
     python3 dev.py native   set up .venv and (re)build the compiled core into .native/
@@ -21,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -123,7 +128,23 @@ def _build_native(extra: list[str]) -> int:
 
 def demo(extra: list[str]) -> int:
     native([])
-    return _run([_bin("bulkex"), "demo", *extra])
+    serve = "--no-serve" not in extra
+    code = _run([_bin("bulkex"), "demo", *(a for a in extra if a != "--no-serve")])
+    if code != 0 or not serve:
+        return code
+    return _run_server([_bin("bulkex"), "serve", "--demo"])
+
+
+def _run_server(args: list[str | Path]) -> int:
+    """Run a server in the foreground: Ctrl-C reaches it (the whole terminal's process group) and
+    this process waits for its graceful stop instead of killing it."""
+    print("+", " ".join(str(a) for a in args), flush=True)
+    process = subprocess.Popen([str(a) for a in args], cwd=ROOT)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test(extra: list[str]) -> int:
