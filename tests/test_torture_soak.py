@@ -34,3 +34,18 @@ def test_soak_ten_minutes(database_url: str) -> None:
     print("\n".join(report.lines()))
     assert report.answered >= report.sent * 0.99
     assert set(report.errors) <= {"UNKNOWN_ORDER"}, report.errors
+    assert report.within_memory_bound, report.growth_bytes_per_order
+
+
+def test_the_memory_bound_is_per_order_answered_after_the_first_interval() -> None:
+    from bench.soak import MEMORY_BOUND_BYTES_PER_ORDER, SoakReport
+
+    report = SoakReport(30.0, 1000, 10, "sqlite")
+    report.intervals = [{"answered": 10_000, "seconds": 10.0}, {"answered": 10_000, "seconds": 10.0},
+                        {"answered": 10_000, "seconds": 10.0}]  # fmt: skip
+    report.rss_first_mib = 100.0
+    report.rss_last_mib = 100.0 + 20_000 * 1_000 / 2**20  # 1,000 bytes per order after the first interval
+    assert round(report.growth_bytes_per_order) == 1_000
+    assert report.within_memory_bound
+    report.rss_last_mib = 100.0 + 20_000 * (MEMORY_BOUND_BYTES_PER_ORDER + 1) / 2**20
+    assert not report.within_memory_bound
