@@ -68,7 +68,7 @@ from api._queries import Queries
 from api._session import Connection, GatewayConnection, Outbox
 from api._views import Views
 from exchange import (
-    GROWTH_CHECK_S,
+    COLLECTOR_CHECK_S,
     Ack,
     Freezer,
     QueueFull,
@@ -85,6 +85,7 @@ from matching import MassCancel
 __all__ = [
     "GIL_SWITCH_INTERVAL_S",
     "SCHEDULE_INTERVAL_S",
+    "SWEEP_AFTER_CYCLE_HINTS",
     "Gateway",
     "GatewayServer",
     "run_server",
@@ -97,6 +98,9 @@ SCHEDULE_INTERVAL_S = 1.0
 """How often the trading-session schedule is compared with the instruments' states."""
 WATCHDOG_INTERVAL_S = 0.2
 """How often the gateway checks that the sequencer still runs while commands wait for answers."""
+SWEEP_AFTER_CYCLE_HINTS = 10_000
+"""Connections closed and requests answered by a task (the gateway's sources of garbage cycles:
+asyncio's and the WebSocket library's objects) after which the loop sweeps (exchange/_gc.py)."""
 SHUTDOWN_DRAIN_S = 5.0
 """How long shutdown waits for answers and send queues before closing connections."""
 _CST = timedelta(hours=8)
@@ -137,6 +141,7 @@ class Gateway:
         self._to_submit: list[Any] = []  # commands of this loop pass, submitted together at its end
         self.outbox = Outbox(loop)
         self.stopping = False
+        self.cycle_hints = 0  # connections closed and requests answered by a task since the last sweep
         self._connection_number = 0
         self._idle: asyncio.Event = asyncio.Event()
         self._idle.set()
@@ -287,6 +292,7 @@ class Gateway:
             task.add_done_callback(_log_failure)
 
     async def _await(self, conn: Connection, rid: str, request_type: str, outcome: Awaitable[dict[str, Any]]) -> None:
+        self.cycle_hints += 1
         try:
             result = await outcome
         except ApiError as exc:
@@ -455,6 +461,7 @@ class Gateway:
             self._forget(conn)
 
     def _forget(self, conn: Connection) -> None:
+        self.cycle_hints += 1
         self.connections.discard(conn)
         for key in list(conn.subscriptions):
             self.drop_subscription(conn, key)
@@ -517,11 +524,14 @@ class Gateway:
             await asyncio.sleep(SCHEDULE_INTERVAL_S)
 
     async def collector(self, freezer: Freezer) -> None:
-        """A serving process's sweeps when no command comes (exchange/_gc.py, ``sweep_if_grown``)."""
+        """A serving process's sweeps where its garbage cycles come from (exchange/_gc.py): closed
+        connections and requests answered by a task, SWEEP_AFTER_CYCLE_HINTS of them."""
         while True:
-            await asyncio.sleep(GROWTH_CHECK_S)
-            if freezer.sweep_if_grown():
-                log.info("swept the collector: %d objects kept", freezer.kept)
+            await asyncio.sleep(COLLECTOR_CHECK_S)
+            if self.cycle_hints >= SWEEP_AFTER_CYCLE_HINTS and freezer.may_sweep():
+                self.cycle_hints = 0
+                freed = freezer.sweep()
+                log.info("swept the collector: %d objects freed, %d kept", freed, freezer.kept)
 
     async def wait_idle(self, timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):

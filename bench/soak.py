@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import heapq
 import os
 import random
@@ -289,6 +290,21 @@ async def _drive(
 ) -> list[tuple[int, str]]:  # fmt: skip
     load = _Load(rate, seconds, seed, report.errors)
     await load.connect(url, keys)
+    # the generator's own collections would pause its sending and reading and count as the server's
+    # latency: everything so far is frozen and automatic collection is off until the run ends
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        return await _measure(load, pid, report, log, seconds, interval_s)
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+async def _measure(
+    load: _Load, pid: int, report: SoakReport, log: Callable[[str], None], seconds: float, interval_s: float
+) -> list[tuple[int, str]]:
     loop = asyncio.get_running_loop()
     sending = loop.create_task(load.run())
     started = loop.time()

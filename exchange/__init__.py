@@ -39,12 +39,12 @@ from exchange._errors import (
     WriterStopped,
 )
 from exchange._gc import (
+    COLLECTOR_CHECK_S,
     GC_FREEZE_EVERY_COMMANDS,
     GC_SWEEP_MIN_COMMANDS,
-    GROWTH_CHECK_S,
     SERVING_YOUNG_THRESHOLD,
-    SWEEP_MIN_GROWTH_BLOCKS,
     SWEEP_MIN_INTERVAL_S,
+    SWEEP_SPACING_MAX,
     YOUNG_THRESHOLD_OBJECTS,
     Freezer,
     serving_collector,
@@ -82,18 +82,18 @@ from exchange._warehouse_tables import DeliveryRow, ReceiptRow, StockRow
 from exchange._writer import WriterProcess
 
 __all__ = [
+    "COLLECTOR_CHECK_S",
     "COMMANDS",
     "DEFAULT_COMMIT_TIMEOUT_MS",
     "GC_FREEZE_EVERY_COMMANDS",
     "GC_SWEEP_MIN_COMMANDS",
-    "GROWTH_CHECK_S",
     "MAX_INSTRUMENTS_IN_FILE",
     "SERVING_YOUNG_THRESHOLD",
     "SIMULATION_BANK",
     "SIMULATION_FUNDING_FEN",
     "STATE_NAMES",
-    "SWEEP_MIN_GROWTH_BLOCKS",
     "SWEEP_MIN_INTERVAL_S",
+    "SWEEP_SPACING_MAX",
     "YOUNG_THRESHOLD_OBJECTS",
     "Ack",
     "BankSetupError",

@@ -23,10 +23,12 @@ young collection walk the batches in flight. Frozen objects are still freed
 by reference counting when dropped; only garbage *cycles* made meanwhile by
 the rest of the process stay, until the next sweep: ``gc.unfreeze``, a full
 collection, ``gc.freeze`` again, once the commands since the last sweep pass
-``GC_SWEEP_MIN_COMMANDS`` and half the objects the last sweep kept. A sweep
-walks everything once (about 15 ns an object); spacing sweeps in proportion
-to the state keeps its cost per command constant and its pauses to about
-30 ns times the command rate as a share of commands (0.15 % at 50,000/s).
+``GC_SWEEP_MIN_COMMANDS`` and half the objects the last sweep kept, times a
+spacing that doubles (up to ``SWEEP_SPACING_MAX``) after each sweep that
+found next to nothing. A sweep walks everything once (15 ns an object in a
+small heap, about 110 ns in a large one); spacing sweeps in proportion to the
+state keeps its cost per command constant, and the writer's core makes no
+cycles, so most sweeps there find nothing and the spacing grows.
 
 A serving process (``bulkex serve``, ``serving_collector``) goes further: its
 event loop allocates as fast as the sequencer (frames, requests, answers, feed
@@ -37,13 +39,16 @@ gateway`` at 20,000 orders/s offered: 231 young collections in the loop and 6
 in the sequencer, 1.5 s of the serving process's time, pauses up to 143 ms).
 So there automatic collections are off (``SERVING_YOUNG_THRESHOLD``): no
 collection walks the objects of a pass, and the only walks are the sweeps.
-Besides the sweeps counted in commands, the loop sweeps
-(``Freezer.sweep_if_grown``, checked every ``GROWTH_CHECK_S``) once the
-interpreter's allocated memory blocks have doubled since the last sweep and
-``SWEEP_MIN_INTERVAL_S`` have passed, so garbage cycles stay bounded by the live
-objects when no command flows (connections opened and closed all day). A sweep
-walks every live object (about 110 ns each on a 2-core AMD EPYC, 2026-12-07: a
-third of a second for 3 million), which is why they are spaced so.
+Besides the sweeps counted in commands (in the process that runs the
+sequencer), the gateway's loop sweeps where its garbage cycles come from:
+once ``api._server.SWEEP_AFTER_CYCLE_HINTS`` connections have closed or
+requests have been answered by a task since the last sweep, and
+``Freezer.may_sweep`` (``SWEEP_MIN_INTERVAL_S`` times the spacing passed), so
+garbage stays bounded when no command flows (connections opened and closed all
+day). Growth of the live state is no reason to sweep: a sweep walks every live
+object (about 110 ns each on a 2-core AMD EPYC, 2026-12-07: a third of a second
+for 3 million), and sweeps for growth (memory doubled) paused the gateway for
+1.9 s and 3.7 s in a 4-minute soak to free 100 and 240 objects.
 
 No sweep runs while a snapshot is being exported (``Freezer.busy``): the
 exporting child shares the process's memory copy-on-write, and a collection
@@ -61,18 +66,17 @@ objects per order (asyncio's and the WebSocket library's).
 from __future__ import annotations
 
 import gc
-import sys
 import time
 from collections.abc import Callable
 from typing import Final
 
 __all__ = [
+    "COLLECTOR_CHECK_S",
     "GC_FREEZE_EVERY_COMMANDS",
     "GC_SWEEP_MIN_COMMANDS",
-    "GROWTH_CHECK_S",
     "SERVING_YOUNG_THRESHOLD",
-    "SWEEP_MIN_GROWTH_BLOCKS",
     "SWEEP_MIN_INTERVAL_S",
+    "SWEEP_SPACING_MAX",
     "YOUNG_THRESHOLD_OBJECTS",
     "Freezer",
     "serving_collector",
@@ -91,14 +95,17 @@ GC_SWEEP_MIN_COMMANDS: Final = 1_000_000
 SERVING_YOUNG_THRESHOLD: Final = 1 << 30
 """A serving process's young-generation threshold: no automatic collection (see the module's text)."""
 
-SWEEP_MIN_GROWTH_BLOCKS: Final = 1_000_000
-"""Memory blocks the interpreter may gain at least before ``Freezer.sweep_if_grown`` sweeps."""
-
-GROWTH_CHECK_S: Final = 1.0
-"""How often a serving process's event loop calls ``Freezer.sweep_if_grown``."""
+COLLECTOR_CHECK_S: Final = 1.0
+"""How often a serving process's event loop considers a sweep (``api._server.Gateway.collector``)."""
 
 SWEEP_MIN_INTERVAL_S: Final = 60.0
-"""Seconds at least between a sweep and one for growth (``Freezer.sweep_if_grown``)."""
+"""Seconds at least between a sweep and one the gateway asks for (``Freezer.may_sweep``), times the spacing."""
+
+SWEEP_SPACING_MAX: Final = 64
+"""A sweep that freed less than 1 % of the objects it kept doubles the distance to the next one (in
+commands, and the interval of a sweep for growth), up to this many times the base; one that freed
+more brings it back to the base. The writer's core makes no cycles, so its sweeps find next to
+nothing and a sweep walks every live object: spacing them out is most of what they cost."""
 
 
 def tune_collector() -> None:
@@ -122,14 +129,13 @@ class Freezer:
         self.sweeps = 0
         self.freezes = 0
         self.kept = 0  # tracked objects after the last sweep (or at start)
-        self.kept_blocks = sys.getallocatedblocks()  # the interpreter's memory blocks then
         self.swept_at = time.monotonic()
+        self.spacing = 1  # the next sweep's distance, in multiples of the base (see ``sweep``)
 
     def start(self) -> None:
         """Before the first command: the next sweep's distance from the state already frozen
         (a recovered core)."""
         self.kept = gc.get_freeze_count()
-        self.kept_blocks = sys.getallocatedblocks()
         self.swept_at = time.monotonic()
         self.next_sweep = max(self.sweep_min_commands, self.kept // 2)
 
@@ -152,9 +158,10 @@ class Freezer:
         gc.freeze()
         kept = gc.get_freeze_count()
         self.kept = kept
-        self.kept_blocks = sys.getallocatedblocks()
         self.swept_at = time.monotonic()
-        self.next_sweep = max(self.sweep_min_commands, kept // 2)
+        # a sweep that found (almost) nothing spaces the next further out; one that found garbage resets
+        self.spacing = min(2 * self.spacing, SWEEP_SPACING_MAX) if freed * 100 < kept else 1
+        self.next_sweep = max(self.sweep_min_commands, kept // 2) * self.spacing
         self.since_sweep = 0
         self.sweeps += 1
         return freed
@@ -164,27 +171,18 @@ class Freezer:
         gc.freeze()
         self.freezes += 1
 
-    def sweep_if_grown(self, now_s: float | None = None) -> bool:
-        """Sweep when the interpreter's allocated memory blocks doubled since the last sweep (and
-        grew by SWEEP_MIN_GROWTH_BLOCKS at least), SWEEP_MIN_INTERVAL_S after it, however few
-        commands came, unless ``busy``: a serving process whose automatic collections are off
-        finds the garbage cycles of its connections this way. Counting the blocks costs about
-        150 µs for 9 million."""
+    def may_sweep(self, now_s: float | None = None) -> bool:
+        """A sweep asked for outside the command count (the gateway's, see the module's text) may
+        run: SWEEP_MIN_INTERVAL_S times the spacing passed since the last one, and not ``busy``."""
         now_s = time.monotonic() if now_s is None else now_s
-        if now_s - self.swept_at < SWEEP_MIN_INTERVAL_S:
+        if now_s - self.swept_at < SWEEP_MIN_INTERVAL_S * self.spacing:
             return False
-        blocks = sys.getallocatedblocks()
-        if blocks < self.kept_blocks + max(self.kept_blocks, SWEEP_MIN_GROWTH_BLOCKS):
-            return False
-        if self.busy is not None and self.busy():
-            return False
-        self.sweep()
-        return True
+        return not (self.busy is not None and self.busy())
 
 
 def serving_collector() -> None:
     """A serving process's collector settings: everything so far frozen, no automatic collection
-    (the event loop calls ``Freezer.sweep_if_grown`` every GROWTH_CHECK_S)."""
+    (sweeps by commands, and the gateway's, see the module's text)."""
     gc.collect()
     gc.freeze()
     _young, middle, old = gc.get_threshold()

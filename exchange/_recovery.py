@@ -89,6 +89,8 @@ class BackgroundSnapshot:
     def __init__(self, core: Core, seq: int, ts_ns: int) -> None:
         self.seq = seq
         self.ts_ns = ts_ns
+        self.started_s = time.monotonic()
+        self.finished_s = 0.0  # when the child's output was read whole (monotonic), once done
         self._record: SnapshotRecord | None = None
         self._done = threading.Event()
         read_fd, write_fd = os.pipe()
@@ -124,6 +126,7 @@ class BackgroundSnapshot:
             self._record = (self.seq, self.ts_ns, data[:_HASH_HEX_CHARS].decode(), data[_HASH_HEX_CHARS:])
         else:
             log.error("the snapshot at seq %d failed in its child process (status %d)", self.seq, status)
+        self.finished_s = time.monotonic()
         self._done.set()
 
 

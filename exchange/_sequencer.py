@@ -57,7 +57,7 @@ from exchange._ticket import Ticket
 from exchange._warehouse_projection import WarehouseRows
 from matching import Event, Instrument, ListInstrument
 
-__all__ = ["Ack", "Listener", "Sequencer"]
+__all__ = ["SNAPSHOT_QUIET_FACTOR", "Ack", "Listener", "Sequencer"]
 
 log = logging.getLogger("bulkex.sequencer")
 
@@ -82,6 +82,13 @@ _Group = tuple[Sequence[Any], list[JournalRecordBody], int, Any]
 _Work = tuple[list[_Group], list[Ack], Batch]
 
 _STOP = object()
+
+SNAPSHOT_QUIET_FACTOR = 9
+"""After a snapshot export that took T seconds, the next one waits at least this times T (and
+snapshot_every_commands), so a child shares the writer's memory at most a tenth of the time. Each
+page the writer touches while a child exports is copied; measured in a soak at 5,000 orders/s
+(2026-12-07), exports every 100,000 commands of a state growing past a gigabyte took the order
+latency's p99 from 59-210 ms without snapshots to 0.2-1.3 s."""
 
 
 class Sequencer:
@@ -123,6 +130,7 @@ class Sequencer:
         self._stopped: str | None = None  # why the writer stopped, None while it runs
         self.freezer = Freezer(busy=self.exporting)  # the collector's policy while commands flow (exchange/_gc.py)
         self._snapshot_job: BackgroundSnapshot | None = None  # a snapshot being exported by a child
+        self._next_export_s = 0.0  # no snapshot export starts before this (monotonic; SNAPSHOT_QUIET_FACTOR)
         self._queued = 0  # commands submitted and not yet taken by the sequencing thread
         self._queued_lock = threading.Lock()
         self._handoff = threading.Condition()  # guards _open and _closing
@@ -422,6 +430,7 @@ class Sequencer:
         if job is not None and rows.snapshot is None and job.done() and job.seq <= rows.last_seq:
             rows.snapshot = job.result()  # written with this batch: its seq is journaled by the same commit
             self._snapshot_job = None
+            self._next_export_s = job.finished_s + SNAPSHOT_QUIET_FACTOR * (job.finished_s - job.started_s)
         store.write(rows)
         self.committed_seq = rows.last_seq
         index = 0
@@ -505,7 +514,9 @@ class _OpenBatch:
         self.warehouse_rows.add_all(outs, owner.core.warehouse)  # here: the rows as the core now stands
         if owner.snapshot_every_commands and seq - owner.last_snapshot_seq >= owner.snapshot_every_commands:
             if in_background and hasattr(os, "fork"):
-                if owner._snapshot_job is None:  # one at a time: a slow export delays the next one
+                # one at a time, and a quiet spell after each: while a child exports, each page the
+                # writer touches is copied (copy-on-write), so an export of a large state slows it
+                if owner._snapshot_job is None and time.monotonic() >= owner._next_export_s:
                     try:
                         owner._snapshot_job = BackgroundSnapshot(owner.core, seq, ts_ns)
                     except OSError:  # no fork (memory, process limit): the journal holds everything

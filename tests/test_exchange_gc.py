@@ -12,8 +12,8 @@ import pytest
 from exchange import (
     GC_FREEZE_EVERY_COMMANDS,
     SERVING_YOUNG_THRESHOLD,
-    SWEEP_MIN_GROWTH_BLOCKS,
     SWEEP_MIN_INTERVAL_S,
+    SWEEP_SPACING_MAX,
     Freezer,
     serving_collector,
 )
@@ -81,40 +81,52 @@ def test_sweeps_are_spaced_by_the_objects_they_keep() -> None:
     assert freezer.next_sweep >= len(kept) // 2
     del kept
     freezer.sweep()
-    assert freezer.next_sweep < 200_000 // 2
+    assert freezer.next_sweep == max(GC_FREEZE_EVERY_COMMANDS, freezer.kept // 2) * freezer.spacing
+    assert freezer.next_sweep < 200_000 // 2 * freezer.spacing
     assert freezer.next_sweep >= GC_FREEZE_EVERY_COMMANDS
 
 
-def test_a_sweep_for_growth_waits_for_the_interval_and_for_the_blocks_to_double() -> None:
-    freezer = Freezer()
-    freezer.start()
-    start_s = freezer.swept_at
-    garbage = _cycle()
-    assert not freezer.sweep_if_grown(start_s + SWEEP_MIN_INTERVAL_S + 1), "nothing grew"
-    grown = [[i] for i in range(max(freezer.kept_blocks, SWEEP_MIN_GROWTH_BLOCKS) + 1000)]
-    assert not freezer.sweep_if_grown(start_s + 1), "too soon after the last sweep"
-    assert freezer.sweeps == 0
-    assert freezer.sweep_if_grown(start_s + SWEEP_MIN_INTERVAL_S + 1)
-    assert freezer.sweeps == 1
-    assert garbage() is None, "the sweep freed the cycle"
-    assert freezer.kept_blocks > len(grown), "what the sweep kept is the new base"
-    assert not freezer.sweep_if_grown(freezer.swept_at + SWEEP_MIN_INTERVAL_S + 1), "no growth since"
+def test_sweeps_that_find_nothing_are_spaced_out_and_one_that_finds_garbage_resets() -> None:
+    freezer = Freezer(sweep_min_commands=GC_FREEZE_EVERY_COMMANDS)
+    _live = [[i] for i in range(50_000)]
+    spacings = []
+    for _ in range(8):
+        freezer.sweep()  # nothing to find
+        spacings.append(freezer.spacing)
+    assert spacings == [2, 4, 8, 16, 32, 64, 64, 64]
+    assert SWEEP_SPACING_MAX == 64
+    base = max(GC_FREEZE_EVERY_COMMANDS, freezer.kept // 2)
+    assert freezer.next_sweep == base * SWEEP_SPACING_MAX
+    gc.disable()  # only the sweep collects here
+    try:
+        garbage = [_cycle() for _ in range(freezer.kept // 50)]  # more than 1 % of what is kept
+        freezer.sweep()
+    finally:
+        gc.enable()
+    assert all(g() is None for g in garbage)
+    assert freezer.spacing == 1
+    assert freezer.next_sweep == max(GC_FREEZE_EVERY_COMMANDS, freezer.kept // 2)
 
 
-def test_no_sweep_while_busy() -> None:
-    exporting = [True]
+def test_a_sweep_asked_for_waits_for_the_interval_times_the_spacing_and_not_while_busy() -> None:
+    exporting = [False]
     freezer = Freezer(sweep_min_commands=GC_FREEZE_EVERY_COMMANDS, busy=lambda: exporting[0])
     freezer.start()
-    grown = [[i] for i in range(max(freezer.kept_blocks, SWEEP_MIN_GROWTH_BLOCKS) + 1000)]
-    later_s = freezer.swept_at + SWEEP_MIN_INTERVAL_S + 1
-    assert not freezer.sweep_if_grown(later_s)
+    start_s = freezer.swept_at
+    assert not freezer.may_sweep(start_s + 1), "too soon after the last sweep"
+    assert freezer.may_sweep(start_s + SWEEP_MIN_INTERVAL_S + 1)
+    exporting[0] = True
+    assert not freezer.may_sweep(start_s + SWEEP_MIN_INTERVAL_S + 1), "not while a snapshot shares the memory"
     freezer.applied(10 * GC_FREEZE_EVERY_COMMANDS)  # a sweep is due by commands: it waits too
     assert freezer.sweeps == 0
     assert freezer.freezes == 1
     exporting[0] = False
     freezer.applied(GC_FREEZE_EVERY_COMMANDS)
     assert freezer.sweeps == 1, "the sweep that came due runs once the export ended"
-    del grown
+    assert freezer.spacing == 2, "it found nothing: the next one is further out"
+    later_s = freezer.swept_at + SWEEP_MIN_INTERVAL_S + 1
+    assert not freezer.may_sweep(later_s)
+    assert freezer.may_sweep(freezer.swept_at + 2 * SWEEP_MIN_INTERVAL_S + 1)
 
 
 def test_the_serving_policy_turns_automatic_collection_off() -> None:
