@@ -20,6 +20,7 @@ leaves no writer lock behind, and it dies on the broken pipe.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -134,6 +135,7 @@ def _snapshot_child(core: Core, read_fd: int, write_fd: int) -> None:  # pragma:
     status = 1
     try:
         gc.disable()
+        _yield_the_cpu()
         os.close(read_fd)
         os.closerange(3, write_fd)  # the writer lock, the database connections: never held by the child
         os.closerange(write_fd + 1, 1 << 16)
@@ -145,6 +147,19 @@ def _snapshot_child(core: Core, read_fd: int, write_fd: int) -> None:  # pragma:
         status = 0
     finally:
         os._exit(status)
+
+
+def _yield_the_cpu() -> None:  # pragma: no cover - runs in the snapshot child
+    """The exporting child runs only on CPU time the exchange leaves idle (SCHED_IDLE on Linux,
+    else the lowest nice): serialising a large state takes seconds of CPU, and on a machine the
+    gateway and the writer keep busy an export at normal priority held back their orders (measured
+    2026-12-07 in a soak at 5,000 orders/s on 2 cores: the order latency's p99 climbed with the
+    state's size to 1.4 s after 3 minutes, against 59-210 ms with no snapshots)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(OSError):
+            os.nice(19)
 
 
 def decode_snapshot(seq: int, state_hash: str, compressed: bytes) -> Core:

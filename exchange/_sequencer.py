@@ -85,10 +85,9 @@ _STOP = object()
 
 SNAPSHOT_QUIET_FACTOR = 9
 """After a snapshot export that took T seconds, the next one waits at least this times T (and
-snapshot_every_commands), so a child shares the writer's memory at most a tenth of the time. Each
-page the writer touches while a child exports is copied; measured in a soak at 5,000 orders/s
-(2026-12-07), exports every 100,000 commands of a state growing past a gigabyte took the order
-latency's p99 from 59-210 ms without snapshots to 0.2-1.3 s."""
+snapshot_every_commands), so a child shares the writer's memory at most a tenth of the time: each
+page the writer touches while a child exports is copied, and the child (at idle priority, see
+``exchange._recovery``) takes the CPU time the exchange leaves."""
 
 
 class Sequencer:
