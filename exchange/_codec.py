@@ -303,6 +303,17 @@ def record_encoders() -> dict[type[Any], Callable[[Any], JournalRecordBody]]:
     return _RECORDERS
 
 
+def encode_records(commands: Iterable[Command]) -> list[JournalRecordBody]:
+    """The (kind, body, crc32) of each command, in a loop for many (TypeError naming the first
+    unregistered command, ValueError for an oversized body)."""
+    recorders = _RECORDERS
+    commands = tuple(commands)
+    try:
+        return [recorders[type(command)](command) for command in commands]
+    except KeyError:
+        return [encode_record(command) for command in commands]  # names the unregistered command
+
+
 def decode(seq: int, kind: str, body: bytes, crc32: int) -> Command:
     """The command of journal record `seq`; JournalCorrupt when the checksum,
     the kind or the body is wrong."""

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Sequence
 from queue import Empty, SimpleQueue
 from typing import Any, NamedTuple
 
-from exchange._codec import JournalRecordBody, encode_record, record_encoders
+from exchange._codec import JournalRecordBody, encode_record, encode_records
 from exchange._core import Core
 from exchange._db import upgrade
 from exchange._errors import QueueFull, WriterStopped
@@ -296,11 +296,7 @@ class Sequencer:
     def _records(self, commands: Sequence[Any]) -> list[JournalRecordBody]:
         """The journal records of `commands`, in the submitter's thread (refusing what cannot be journaled)."""
         self._check_open(len(commands))
-        recorders = record_encoders()
-        try:
-            return [recorders[type(command)](command) for command in commands]
-        except KeyError:
-            return [encode_record(command) for command in commands]  # names the unregistered command
+        return encode_records(commands)
 
     # --------------------------------------------------------------- writer
 

@@ -56,7 +56,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from exchange._codec import JournalRecordBody, decode, encode_record, record_encoders
+from exchange._codec import JournalRecordBody, decode, encode_records
 from exchange._core import Core
 from exchange._errors import QueueFull, WriterLocked, WriterStopped
 from exchange._gc import Freezer, serving_collector
@@ -311,7 +311,7 @@ class WriterProcess:
         if self._stopped is not None or conn is None:
             raise WriterStopped(self._stopped or "closed")
         assert self._reader is not None, "start() the writer before submitting"
-        records = _records(commands)  # here: a command that cannot be journaled is refused at once
+        records = encode_records(commands)  # here: a command that cannot be journaled is refused at once
         data = _SUBMIT + marshal.dumps(records)  # (kind, body, crc32): plain values
         with self._send_lock:  # the groups' order is the order they are sent in
             with self._state_lock:
@@ -405,14 +405,6 @@ class WriterProcess:
             for ticket in answer if how == _EACH else [answer]:
                 if not ticket.done():
                     ticket.set_exception(error)
-
-
-def _records(commands: Sequence[Any]) -> list[JournalRecordBody]:
-    recorders = record_encoders()
-    try:
-        return [recorders[type(command)](command) for command in commands]
-    except KeyError:
-        return [encode_record(command) for command in commands]  # names the unregistered command
 
 
 # ------------------------------------------------------------------ the child
