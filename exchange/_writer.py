@@ -162,7 +162,9 @@ class WriterProcess:
 
     def open(self) -> RecoveryReport:
         """Start the writer process; it takes the writer lock and recovers. Raises what its
-        ``Sequencer.open`` raised (WriterLocked, a database error as RuntimeError)."""
+        ``Sequencer.open`` raised (WriterLocked, a database error as RuntimeError). Call it from a
+        thread that lives as long as the writer (the event loop's): the writer is killed when the
+        thread that started it ends (PR_SET_PDEATHSIG follows the thread, not the process)."""
         assert self._process is None, "already open"
         parent, child = socket.socketpair()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
