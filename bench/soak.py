@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 from sqlalchemy import text
 
+from bench.gateway import _children, _client_class, _client_frame, _login
 from bench.torture import STEEL, _setup, _traders
 from exchange import Settings, make_engine, upgrade
 
@@ -134,12 +135,7 @@ def _own_rss_mib(pid: int) -> float:
 
 def _rss_mib(pid: int) -> float:
     """The server's resident memory: its process and its direct children (the writer process)."""
-    total = _own_rss_mib(pid)
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                total += sum(_own_rss_mib(int(child)) for child in (task / "children").read_text().split())
-    return total
+    return _own_rss_mib(pid) + sum(_own_rss_mib(child) for child in _children(pid))
 
 
 def _tail(stream: Any) -> str:
@@ -194,8 +190,6 @@ class _Load:
         self.counters: list[int] = []
 
     async def connect(self, url: str, keys: list[tuple[str, str, str]]) -> None:
-        from bench.gateway import _client_class, _login
-
         cls = _client_class()
         for number, (account, key_id, secret) in enumerate(keys):
             ws = await _login(url, key_id, secret, cls)
@@ -234,8 +228,6 @@ class _Load:
         return on_text
 
     def _send(self, number: int, due: float) -> None:
-        from bench.gateway import _client_frame
-
         rnd = self.rnd
         self.counters[number] += 1
         rid = str(self.counters[number])

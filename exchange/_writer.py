@@ -93,10 +93,14 @@ _SUBMIT = b"S"
 _new_ack = tuple.__new__
 
 
-def _send(conn: Connection, lock: threading.Lock, message: Any) -> None:
-    data = _PICKLED + pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+def _write(conn: Connection, lock: threading.Lock, data: bytes) -> None:
+    """One whole message on the pipe (the lock keeps messages of two threads apart)."""
     with lock:
         conn.send_bytes(data)
+
+
+def _send(conn: Connection, lock: threading.Lock, message: Any) -> None:
+    _write(conn, lock, _PICKLED + pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
 
 def _encode_acks(acks: list[Ack]) -> bytes:
@@ -141,7 +145,6 @@ class WriterProcess:
         self.listeners: list[Listener] = []
         self.freezer = Freezer()  # this process's collector policy (no commands: sweeps for growth)
         self.recovery: RecoveryReport | None = None
-        self.last_seq = 0  # the last seq acknowledged here
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._send_lock = threading.Lock()
@@ -186,7 +189,6 @@ class WriterProcess:
         assert kind == "opened", kind
         report: RecoveryReport = value
         self.recovery = report
-        self.last_seq = report.last_seq
         return report
 
     def list_on_first_start(self, _instruments: Any = None) -> int:
@@ -237,7 +239,7 @@ class WriterProcess:
         conn.close()
         self._conn = None
         self._process = None
-        self._fail_all("closed")
+        self._stop("closed")
 
     def _abandon(self) -> None:
         """After a failed start: the writer process is ended and reaped, the pipe closed."""
@@ -380,8 +382,6 @@ class WriterProcess:
                     ticket.set_result(ack)
             else:
                 answer.set_result(mine)
-        if acks:
-            self.last_seq = acks[-1].seq
         for listener in self.listeners:
             try:
                 listener(pairs)
@@ -389,12 +389,7 @@ class WriterProcess:
                 log.exception("a writer listener failed")
 
     def _stop(self, reason: str) -> None:
-        with self._state_lock:
-            if self._stopped is None:
-                self._stopped = reason
-        self._fail_all(reason)
-
-    def _fail_all(self, reason: str) -> None:
+        """Stopped (the first reason stays): every pending ticket fails with WriterStopped."""
         with self._state_lock:
             groups = list(self._groups)
             self._groups.clear()
@@ -462,12 +457,6 @@ def writer_main() -> None:  # pragma: no cover - runs in the writer process (tes
             _send(conn, lock, ("closed", None))
 
 
-def _send_acks(conn: Connection, lock: threading.Lock, acks: list[Ack]) -> None:
-    data = _encode_acks(acks)
-    with lock:
-        conn.send_bytes(data)
-
-
 def _portable(exc: Exception) -> Exception:
     """The exception itself when it survives pickling, else a RuntimeError saying what it was."""
     try:
@@ -492,7 +481,7 @@ def _dialogue(conn: Connection, lock: threading.Lock, sequencer: Sequencer, sett
                 state_hash, compressed = encode_snapshot(sequencer.core)
                 _send(conn, lock, ("core", (sequencer.last_seq, state_hash, compressed)))
             elif request[0] == "start":
-                sequencer.listeners.append(lambda pairs: _send_acks(conn, lock, [ack for _c, ack in pairs]))
+                sequencer.listeners.append(lambda pairs: _write(conn, lock, _encode_acks([ack for _c, ack in pairs])))
                 sequencer.start()
                 _send(conn, lock, ("started", sequencer.last_seq))
                 return True
