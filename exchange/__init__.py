@@ -79,7 +79,7 @@ from exchange._ticket import Ticket
 from exchange._warehouse_projection import WarehouseRows, list_deliveries, list_receipts
 from exchange._warehouse_projection import stock_report as warehouse_stock_report
 from exchange._warehouse_tables import DeliveryRow, ReceiptRow, StockRow
-from exchange._writer import WriterProcess
+from exchange._writer import GIL_SWITCH_INTERVAL_S, WriterProcess
 
 __all__ = [
     "COLLECTOR_CHECK_S",
@@ -87,6 +87,7 @@ __all__ = [
     "DEFAULT_COMMIT_TIMEOUT_MS",
     "GC_FREEZE_EVERY_COMMANDS",
     "GC_SWEEP_MIN_COMMANDS",
+    "GIL_SWITCH_INTERVAL_S",
     "MAX_INSTRUMENTS_IN_FILE",
     "SERVING_YOUNG_THRESHOLD",
     "SIMULATION_BANK",

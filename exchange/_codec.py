@@ -48,7 +48,6 @@ __all__ = [
     "decode",
     "encode",
     "encode_record",
-    "record_encoders",
     "register_commands",
 ]
 
@@ -295,12 +294,6 @@ def encode_record(command: Command) -> JournalRecordBody:
     if recorder is None:
         raise TypeError(f"{type(command).__name__} is not a registered command")
     return recorder(command)
-
-
-def record_encoders() -> dict[type[Any], Callable[[Any], JournalRecordBody]]:
-    """Class -> its (kind, body, crc32) function, for loops that encode many commands
-    (the live table: classes registered later appear in it)."""
-    return _RECORDERS
 
 
 def encode_records(commands: Iterable[Command]) -> list[JournalRecordBody]:
