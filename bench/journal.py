@@ -33,9 +33,11 @@ instruments.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import platform
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -46,6 +48,7 @@ from typing import Any
 import orjson
 
 from exchange import (
+    GIL_SWITCH_INTERVAL_S,
     Core,
     OrderFlow,
     Sequencer,
@@ -58,6 +61,7 @@ from exchange import (
 )
 from exchange._codec import JournalRecordBody, encode_record
 from exchange._db import make_engine
+from exchange._gc import serving_collector
 from exchange._store import Batch, Store
 from matching import CONTINUOUS, Event, Instrument, ListInstrument, SetTradingState
 from matching._native import native_status
@@ -119,6 +123,23 @@ def scratch_database(database_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+@contextmanager
+def _serving_process() -> Iterator[None]:
+    """This process tuned as the writer process of ``bulkex serve`` is (its collector and switch
+    interval, ``exchange._writer.writer_main``), for the time of a measurement."""
+    enabled, threshold, interval = gc.isenabled(), gc.get_threshold(), sys.getswitchinterval()
+    serving_collector()
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+        if enabled:
+            gc.enable()
+
+
 def _opening(instruments: list[Instrument]) -> list[Any]:
     """List and open the instruments, register and fund the simulated members. The instruments
     are listed without the receipt rule: this measures the journal under the order flow (a
@@ -146,11 +167,15 @@ def _count_trades(url: str) -> int:
         engine.dispose()
 
 
-def measure_throughput(url: str, instruments: list[Instrument], commands: int, chunk: int) -> dict[str, Any]:
+def measure_throughput(
+    url: str, instruments: list[Instrument], commands: int, chunk: int, committer_process: bool = True
+) -> dict[str, Any]:
     """Submit `commands` as fast as the sequencer takes them, `chunk` commands per submission
     (``submit_batch``, as a gateway submits what it read in one frame batch); time from the
     first submission to the last acknowledgement."""
-    sequencer = Sequencer(url, snapshot_every_commands=100_000, queue_max_commands=commands + 1)
+    sequencer = Sequencer(
+        url, snapshot_every_commands=100_000, queue_max_commands=commands + 1, committer_process=committer_process
+    )
     sequencer.open()
     try:
         sequencer.execute(_opening(instruments))
@@ -177,12 +202,16 @@ def measure_throughput(url: str, instruments: list[Instrument], commands: int, c
     }
 
 
-def measure_latency(url: str, instruments: list[Instrument], rate: int, seconds: float, chunk: int) -> dict[str, Any]:
+def measure_latency(
+    url: str, instruments: list[Instrument], rate: int, seconds: float, chunk: int, committer_process: bool = True
+) -> dict[str, Any]:
     """Open loop at `rate` commands/s: every 0.2 ms the producer submits the commands that have
     come due (at most `chunk` per submission). A command's latency runs from its due time to
     the acknowledgement of its batch, so a producer or writer that falls behind is counted."""
     count = int(rate * seconds)
-    sequencer = Sequencer(url, snapshot_every_commands=100_000, queue_max_commands=max(count, 1) + 1)
+    sequencer = Sequencer(
+        url, snapshot_every_commands=100_000, queue_max_commands=max(count, 1) + 1, committer_process=committer_process
+    )
     sequencer.open()
     try:
         sequencer.execute(_opening(instruments))
@@ -302,14 +331,14 @@ def run(
     say(f"journal benchmark on {backend}; {info['cpus']} cpus, {info['cpu_model']}, Python {info['python']}")
     result: dict[str, Any] = {"benchmark": "journal", "database": backend, **info}
     if commands:
-        with scratch_database(settings.database_url) as url:
-            t = measure_throughput(url, instruments, commands, chunk)
+        with scratch_database(settings.database_url) as url, _serving_process():
+            t = measure_throughput(url, instruments, commands, chunk, settings.committer_process)
         say(f"throughput: {t['commands']:,} commands in {t['seconds']:.2f} s = {t['commands_per_s']:,.0f} commands/s "
             f"committed before acknowledgement ({t['trades']:,} trades)")  # fmt: skip
         result["throughput"] = t
     if rate and latency_seconds:
-        with scratch_database(settings.database_url) as url:
-            lat = measure_latency(url, instruments, rate, latency_seconds, chunk)
+        with scratch_database(settings.database_url) as url, _serving_process():
+            lat = measure_latency(url, instruments, rate, latency_seconds, chunk, settings.committer_process)
         say(f"latency at {rate:,}/s offered ({lat['achieved_per_s']:,.0f}/s achieved, {lat['batches']} batches): "
             f"p50 {lat['latency_us_p50'] / 1000:.2f} ms, p99 {lat['latency_us_p99'] / 1000:.2f} ms, "
             f"max {lat['latency_us_max'] / 1000:.2f} ms")  # fmt: skip

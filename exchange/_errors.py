@@ -75,6 +75,9 @@ class DatabaseTimeout(ExchangeError):
         self.what = what
         self.timeout_ms = timeout_ms
 
+    def __reduce__(self) -> tuple[type[DatabaseTimeout], tuple[str, int]]:
+        return DatabaseTimeout, (self.what, self.timeout_ms)  # it crosses from the committer process
+
 
 class JournalError(ExchangeError):
     """The journal cannot be replayed as it is."""

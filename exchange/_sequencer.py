@@ -45,6 +45,7 @@ from queue import Empty, SimpleQueue
 from typing import Any, NamedTuple
 
 from exchange._codec import JournalRecordBody, encode_record, encode_records
+from exchange._committer import CommitterProcess
 from exchange._core import Core
 from exchange._db import upgrade
 from exchange._errors import QueueFull, WriterStopped
@@ -102,6 +103,7 @@ class Sequencer:
         commit_timeout_ms: int = DEFAULT_COMMIT_TIMEOUT_MS,
         clock: Callable[[], int] = time.time_ns,
         use_snapshots: bool = True,
+        committer_process: bool = False,
     ) -> None:
         assert 1 <= batch_max_commands <= MAX_BATCH_COMMANDS, batch_max_commands
         assert batch_max_wait_ms >= 0, batch_max_wait_ms
@@ -116,6 +118,7 @@ class Sequencer:
         self.commit_timeout_ms = commit_timeout_ms
         self.clock = clock
         self.use_snapshots = use_snapshots
+        self.committer_process = committer_process
         self.listeners: list[Listener] = []
         self.core = Core()
         self.last_seq = 0  # the last seq applied in memory
@@ -124,6 +127,9 @@ class Sequencer:
         self.last_snapshot_seq = 0
         self.recovery: RecoveryReport | None = None
         self._store: Store | None = None
+        self._committer: CommitterProcess | None = None  # while the threads run, with committer_process
+        self._started = threading.Event()  # the sequencing thread is ready (its committer process started)
+        self._start_error: BaseException | None = None
         self._queue: SimpleQueue[Any] = SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopped: str | None = None  # why the writer stopped, None while it runs
@@ -146,6 +152,7 @@ class Sequencer:
             queue_max_commands=settings.queue_max_commands,
             commit_timeout_ms=settings.commit_timeout_ms,
             clock=clock,
+            committer_process=settings.committer_process,
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -177,10 +184,26 @@ class Sequencer:
         if self._store is None:
             self.open()
         assert self._thread is None, "already started"
+        assert self._store is not None
         tune_collector()
         self._closing = False
+        self._started.clear()
+        self._start_error = None
+        if self.committer_process:
+            self._store.disconnect()  # the data connection moves to the committer process
         self._thread = threading.Thread(target=self._run, name="bulkex-sequencer", daemon=True)
         self._thread.start()
+        self._started.wait()
+        error = self._started_error()
+        if error is not None:
+            self._thread.join()
+            self._thread = None
+            self._stopped = f"the committer process did not start: {error!r}"
+            raise error
+
+    def _started_error(self) -> BaseException | None:
+        """What stopped the sequencing thread from starting (set by it before ``_started``)."""
+        return self._start_error
 
     def close(self) -> None:
         """Sequence what is queued, stop the thread, release the lock."""
@@ -188,7 +211,6 @@ class Sequencer:
             self._queue.put(_STOP)
             self._thread.join()
             self._thread = None
-        self._finish_snapshot()
         if self._stopped is None:
             self._stopped = "closed"
         if self._store is not None:
@@ -308,6 +330,19 @@ class Sequencer:
         limit = self.batch_max_commands
         wait_s = self.batch_max_wait_s
         handoff = self._handoff
+        if self.committer_process:
+            # Started here: the process dies with the thread that started it (PR_SET_PDEATHSIG),
+            # and this thread lives exactly as long as the writer.
+            assert self._store is not None
+            process = CommitterProcess(self.database_url, self.commit_timeout_ms, self._store.lock_fd)
+            try:
+                process.start()
+            except BaseException as exc:
+                self._start_error = exc
+                self._started.set()
+                return
+            self._committer = process
+        self._started.set()
         committer = threading.Thread(target=self._commit_loop, name="bulkex-committer", daemon=True)
         committer.start()
         stopping = False
@@ -357,6 +392,10 @@ class Sequencer:
             self._closing = True
             handoff.notify_all()
         committer.join()
+        self._finish_snapshot()
+        if self._committer is not None:
+            self._committer.close()
+            self._committer = None
 
     def _open_size(self) -> int:
         batch = self._open
@@ -426,7 +465,7 @@ class Sequencer:
             rows.snapshot = job.result()  # written with this batch: its seq is journaled by the same commit
             self._snapshot_job = None
             self._next_export_s = job.finished_s + SNAPSHOT_QUIET_FACTOR * (job.finished_s - job.started_s)
-        store.write(rows)
+        (self._committer or store).write(rows)
         self.committed_seq = rows.last_seq
         index = 0
         for commands, _records, how, answer in groups:
@@ -457,7 +496,8 @@ class Sequencer:
         if record is None or self._stopped is not None or self._store is None or job.seq > self.committed_seq:
             return
         try:
-            self._store.write(Batch(self.committed_seq + 1, self.last_ts_ns, [], [], [], [], record))
+            writer = self._committer or self._store
+            writer.write(Batch(self.committed_seq + 1, self.last_ts_ns, [], [], [], [], record))
         except Exception:
             log.exception("the snapshot at seq %d could not be written", job.seq)
 

@@ -16,6 +16,9 @@ BULKEX_HOST, BULKEX_PORT         where the WebSocket gateway listens (default 12
 BULKEX_WRITER_PROCESS            the server runs the sequencer (core, journal, commits) in a process of
                                  its own beside the gateway's (default true; false: both in one
                                  process, sharing one interpreter lock; see exchange/_writer.py)
+BULKEX_COMMITTER_PROCESS         the sequencer writes its transactions from a process of its own
+                                 (default true; false: from a thread of the sequencer's process,
+                                 sharing its interpreter lock; see exchange/_committer.py)
 """
 
 from __future__ import annotations
@@ -63,3 +66,4 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8765, ge=1, le=65_535)
     writer_process: bool = True
+    committer_process: bool = True

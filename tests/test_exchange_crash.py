@@ -27,12 +27,14 @@ from exchange import Sequencer, decode
 ROUNDS = 3
 
 
-def child(url: str, seed: int) -> None:
+def child(url: str, seed: int, committer_process: bool) -> None:
     """Sequence orders as fast as they are acknowledged until killed."""
     from exchange import OrderFlow, simulated_accounts, simulation_setup
     from matching import CONTINUOUS, SetTradingState
 
-    sequencer = Sequencer(url, snapshot_every_commands=1500, batch_max_commands=200)
+    sequencer = Sequencer(
+        url, snapshot_every_commands=1500, batch_max_commands=200, committer_process=committer_process
+    )
     sequencer.open()
     if sequencer.list_on_first_start(INSTRUMENTS):
         sequencer.execute(simulation_setup(INSTRUMENTS, simulated_accounts(50)))
@@ -71,8 +73,9 @@ def test_sigkill_loses_nothing_acknowledged(database_url: str, tmp_path) -> None
     for round_number in range(ROUNDS):
         seed = rnd.randrange(1 << 30)
         kill_after_s = rnd.uniform(0.2, 1.5)
+        committer_process = round_number != 1  # the default of `bulkex serve`; one round in one process
         process = subprocess.Popen(
-            [sys.executable, os.path.abspath(__file__), database_url, str(seed)],
+            [sys.executable, os.path.abspath(__file__), database_url, str(seed), str(int(committer_process))],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=root,
@@ -101,7 +104,10 @@ def test_sigkill_loses_nothing_acknowledged(database_url: str, tmp_path) -> None
                 acked[int(seq)] = kind
         assert acked, f"round {round_number} (seed {master_seed}): nothing was acknowledged before the kill"
 
-        print(f"round {round_number}: seed {seed}, killed after {kill_after_s:.2f} s, {len(acked)} acknowledged")
+        print(
+            f"round {round_number}: seed {seed}, committer process {committer_process}, killed after "
+            f"{kill_after_s:.2f} s, {len(acked)} acknowledged"
+        )
         with Sequencer(database_url) as recovered:
             live_hash = recovered.state_hash()
             last_seq = recovered.last_seq
@@ -118,4 +124,4 @@ def test_sigkill_loses_nothing_acknowledged(database_url: str, tmp_path) -> None
 
 
 if __name__ == "__main__":
-    child(sys.argv[1], int(sys.argv[2]))
+    child(sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1")

@@ -1,0 +1,225 @@
+"""The committer process: the writer's transactions, written by a process of their own.
+
+    writer process (sequencer)                      committer process
+    ──────────────────────────                      ─────────────────
+    thread bulkex-sequencer: apply, project
+    thread bulkex-committer: batch rows ──(marshal)──► Store.write: one transaction
+      waits (the GIL let go) ◄──── "committed" ────── commit (durable)
+      then acknowledges
+
+Why: building a batch's statements (COPY text for PostgreSQL, JSON for
+SQLite) and SQLite's own work run in Python's interpreter; in the writer's
+process they took turns on one interpreter lock with the sequencing thread
+(the core), and each return from the database waited for that lock. In a
+process of its own the committer formats and writes while the sequencer
+applies the next batch, on the other core (docs/architecture.md, "The
+committer process"). What travels is the ``Batch`` as plain values
+(``marshal``); the answer is one byte, or the exception the store raised.
+
+Nothing changes for durability: the sequencer acknowledges a batch only
+after the committer process answers that its transaction committed. The
+writer lock stays with the sequencer's process; the data connection, and on
+PostgreSQL the data lock that goes with it (``_store.DATA_LOCK_KEY``), move
+to the committer process, which dies with the thread that started it (the
+sequencing thread, ``PR_SET_PDEATHSIG``): a killed writer leaves no
+committer behind to write after it. On SQLite the committer holds the
+writer's lock file too (inherited), so the lock is free only when both
+processes are gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import marshal
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+from multiprocessing.connection import Connection
+
+from exchange._store import Batch, Store
+from exchange._warehouse_projection import WarehouseRows
+
+__all__ = ["START_TIMEOUT_S", "CommitterProcess", "committer_main"]
+
+START_TIMEOUT_S = 60.0
+"""How long the committer process may take to start and connect."""
+STOP_TIMEOUT_S = 30.0
+"""How long the committer process may take to finish after its pipe closes."""
+_PR_SET_PDEATHSIG = 1
+
+_MARSHAL = b"M"
+_PICKLED = b"P"
+_COMMITTED = b"K"
+_READY = b"R"
+_FAILED = b"E"
+
+
+def pack(batch: Batch) -> bytes:
+    """A batch as bytes: marshal data when its values are plain (they are: ints, strings,
+    bytes, None, tuples, lists, dicts), pickled otherwise."""
+    w = batch.warehouse
+    values = (
+        batch.first_seq, batch.ts_ns, batch.records, batch.order_inserts, batch.order_updates, batch.trades,
+        batch.snapshot, (w.receipts, w.deliveries, w.stock) if w else None,
+    )  # fmt: skip
+    try:
+        return _MARSHAL + marshal.dumps(values)
+    except ValueError:
+        return _PICKLED + pickle.dumps(values, pickle.HIGHEST_PROTOCOL)
+
+
+def unpack(data: bytes) -> Batch:
+    """The batch ``pack`` made (from this exchange's own process, over a private socket pair)."""
+    body = memoryview(data)[1:]
+    values = marshal.loads(body) if data[:1] == _MARSHAL else pickle.loads(body)  # noqa: S301, S302
+    first_seq, ts_ns, records, order_inserts, order_updates, trades, snapshot, warehouse = values
+    rows = None
+    if warehouse is not None:
+        rows = WarehouseRows()
+        rows.receipts, rows.deliveries, rows.stock = warehouse
+    return Batch(first_seq, ts_ns, records, order_inserts, order_updates, trades, snapshot, rows)
+
+
+def _portable(exc: BaseException) -> bytes:
+    """The exception pickled when it survives pickling, else a RuntimeError saying what it was."""
+    try:
+        data = pickle.dumps(exc, pickle.HIGHEST_PROTOCOL)
+        pickle.loads(data)  # noqa: S301 (our own bytes)
+    except Exception:
+        data = pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"), pickle.HIGHEST_PROTOCOL)
+    return data
+
+
+class CommitterProcess:
+    """``Store.write`` in a child process: ``start``, ``write`` (returns once committed),
+    ``close``. Start it from the thread that lives as long as the writer (the sequencing
+    thread): the process is killed when that thread ends."""
+
+    def __init__(self, database_url: str, commit_timeout_ms: int, lock_fd: int | None = None) -> None:
+        self.database_url = database_url
+        self.commit_timeout_ms = commit_timeout_ms
+        self.lock_fd = lock_fd
+        self._process: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def start(self) -> None:
+        """Start the process; returns when it is connected (and holds the data lock)."""
+        assert self._process is None, "already started"
+        parent, child = socket.socketpair()
+        fds = (child.fileno(),) if self.lock_fd is None else (child.fileno(), self.lock_fd)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", "from exchange._committer import committer_main; committer_main()",
+                 str(child.fileno()), str(os.getpid()), str(self.commit_timeout_ms), self.database_url],
+                pass_fds=fds,
+                env=env,
+            )  # fmt: skip
+        finally:
+            child.close()
+        self._conn = Connection(parent.detach())
+        try:
+            if not self._conn.poll(START_TIMEOUT_S):
+                raise TimeoutError(f"the committer process did not start in {START_TIMEOUT_S:.0f} s")
+            reply = self._recv()
+            if reply[:1] != _READY:
+                raise pickle.loads(memoryview(reply)[1:])  # noqa: S301
+        except BaseException:
+            self.close()
+            raise
+
+    def write(self, batch: Batch) -> None:
+        """Write the batch in one transaction; returns once it is committed, raises what the
+        store raised (the batch is then not committed, or its outcome unknown: see Store)."""
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the committer process is not running")
+        try:
+            conn.send_bytes(pack(batch))
+        except OSError:
+            raise self._died() from None
+        reply = self._recv()
+        if reply != _COMMITTED:
+            raise pickle.loads(memoryview(reply)[1:])  # noqa: S301
+
+    def _recv(self) -> bytes:
+        conn = self._conn
+        assert conn is not None
+        try:
+            return conn.recv_bytes()
+        except (EOFError, OSError):
+            raise self._died() from None
+
+    def _died(self) -> RuntimeError:
+        status = None
+        if self._process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                status = self._process.wait(5)
+        return RuntimeError(f"the committer process exited (status {status})")
+
+    def close(self) -> None:
+        """Close the pipe: the process closes its connection (releasing the data lock) and exits."""
+        conn, process = self._conn, self._process
+        self._conn = self._process = None
+        if conn is not None:
+            conn.close()
+        if process is not None:
+            try:
+                process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+# ------------------------------------------------------------------ the child
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this process when the thread that started it ends (Linux); elsewhere the
+    closed pipe stops it."""
+    name = ctypes.util.find_library("c")
+    if sys.platform.startswith("linux") and name:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(name, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # died before the request took effect
+        os._exit(1)
+
+
+def committer_main() -> None:  # pragma: no cover - runs in the committer process (tests drive it end to end)
+    """``python -c '...committer_main()' FD PARENT_PID COMMIT_TIMEOUT_MS DATABASE_URL``."""
+    fd, parent_pid, commit_timeout_ms, url = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    _die_with_parent(parent_pid)
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # the writer decides when to stop
+        signal.signal(stop_signal, signal.SIG_IGN)
+    conn = Connection(fd)
+    store = Store(url, commit_timeout_ms, text_batch_rows=0)  # every batch through COPY (see PG_TEXT_BATCH_ROWS)
+    try:
+        store.connect(data_lock=True)
+    except BaseException as exc:
+        conn.send_bytes(_FAILED + _portable(exc))
+        store.close()
+        return
+    conn.send_bytes(_READY)
+    try:
+        while True:
+            try:
+                data = conn.recv_bytes()
+            except (EOFError, OSError):
+                return  # the writer closed the pipe: done
+            try:
+                store.write(unpack(data))
+            except BaseException as exc:
+                conn.send_bytes(_FAILED + _portable(exc))
+                return  # the writer stops on a failed commit; so does its committer
+            conn.send_bytes(_COMMITTED)
+    finally:
+        store.close()
