@@ -32,19 +32,24 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import logging
 import marshal
 import os
 import pickle
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from multiprocessing.connection import Connection
 
-from exchange._store import Batch, Store
+from exchange._store import Batch, Prepared, SnapshotRecord, Store
 from exchange._warehouse_projection import WarehouseRows
 
 __all__ = ["START_TIMEOUT_S", "CommitterProcess", "committer_main"]
+
+log = logging.getLogger("bulkex.committer")
 
 START_TIMEOUT_S = 60.0
 """How long the committer process may take to start and connect."""
@@ -54,6 +59,7 @@ _PR_SET_PDEATHSIG = 1
 
 _MARSHAL = b"M"
 _PICKLED = b"P"
+_SNAPSHOT = b"N"
 _COMMITTED = b"K"
 _READY = b"R"
 _FAILED = b"E"
@@ -139,7 +145,15 @@ class CommitterProcess:
 
     def write(self, batch: Batch) -> None:
         """Write the batch in one transaction; returns once it is committed, raises what the
-        store raised (the batch is then not committed, or its outcome unknown: see Store)."""
+        store raised (the batch is then not committed, or its outcome unknown: see Store).
+        Only with no batch in flight."""
+        self.send(batch)
+        self.receive()
+
+    def send(self, batch: Batch) -> None:
+        """Hand the batch over; ``receive`` tells how its transaction ended. Batches are
+        written one after another in the order sent; while one is written the next is
+        prepared. After a failure the process writes nothing more."""
         conn = self._conn
         if conn is None:
             raise RuntimeError("the committer process is not running")
@@ -147,6 +161,24 @@ class CommitterProcess:
             conn.send_bytes(pack(batch))
         except OSError:
             raise self._died() from None
+
+    def send_snapshot(self, snapshot: SnapshotRecord) -> None:
+        """Hand over a snapshot whose seq is committed: written in a transaction of its own, on a
+        connection of its own, beside the batches (not between them: a snapshot of a large state
+        written with a batch held every batch behind it for as long as the database took to
+        store it). Not answered; a snapshot that cannot be written is logged (the journal holds
+        everything, a snapshot only shortens a restart). Written before the process exits."""
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the committer process is not running")
+        try:
+            conn.send_bytes(_SNAPSHOT + marshal.dumps(snapshot))
+        except OSError:
+            raise self._died() from None
+
+    def receive(self) -> None:
+        """Wait for the outcome of the oldest batch sent and not yet received: returns when it
+        is committed, raises what the store raised."""
         reply = self._recv()
         if reply != _COMMITTED:
             raise pickle.loads(memoryview(reply)[1:])  # noqa: S301
@@ -209,17 +241,89 @@ def committer_main() -> None:  # pragma: no cover - runs in the committer proces
         store.close()
         return
     conn.send_bytes(_READY)
+    prepared: queue.Queue[Prepared | BaseException | None] = queue.Queue(maxsize=1)
+    snapshots = _SnapshotWriter(url, commit_timeout_ms)
+    threading.Thread(
+        target=_prepare, args=(conn, store, prepared, snapshots), name="bulkex-prepare", daemon=True
+    ).start()
     try:
         while True:
+            work = prepared.get()
+            if work is None:
+                snapshots.finish()  # the writer closed the pipe: the last snapshot written, done
+                return
             try:
-                data = conn.recv_bytes()
-            except (EOFError, OSError):
-                return  # the writer closed the pipe: done
-            try:
-                store.write(unpack(data))
+                if isinstance(work, BaseException):
+                    raise work
+                store.execute(work)
             except BaseException as exc:
                 conn.send_bytes(_FAILED + _portable(exc))
-                return  # the writer stops on a failed commit; so does its committer
+                return  # the writer stops on a failed commit; so does its committer (nothing later is written)
             conn.send_bytes(_COMMITTED)
     finally:
         store.close()
+
+
+def _prepare(
+    conn: Connection, store: Store, prepared: queue.Queue[Prepared | BaseException | None], snapshots: _SnapshotWriter
+) -> None:
+    """Thread bulkex-prepare: receive and prepare the next batch while the last one is written
+    (the database works while this thread holds the interpreter lock, and the other way round);
+    snapshots go to their writer."""
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            prepared.put(None)
+            return
+        if data[:1] == _SNAPSHOT:
+            snapshots.put(marshal.loads(memoryview(data)[1:]))  # noqa: S302 (our own pipe)
+            continue
+        try:
+            prepared.put(store.prepare(unpack(data)))
+        except BaseException as exc:
+            prepared.put(exc)
+            return
+
+
+class _SnapshotWriter:
+    """Thread bulkex-snapshot-writer of the committer process: each snapshot in a transaction of
+    its own on a connection of its own (no data lock: a snapshot of a committed seq is right
+    whenever it lands; recovery skips one beyond the journal's end)."""
+
+    def __init__(self, url: str, commit_timeout_ms: int) -> None:
+        self.url = url
+        self.commit_timeout_ms = commit_timeout_ms
+        self._queue: queue.Queue[SnapshotRecord | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def put(self, snapshot: SnapshotRecord) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="bulkex-snapshot-writer", daemon=True)
+            self._thread.start()
+        self._queue.put(snapshot)
+
+    def finish(self) -> None:
+        """Write what was handed over, then stop."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        store: Store | None = None
+        try:
+            while (snapshot := self._queue.get()) is not None:
+                try:
+                    if store is None:
+                        store = Store(self.url, self.commit_timeout_ms)
+                        store.connect(data_lock=False)
+                    store.write(Batch(snapshot[0] + 1, snapshot[1], [], [], [], [], snapshot))
+                except Exception:
+                    log.exception("the snapshot at seq %d could not be written", snapshot[0])
+                    if store is not None:
+                        store.close()
+                        store = None  # connected again for the next one
+        finally:
+            if store is not None:
+                store.close()

@@ -40,6 +40,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from queue import Empty, SimpleQueue
 from typing import Any, NamedTuple
@@ -58,7 +59,7 @@ from exchange._ticket import Ticket
 from exchange._warehouse_projection import WarehouseRows
 from matching import Event, Instrument, ListInstrument
 
-__all__ = ["SNAPSHOT_QUIET_FACTOR", "Ack", "Listener", "Sequencer"]
+__all__ = ["IN_FLIGHT_MAX", "SNAPSHOT_QUIET_FACTOR", "Ack", "Listener", "Sequencer"]
 
 log = logging.getLogger("bulkex.sequencer")
 
@@ -84,6 +85,9 @@ _Work = tuple[list[_Group], list[Ack], Batch]
 
 _STOP = object()
 
+IN_FLIGHT_MAX = 2
+"""Batches handed to the committer process and not yet answered, at most: one being written and
+the next one being prepared meanwhile (its COPY text built while the database works)."""
 SNAPSHOT_QUIET_FACTOR = 9
 """After a snapshot export that took T seconds, the next one waits at least this times T (and
 snapshot_every_commands), so a child shares the writer's memory at most a tenth of the time: each
@@ -130,6 +134,9 @@ class Sequencer:
         self._committer: CommitterProcess | None = None  # while the threads run, with committer_process
         self._started = threading.Event()  # the sequencing thread is ready (its committer process started)
         self._start_error: BaseException | None = None
+        self._flight = threading.Condition()  # guards _in_flight and _flight_done
+        self._in_flight: deque[_Work] = deque()  # handed to the committer process, not yet answered
+        self._flight_done = False  # the acknowledger may stop once _in_flight is empty
         self._queue: SimpleQueue[Any] = SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopped: str | None = None  # why the writer stopped, None while it runs
@@ -343,6 +350,11 @@ class Sequencer:
                 return
             self._committer = process
         self._started.set()
+        acknowledger = None
+        if self._committer is not None:
+            self._flight_done = False
+            acknowledger = threading.Thread(target=self._acknowledge_loop, name="bulkex-acknowledger", daemon=True)
+            acknowledger.start()
         committer = threading.Thread(target=self._commit_loop, name="bulkex-committer", daemon=True)
         committer.start()
         stopping = False
@@ -392,6 +404,11 @@ class Sequencer:
             self._closing = True
             handoff.notify_all()
         committer.join()
+        if acknowledger is not None:
+            with self._flight:
+                self._flight_done = True
+                self._flight.notify_all()
+            acknowledger.join()
         self._finish_snapshot()
         if self._committer is not None:
             self._committer.close()
@@ -403,9 +420,16 @@ class Sequencer:
 
     def _commit_loop(self) -> None:
         """Stage 2 (thread bulkex-committer): take the open batch, write it in one transaction,
-        then the acks."""
+        then the acks. With the committer process: hand the batch over as soon as fewer than
+        IN_FLIGHT_MAX are being written (the acks come in thread bulkex-acknowledger)."""
         handoff = self._handoff
+        flight = self._flight
+        pipelined = self._committer is not None
         while True:
+            if pipelined:
+                with flight:
+                    while len(self._in_flight) >= IN_FLIGHT_MAX and self._stopped is None:
+                        flight.wait()
             with handoff:
                 while self._open is None and not self._closing:
                     handoff.wait()
@@ -413,15 +437,68 @@ class Sequencer:
                 self._open = None
                 handoff.notify_all()
             if batch is None:
-                return
+                break
             if self._stopped is not None:
                 self._fail_groups(batch.groups)
                 continue
             try:
-                self._commit(batch.finish())
+                work = batch.finish()
+                if pipelined:
+                    self._send(work)
+                else:
+                    self._commit(work)
             except BaseException as exc:
                 self._stop(exc)
                 self._fail_groups(batch.groups)
+        with flight:  # closing: every batch handed over answered (or failed) first
+            while self._in_flight and self._stopped is None:
+                flight.wait()
+
+    def _send(self, work: _Work) -> None:
+        """Hand a batch to the committer process (its acks follow in ``_acknowledge_loop``)."""
+        committer = self._committer
+        assert committer is not None
+        job = self._snapshot_job
+        if job is not None and job.done() and job.seq <= self.committed_seq:
+            self._snapshot_job = None
+            self._next_export_s = job.finished_s + SNAPSHOT_QUIET_FACTOR * (job.finished_s - job.started_s)
+            record = job.result()
+            if record is not None:  # its seq is committed: written beside the batches (send_snapshot)
+                committer.send_snapshot(record)
+        with self._flight:
+            self._in_flight.append(work)  # before sending: the answer finds it
+            self._flight.notify_all()
+        committer.send(work[2])
+
+    def _acknowledge_loop(self) -> None:
+        """Thread bulkex-acknowledger (with the committer process): the answers of the batches
+        handed over, in order; each committed batch acknowledged, a failure stops the writer
+        and fails every batch in flight (the committer process writes nothing after it)."""
+        committer = self._committer
+        assert committer is not None
+        flight = self._flight
+        while True:
+            with flight:
+                while not self._in_flight and not self._flight_done:
+                    flight.wait()
+                if not self._in_flight:
+                    return
+                work = self._in_flight[0]
+            try:
+                committer.receive()
+            except BaseException as exc:
+                self._stop(exc)
+                with flight:
+                    failed = list(self._in_flight)
+                    self._in_flight.clear()
+                    flight.notify_all()
+                for groups, _acks, _rows in failed:
+                    self._fail_groups(groups)
+                return
+            self._acknowledge(work)
+            with flight:
+                self._in_flight.popleft()
+                flight.notify_all()
 
     def _stop(self, exc: BaseException) -> None:
         """A commit or the core failed: the core is ahead of the journal, so stop for good."""
@@ -457,15 +534,25 @@ class Sequencer:
         return _OpenBatch(self, self.last_seq + 1, ts_ns)
 
     def _commit(self, work: _Work) -> None:
-        groups, acks, rows = work
+        """Write a batch in this thread, then acknowledge it."""
         store = self._store
         assert store is not None
+        self._attach_snapshot(work[2])
+        store.write(work[2])
+        self._acknowledge(work)
+
+    def _attach_snapshot(self, rows: Batch) -> None:
+        """A finished background export is written with the batch (its seq is journaled by the
+        same commit or an earlier one)."""
         job = self._snapshot_job
         if job is not None and rows.snapshot is None and job.done() and job.seq <= rows.last_seq:
-            rows.snapshot = job.result()  # written with this batch: its seq is journaled by the same commit
+            rows.snapshot = job.result()
             self._snapshot_job = None
             self._next_export_s = job.finished_s + SNAPSHOT_QUIET_FACTOR * (job.finished_s - job.started_s)
-        (self._committer or store).write(rows)
+
+    def _acknowledge(self, work: _Work) -> None:
+        """A committed batch: its tickets resolved with their acks, then the listeners told."""
+        groups, acks, rows = work
         self.committed_seq = rows.last_seq
         index = 0
         for commands, _records, how, answer in groups:

@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Engine
@@ -41,9 +41,12 @@ from exchange._codec import JournalRecordBody
 from exchange._db import is_sqlite, make_engine, sqlite_path
 from exchange._errors import DatabaseTimeout, WriterLocked
 from exchange._settings import DEFAULT_COMMIT_TIMEOUT_MS
-from exchange._warehouse_projection import WarehouseRows, pg_warehouse_text, write_sqlite_warehouse
+from exchange._warehouse_projection import WarehouseRows, pg_warehouse_text, sqlite_warehouse_steps
 
-__all__ = ["DATA_LOCK_KEY", "SNAPSHOTS_KEPT", "WRITER_LOCK_KEY", "Batch", "JournalRecord", "SnapshotRecord", "Store"]
+__all__ = [
+    "DATA_LOCK_KEY", "SNAPSHOTS_KEPT", "WRITER_LOCK_KEY", "Batch", "JournalRecord", "Prepared", "SnapshotRecord",
+    "Store",
+]  # fmt: skip
 
 WRITER_LOCK_KEY = 0x62756C6B6578  # "bulkex": the advisory lock key of the one writer
 DATA_LOCK_KEY = WRITER_LOCK_KEY + 1
@@ -108,6 +111,8 @@ _SQLITE_UPDATE = (
     + " FROM json_each(?)) AS v "
     "WHERE orders.order_id = v.order_id"
 )
+_SQLITE_SNAPSHOT = "INSERT INTO snapshots (seq, ts_ns, state_hash, body) VALUES (?, ?, ?, ?)"
+_SQLITE_PRUNE_SNAPSHOTS = "DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT ?)"
 _dumps = orjson.dumps
 
 
@@ -136,12 +141,6 @@ def _pg_text(value: str) -> str:
     if "\\" in value or not value.isprintable():
         return value.replace("\x00", "\ufffd").translate(_PG_ESCAPES)
     return value
-
-
-def _copy(cur: Any, sql: str, lines: list[str]) -> None:
-    """COPY `lines` (text format) with one read of the whole text."""
-    data = "".join(lines)
-    cur.copy_expert(sql, io.StringIO(data), size=max(8192, len(data)))
 
 
 _PG_NESTED_LOOP = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; "
@@ -222,6 +221,19 @@ class Batch:
     def last_seq(self) -> int:
         """The seq of the last journal record (first_seq - 1 when there is none)."""
         return self.first_seq + len(self.records) - 1
+
+
+_EXECUTE = 0  # execute(sql) or execute(sql, parameters)
+_EXECUTE_MANY = 1  # executemany(sql, rows)
+_COPY = 2  # COPY sql FROM STDIN with the text
+_Step = tuple[int, str, Any]
+
+
+class Prepared(NamedTuple):
+    """A batch's statements with their data, ready to run (``Store.prepare``)."""
+
+    what: str  # for the watchdog's error: "commit of seq A..B"
+    steps: list[_Step]
 
 
 class _Watchdog:
@@ -453,34 +465,56 @@ class Store:
 
     def write(self, batch: Batch) -> None:
         """Write the batch in one transaction and commit (durable on return)."""
-        if self.sqlite:
-            self._write_sqlite(batch)
-        else:
-            self._write_postgres(batch)
+        self.execute(self.prepare(batch))
 
-    def _write_sqlite(self, b: Batch) -> None:
+    def prepare(self, b: Batch) -> Prepared:
+        """The batch's statements and their data, built without touching the database (the
+        committer process builds the next batch's while the database runs this one's)."""
+        if self.sqlite:
+            return self._prepare_sqlite(b)
+        what = f"commit of seq {b.first_seq}..{b.last_seq}" if b.records else "snapshot"
+        if len(b.records) > self.text_batch_rows:
+            return Prepared(what, self._prepare_copy(b))
+        return Prepared(what, [(_EXECUTE, self._postgres_text(b), None)])
+
+    def execute(self, prepared: Prepared) -> None:
+        """Run a prepared batch as one transaction and commit (durable on return)."""
+        if self.sqlite:
+            self._execute_sqlite(prepared)
+        else:
+            self._execute_postgres(prepared)
+
+    @staticmethod
+    def _prepare_sqlite(b: Batch) -> Prepared:
+        steps: list[_Step] = [(_EXECUTE, "BEGIN IMMEDIATE", None)]
+        if b.records:
+            rows = [(kind, body.decode(), crc) for kind, body, crc in b.records]
+            steps.append((_EXECUTE, _SQLITE_JOURNAL, (b.first_seq, b.ts_ns, _dumps(rows))))
+        if b.order_inserts:
+            steps.append((_EXECUTE, _SQLITE_ORDERS, (_dumps(b.order_inserts),)))
+        if b.order_updates:
+            steps.append((_EXECUTE, _SQLITE_UPDATE, (_dumps(b.order_updates),)))
+        if b.trades:
+            steps.append((_EXECUTE, _SQLITE_TRADES, (_dumps(b.trades),)))
+        if b.warehouse:
+            steps.extend((_EXECUTE_MANY, sql, rows) for sql, rows in sqlite_warehouse_steps(b.warehouse))
+        if b.snapshot is not None:
+            steps.append((_EXECUTE, _SQLITE_SNAPSHOT, b.snapshot))
+            steps.append((_EXECUTE, _SQLITE_PRUNE_SNAPSHOTS, (SNAPSHOTS_KEPT,)))
+        steps.append((_EXECUTE, "COMMIT", None))
+        return Prepared("commit", steps)
+
+    def _execute_sqlite(self, prepared: Prepared) -> None:
         conn = self._conn.driver_connection
         cur = conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
         try:
-            if b.records:
-                rows = [(kind, body.decode(), crc) for kind, body, crc in b.records]
-                cur.execute(_SQLITE_JOURNAL, (b.first_seq, b.ts_ns, _dumps(rows)))
-            if b.order_inserts:
-                cur.execute(_SQLITE_ORDERS, (_dumps(b.order_inserts),))
-            if b.order_updates:
-                cur.execute(_SQLITE_UPDATE, (_dumps(b.order_updates),))
-            if b.trades:
-                cur.execute(_SQLITE_TRADES, (_dumps(b.trades),))
-            if b.warehouse:
-                write_sqlite_warehouse(cur, b.warehouse)
-            if b.snapshot is not None:
-                cur.execute("INSERT INTO snapshots (seq, ts_ns, state_hash, body) VALUES (?, ?, ?, ?)", b.snapshot)
-                cur.execute(
-                    "DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT ?)",
-                    (SNAPSHOTS_KEPT,),
-                )
-            cur.execute("COMMIT")
+            for kind, sql, data in prepared.steps:
+                if kind == _EXECUTE_MANY:
+                    cur.executemany(sql, data)
+                elif data is None:
+                    cur.execute(sql)
+                else:
+                    cur.execute(sql, data)
         except BaseException:
             if conn.in_transaction:
                 conn.rollback()
@@ -488,30 +522,41 @@ class Store:
         finally:
             cur.close()
 
-    def _write_postgres(self, b: Batch) -> None:
-        """The whole batch as ONE statement text, ``BEGIN; ...; COMMIT``, sent in one round trip.
-
-        One round trip, not one per table: the committer lets go of the GIL for every network
-        wait, and each time it wants it back it may wait a whole switch interval behind the
-        sequencing thread. The server runs a multi-statement text as one unit: if any statement
-        fails, nothing of it is committed. Values are rendered as literals here (integers with
-        ``str``, strings quoted, bytes as hex ``bytea``), which is also far cheaper than binding
-        them one by one.
-        """
+    def _execute_postgres(self, prepared: Prepared) -> None:
+        """The steps on the writer's connection, under the watchdog; on a failure the
+        transaction is rolled back (the server has rolled it back already, or will)."""
         conn = self._conn
         driver = conn.driver_connection
         if not driver.autocommit:
             driver.rollback()
             driver.autocommit = True  # the statements carry their own BEGIN ... COMMIT
-        what = f"commit of seq {b.first_seq}..{b.last_seq}" if b.records else "snapshot"
-        with self._watched(driver, what):
-            if len(b.records) > self.text_batch_rows:
-                self._copy_postgres(driver, b)
-            else:
-                self._text_postgres(driver, b)
+        with self._watched(driver, prepared.what):
+            cur = driver.cursor()
+            try:
+                for kind, sql, data in prepared.steps:
+                    if kind == _COPY:
+                        # the whole text in one read (8 KiB reads would take the GIL back once per chunk)
+                        cur.copy_expert(sql, io.StringIO(data), size=max(8192, len(data)))
+                    else:
+                        cur.execute(sql)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the connection may be gone; the original error matters
+                    cur.execute("ROLLBACK")
+                raise
+            finally:
+                cur.close()
 
     @staticmethod
-    def _text_postgres(driver: Any, b: Batch) -> None:
+    def _postgres_text(b: Batch) -> str:
+        """A small batch as ONE statement text, ``BEGIN; ...; COMMIT``, sent in one round trip.
+
+        One round trip, not one per table: a committer that shares its process's interpreter
+        lock lets go of it for every network wait, and each time it wants it back it may wait a
+        whole switch interval behind the sequencing thread. The server runs a multi-statement
+        text as one unit: if any statement fails, nothing of it is committed. Values are
+        rendered as literals here (integers with ``str``, strings quoted, bytes as hex
+        ``bytea``), which is also far cheaper than binding them one by one.
+        """
         parts = ["BEGIN"]
         if b.records:
             ts = b.ts_ns
@@ -553,61 +598,38 @@ class Store:
         if b.snapshot is not None:
             parts.append("; " + _pg_snapshot_text(b.snapshot))
         parts.append("; COMMIT")
-        cur = driver.cursor()
-        try:
-            cur.execute("".join(parts))
-        except BaseException:
-            with contextlib.suppress(Exception):  # the server rolled back already; make sure of it
-                cur.execute("ROLLBACK")
-            raise
-        finally:
-            cur.close()
+        return "".join(parts)
 
     @staticmethod
-    def _copy_postgres(driver: Any, b: Batch) -> None:
+    def _prepare_copy(b: Batch) -> list[_Step]:
         """A large batch: ``BEGIN`` with the order updates (literals), then one COPY per table
-        (cheaper per row than parsing literals), then the snapshot with ``COMMIT``; each COPY
-        hands its whole text to the driver in one read (the default 8 KiB reads would take
-        the GIL back once per chunk, each time waiting behind the sequencing thread)."""
-        cur = driver.cursor()
-        try:
-            cur.execute(_PG_BEGIN_UPDATE + _pg_update_text(b.order_updates) if b.order_updates else "BEGIN")
-            ts = b.ts_ns
-            _copy(
-                cur,
-                "COPY journal (seq, ts_ns, kind, body, crc32) FROM STDIN",
-                [f"{seq}\t{ts}\t{_pg_text(kind)}\t\\\\x{body.hex()}\t{crc}\n"
-                 for seq, (kind, body, crc) in enumerate(b.records, b.first_seq)],
+        (cheaper per row than parsing literals), then the snapshot with ``COMMIT``."""
+        steps: list[_Step] = [
+            (_EXECUTE, _PG_BEGIN_UPDATE + _pg_update_text(b.order_updates) if b.order_updates else "BEGIN", None)
+        ]
+        ts = b.ts_ns
+        steps.append(
+            (_COPY, "COPY journal (seq, ts_ns, kind, body, crc32) FROM STDIN",
+             "".join([f"{seq}\t{ts}\t{_pg_text(kind)}\t\\\\x{body.hex()}\t{crc}\n"
+                      for seq, (kind, body, crc) in enumerate(b.records, b.first_seq)]))
+        )  # fmt: skip
+        if b.order_inserts:
+            steps.append(
+                (_COPY, f"COPY orders ({_ORDER_INSERT_COLUMNS}) FROM STDIN",
+                 "".join([f"{r[0]}\t{_pg_text(r[1])}\t{_pg_text(r[2])}\t{_pg_text(r[3])}\t{r[4]}\t{r[5]}\t{r[6]}\t"
+                          f"{r[7]}\t{r[8]}\t{r[9]}\t{r[10]}\t{r[11]}\t{r[12]}\n" for r in b.order_inserts]))
             )  # fmt: skip
-            if b.order_inserts:
-                _copy(
-                    cur,
-                    f"COPY orders ({_ORDER_INSERT_COLUMNS}) FROM STDIN",
-                    [
-                        f"{r[0]}\t{_pg_text(r[1])}\t{_pg_text(r[2])}\t{_pg_text(r[3])}\t{r[4]}\t{r[5]}\t{r[6]}\t"
-                        f"{r[7]}\t{r[8]}\t{r[9]}\t{r[10]}\t{r[11]}\t{r[12]}\n"
-                        for r in b.order_inserts
-                    ],
-                )
-            if b.trades:
-                _copy(
-                    cur,
-                    f"COPY trades ({_TRADE_INSERT_COLUMNS}) FROM STDIN",
-                    [
-                        f"{t[0]}\t{t[1]}\t{t[2]}\t{_pg_text(t[3])}\t{t[4]}\t{t[5]}\t{t[6]}\t{_pg_text(t[7])}\t"
-                        f"{t[8]}\t{_pg_text(t[9])}\t{t[10]}\n"
-                        for t in b.trades
-                    ],
-                )
-            if b.warehouse:
-                cur.execute(pg_warehouse_text(b.warehouse, _pg_literal))
-            cur.execute(_pg_snapshot_text(b.snapshot) + "; COMMIT" if b.snapshot is not None else "COMMIT")
-        except BaseException:
-            with contextlib.suppress(Exception):  # the connection may be gone; the original error matters
-                cur.execute("ROLLBACK")
-            raise
-        finally:
-            cur.close()
+        if b.trades:
+            steps.append(
+                (_COPY, f"COPY trades ({_TRADE_INSERT_COLUMNS}) FROM STDIN",
+                 "".join([f"{t[0]}\t{t[1]}\t{t[2]}\t{_pg_text(t[3])}\t{t[4]}\t{t[5]}\t{t[6]}\t{_pg_text(t[7])}\t"
+                          f"{t[8]}\t{_pg_text(t[9])}\t{t[10]}\n" for t in b.trades]))
+            )  # fmt: skip
+        if b.warehouse:
+            steps.append((_EXECUTE, pg_warehouse_text(b.warehouse, _pg_literal), None))
+        commit = "COMMIT" if b.snapshot is None else _pg_snapshot_text(b.snapshot) + "; COMMIT"
+        steps.append((_EXECUTE, commit, None))
+        return steps
 
     # ----------------------------------------------------------------- read
 

@@ -41,8 +41,8 @@ __all__ = [
     "list_deliveries",
     "list_receipts",
     "pg_warehouse_text",
+    "sqlite_warehouse_steps",
     "stock_report",
-    "write_sqlite_warehouse",
 ]
 
 RECEIPT_COLUMNS = (
@@ -159,14 +159,16 @@ _SQLITE_DELIVERIES = _sqlite_upsert("warehouse_deliveries", DELIVERY_COLUMNS, 1)
 _SQLITE_STOCK = _sqlite_upsert("warehouse_stock", STOCK_COLUMNS, 2, add=True)
 
 
-def write_sqlite_warehouse(cur: Any, rows: WarehouseRows) -> None:
-    """Write the rows with the batch's open SQLite transaction (cursor `cur`)."""
+def sqlite_warehouse_steps(rows: WarehouseRows) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The rows as (statement, rows) for ``executemany`` within the batch's SQLite transaction."""
+    steps: list[tuple[str, list[tuple[Any, ...]]]] = []
     if rows.receipts:
-        cur.executemany(_SQLITE_RECEIPTS, list(rows.receipts.values()))
+        steps.append((_SQLITE_RECEIPTS, list(rows.receipts.values())))
     if rows.deliveries:
-        cur.executemany(_SQLITE_DELIVERIES, list(rows.deliveries.values()))
+        steps.append((_SQLITE_DELIVERIES, list(rows.deliveries.values())))
     if rows.stock:
-        cur.executemany(_SQLITE_STOCK, rows.stock_rows())
+        steps.append((_SQLITE_STOCK, rows.stock_rows()))
+    return steps
 
 
 def _pg_upsert(

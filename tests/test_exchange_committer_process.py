@@ -182,3 +182,53 @@ def test_a_database_timeout_crosses_the_pipe_as_itself() -> None:
 def test_write_before_start_is_refused() -> None:
     with pytest.raises(RuntimeError, match="not running"):
         CommitterProcess("sqlite:///unused.db", 0).write(Batch(1, 2, [], [], [], []))
+
+
+def _refuse_journal_seq(url: str, seq: int) -> None:
+    """A trigger that makes the database refuse the journal row `seq` (a failing commit)."""
+    if url.startswith("sqlite"):
+        execute_sql(
+            url,
+            f"CREATE TRIGGER refuse_seq BEFORE INSERT ON journal WHEN NEW.seq = {seq} "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        )
+        return
+    execute_sql(
+        url,
+        "CREATE FUNCTION refuse_seq() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$",
+    )
+    execute_sql(
+        url, f"CREATE TRIGGER refuse_seq BEFORE INSERT ON journal FOR EACH ROW WHEN (NEW.seq = {seq}) "
+        "EXECUTE FUNCTION refuse_seq()",
+    )  # fmt: skip
+
+
+def test_a_failed_commit_fails_its_batch_and_every_later_one(database_url: str) -> None:
+    """Batches are handed over while an earlier one is written: when one fails, it and every
+    batch after it fail, and nothing after the last acknowledged seq is in the journal."""
+    with Sequencer(database_url, clock=fake_clock(), batch_max_commands=40, committer_process=True) as sequencer:
+        sequencer.execute(opening(sequencer))
+        refused = sequencer.last_seq + 500
+        _refuse_journal_seq(database_url, refused)
+        flow = OrderFlow(INSTRUMENTS, seed=13, first_seq=sequencer.last_seq + 1)
+        sequencer.start()
+        tickets = [sequencer.submit_batch(flow.take(25)) for _ in range(60)]  # 1,500 commands, many batches
+        answered: list[Any] = []
+        failures: list[str] = []
+        for ticket in tickets:
+            try:
+                answered += ticket.result(timeout=60)
+            except WriterStopped as exc:
+                failures.append(str(exc))
+        committed = sequencer.committed_seq
+        assert not sequencer.running
+    assert failures
+    assert all("refused by the test" in failure for failure in failures), failures[0]
+    assert answered, "batches before the refused one were acknowledged"
+    assert [ack.seq for ack in answered] == list(range(answered[0].seq, committed + 1)), "acks are gapless"
+    assert committed < refused
+    with Sequencer(database_url, use_snapshots=False) as recovered:
+        assert recovered.last_seq == committed, "the journal holds exactly what was acknowledged"
+    execute_sql(database_url, "DROP TRIGGER refuse_seq" + ("" if database_url.startswith("sqlite") else " ON journal"))
+    assert_projections_match_replay(database_url)
