@@ -38,9 +38,11 @@ order frame (JSON, WebSocket header, masked payload) before the common
 start, sends a frame by appending bytes (each client's frames of one pass of
 its event loop leave in one write) and reads answers with its own parser.
 The server runs as ``bulkex serve`` does: the gateway in one process, the
-sequencer in its writer process (exchange/_writer.py). CPU figures per
-answered order: the server (both processes), the gateway's event-loop thread
-alone, the writer process alone, and the load processes together. On a shared machine these are the figures to
+sequencer in its writer process (exchange/_writer.py), the journal's
+transactions in the writer's committer process (exchange/_committer.py). CPU
+figures per answered order: the server (all three processes), the gateway's
+event-loop thread alone, the writer and committer processes together
+("writer processes"), and the load processes together. On a shared machine these are the figures to
 compare between runs; rates and latencies also move with other jobs.
 
 Prints the figures, then one JSON line (the last line of output).
@@ -108,17 +110,19 @@ def _process_cpu_s(pid: int) -> float:
 
 
 def _children(pid: int) -> list[int]:
+    """The process's descendants: its children, theirs, and so on (the writer process, its
+    committer process, snapshot exports)."""
     found: list[int] = []
     with contextlib.suppress(OSError):
         for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(OSError):
                 found += [int(c) for c in (task / "children").read_text().split()]
-    return found
+    return found + [grandchild for child in found for grandchild in _children(child)]
 
 
 def _writer_cpu_s(pid: int) -> float:
-    """CPU time of the server's child processes: the writer process (the sequencer: core, journal,
-    commits) and any snapshot export running."""
+    """CPU time of the server's descendant processes: the writer process (the sequencer: core,
+    journal), its committer process (the transactions) and any snapshot export running."""
     total = 0.0
     for child in _children(pid):
         with contextlib.suppress(OSError):
@@ -663,7 +667,7 @@ def print_report(result: dict[str, Any], json_only: bool = False) -> None:
               f"{result['capacity_orders_per_s']:,} orders/s, order-to-ack p50 "
               f"{result['capacity_order_to_ack_ms_p50']} ms, p99 {result['capacity_order_to_ack_ms_p99']} ms, "
               f"CPU per order: server {result['capacity_server_cpu_us_per_order']} us (event loop "
-              f"{result['capacity_gateway_loop_cpu_us_per_order']} us, writer process "
+              f"{result['capacity_gateway_loop_cpu_us_per_order']} us, writer processes "
               f"{result['capacity_writer_cpu_us_per_order']} us), load generator "
               f"{result['capacity_load_cpu_us_per_order']} us")  # fmt: skip
         print(f"  at {result['offered_orders_per_s']:,} orders/s offered (open loop, {result['clients']} clients): "
@@ -671,7 +675,7 @@ def print_report(result: dict[str, Any], json_only: bool = False) -> None:
               f"the gateway, left out), order-to-ack p50 {result['order_to_ack_ms_p50']} ms, "
               f"p99 {result['order_to_ack_ms_p99']} ms, p99.9 {result['order_to_ack_ms_p999']} ms; "
               f"answers {result['outcomes']}; CPU per order: server {result['server_cpu_us_per_order']} us "
-              f"(event loop {result['gateway_loop_cpu_us_per_order']} us, writer process "
+              f"(event loop {result['gateway_loop_cpu_us_per_order']} us, writer processes "
               f"{result['writer_cpu_us_per_order']} us), load generator "
               f"{result['load_cpu_us_per_order']} us")  # fmt: skip
         print(f"  fan-out: {result['subscribers']} subscribers, {result['messages_received']:,} of "
