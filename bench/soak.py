@@ -102,7 +102,7 @@ class SoakReport:
     def lines(self) -> list[str]:
         out = [
             f"soak on {self.database}: {self.clients} clients, {self.rate} orders/s offered, {self.seconds:.0f} s",
-            "   t_s   sent  answered  answers/s  p50_ms  p99_ms  p99.9_ms  max_ms  rss_mib",
+            "   t_s   sent  answered  answers/s  p50_ms  p99_ms  p99.9_ms  max_ms  mem_mib",
         ]
         for row in self.intervals:
             out.append(
@@ -123,19 +123,24 @@ class SoakReport:
         return out
 
 
-def _own_rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+def _own_memory_mib(pid: int) -> float:
+    """The process's proportional set size (PSS: each page shared with other processes counted
+    in shares, so a snapshot export forked from the writer does not count the writer's memory
+    twice); its resident set size where the kernel gives no PSS."""
+    for path, name in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):
+        try:
+            for line in Path(path).read_text().splitlines():
+                if line.startswith(name):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            continue
     return 0.0
 
 
 def _rss_mib(pid: int) -> float:
-    """The server's resident memory: its process and its direct children (the writer process)."""
-    return _own_rss_mib(pid) + sum(_own_rss_mib(child) for child in _children(pid))
+    """The server's memory: its process and its descendants (the writer process, its committer
+    process, a snapshot export running), each page counted once (PSS)."""
+    return _own_memory_mib(pid) + sum(_own_memory_mib(child) for child in _children(pid))
 
 
 def _tail(stream: Any) -> str:
