@@ -1,18 +1,21 @@
 """The committer process: the writer's transactions, written by a process of their own.
 
-    writer process (sequencer)                      committer process
-    ──────────────────────────                      ─────────────────
+    sequencer's process                             committer process
+    ───────────────────                             ─────────────────
     thread bulkex-sequencer: apply, project
-    thread bulkex-committer: batch rows ──(marshal)──► Store.write: one transaction
-      waits (the GIL let go) ◄──── "committed" ────── commit (durable)
-      then acknowledges
+    thread bulkex-committer: batch rows ──(marshal)──► bulkex-prepare: Store.prepare
+      (at most IN_FLIGHT_MAX unanswered)                main thread: Store.execute, one
+    thread bulkex-acknowledger ◄──── "committed" ──────  transaction per batch, in order
+      acknowledges, in order
+    snapshot of a committed seq ────────────────────► bulkex-snapshot-writer (own connection)
 
 Why: building a batch's statements (COPY text for PostgreSQL, JSON for
 SQLite) and SQLite's own work run in Python's interpreter; in the writer's
 process they took turns on one interpreter lock with the sequencing thread
 (the core), and each return from the database waited for that lock. In a
 process of its own the committer formats and writes while the sequencer
-applies the next batch, on the other core (docs/architecture.md, "The
+applies the next batch, on the other core, and prepares the next batch's
+statements while the database runs this one's (docs/architecture.md, "The
 committer process"). What travels is the ``Batch`` as plain values
 (``marshal``); the answer is one byte, or the exception the store raised.
 

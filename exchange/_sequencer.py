@@ -8,6 +8,12 @@
     free, write it in ONE transaction, commit
     ──► resolve each ticket with its Ack, then tell the listeners.
 
+With ``committer_process`` (the default of ``from_settings``, BULKEX_COMMITTER_PROCESS) the
+transactions are written by a process of their own (``exchange._committer``): the committer
+thread hands each batch over as soon as fewer than IN_FLIGHT_MAX are unanswered, thread
+bulkex-acknowledger takes the answers in order and acknowledges, and finished snapshot exports
+go over once their seq is committed, written beside the batches.
+
 The two threads form a pipeline with group commit: while batch N commits,
 batch N+1 stays open and grows with everything that arrives (up to
 batch_max_commands; beyond it the sequencer waits), so a batch is as large
