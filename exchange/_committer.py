@@ -46,6 +46,7 @@ import subprocess
 import sys
 import threading
 from multiprocessing.connection import Connection
+from typing import NamedTuple
 
 from exchange._store import Batch, Prepared, SnapshotRecord, Store
 from exchange._warehouse_projection import WarehouseRows
@@ -133,6 +134,9 @@ class CommitterProcess:
                 pass_fds=fds,
                 env=env,
             )  # fmt: skip
+        except BaseException:
+            parent.close()
+            raise
         finally:
             child.close()
         self._conn = Connection(parent.detach())
@@ -157,19 +161,36 @@ class CommitterProcess:
         """Hand the batch over; ``receive`` tells how its transaction ended. Batches are
         written one after another in the order sent; while one is written the next is
         prepared. After a failure the process writes nothing more."""
+        self.send_packed(pack(batch))
+
+    def send_packed(self, data: bytes) -> None:
+        """``send`` of a batch already packed (``pack``)."""
         conn = self._conn
         if conn is None:
             raise RuntimeError("the committer process is not running")
         try:
-            conn.send_bytes(pack(batch))
+            conn.send_bytes(data)
         except OSError:
             raise self._died() from None
 
+    def abort(self) -> None:
+        """Shut the pipe down both ways: a ``receive`` waiting returns at once (the process
+        died), and the process, seeing the end of its input, writes nothing more."""
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                dup = socket.socket(fileno=os.dup(conn.fileno()))
+                try:
+                    dup.shutdown(socket.SHUT_RDWR)
+                finally:
+                    dup.close()
+
     def send_snapshot(self, snapshot: SnapshotRecord) -> None:
-        """Hand over a snapshot whose seq is committed: written in a transaction of its own, on a
-        connection of its own, beside the batches (not between them: a snapshot of a large state
+        """Hand over a snapshot whose seq is committed, written in a transaction of its own. On
+        PostgreSQL on a connection of its own, beside the batches (a snapshot of a large state
         written with a batch held every batch behind it for as long as the database took to
-        store it). Not answered; a snapshot that cannot be written is logged (the journal holds
+        store it); on SQLite, which has one writer at a time, on the data connection between two
+        batches. Not answered; a snapshot that cannot be written is logged (the journal holds
         everything, a snapshot only shortens a restart). Written before the process exits."""
         conn = self._conn
         if conn is None:
@@ -244,7 +265,7 @@ def committer_main() -> None:  # pragma: no cover - runs in the committer proces
         store.close()
         return
     conn.send_bytes(_READY)
-    prepared: queue.Queue[Prepared | BaseException | None] = queue.Queue(maxsize=1)
+    prepared: queue.Queue[_Work] = queue.Queue(maxsize=1)
     snapshots = _SnapshotWriter(url, commit_timeout_ms)
     threading.Thread(
         target=_prepare, args=(conn, store, prepared, snapshots), name="bulkex-prepare", daemon=True
@@ -255,6 +276,12 @@ def committer_main() -> None:  # pragma: no cover - runs in the committer proces
             if work is None:
                 snapshots.finish()  # the writer closed the pipe: the last snapshot written, done
                 return
+            if isinstance(work, _SqliteSnapshot):
+                try:  # not answered, not fatal: see send_snapshot
+                    store.execute(work.prepared)
+                except Exception:
+                    log.exception("the snapshot at seq %d could not be written", work.seq)
+                continue
             try:
                 if isinstance(work, BaseException):
                     raise work
@@ -267,9 +294,21 @@ def committer_main() -> None:  # pragma: no cover - runs in the committer proces
         store.close()
 
 
-def _prepare(
-    conn: Connection, store: Store, prepared: queue.Queue[Prepared | BaseException | None], snapshots: _SnapshotWriter
-) -> None:
+class _SqliteSnapshot(NamedTuple):
+    """A snapshot to write on the data connection between two batches (SQLite: one writer at a
+    time; on a connection of its own a large snapshot would hold the lock past the batch
+    connection's busy timeout and fail a batch)."""
+
+    seq: int
+    prepared: Prepared
+
+
+_Work = Prepared | _SqliteSnapshot | BaseException | None
+"""What the prepare thread hands the main thread: a batch, a SQLite snapshot, a failure to
+prepare, or the end of the input."""
+
+
+def _prepare(conn: Connection, store: Store, prepared: queue.Queue[_Work], snapshots: _SnapshotWriter) -> None:
     """Thread bulkex-prepare: receive and prepare the next batch while the last one is written
     (the database works while this thread holds the interpreter lock, and the other way round);
     snapshots go to their writer."""
@@ -280,7 +319,12 @@ def _prepare(
             prepared.put(None)
             return
         if data[:1] == _SNAPSHOT:
-            snapshots.put(marshal.loads(memoryview(data)[1:]))  # noqa: S302 (our own pipe)
+            snapshot: SnapshotRecord = marshal.loads(memoryview(data)[1:])  # noqa: S302 (our own pipe)
+            if store.sqlite:
+                batch = Batch(snapshot[0] + 1, snapshot[1], [], [], [], [], snapshot)
+                prepared.put(_SqliteSnapshot(snapshot[0], store.prepare(batch)))
+            else:
+                snapshots.put(snapshot)
             continue
         try:
             prepared.put(store.prepare(unpack(data)))

@@ -47,6 +47,9 @@ class WriterLocked(ExchangeError):
         )
         self.where = where
 
+    def __reduce__(self) -> tuple[type[WriterLocked], tuple[str]]:
+        return WriterLocked, (self.where,)  # it crosses from the committer process
+
 
 class WriterStopped(ExchangeError):
     """The writer stopped (a commit failed or it was shut down); nothing more is accepted."""
@@ -55,6 +58,9 @@ class WriterStopped(ExchangeError):
         super().__init__(f"the sequencer is stopped ({reason}); restart the exchange to recover from the journal")
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[WriterStopped], tuple[str]]:
+        return WriterStopped, (self.reason,)
+
 
 class QueueFull(ExchangeError):
     """The sequencer's queue holds its limit of waiting commands."""
@@ -62,6 +68,9 @@ class QueueFull(ExchangeError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"{limit} commands are waiting to be sequenced (the queue limit); retry shortly")
         self.limit = limit
+
+    def __reduce__(self) -> tuple[type[QueueFull], tuple[int]]:
+        return QueueFull, (self.limit,)
 
 
 class DatabaseTimeout(ExchangeError):
@@ -95,6 +104,9 @@ class JournalGap(JournalError):
         self.missing_seq = missing_seq
         self.found_seq = found_seq
 
+    def __reduce__(self) -> tuple[type[JournalGap], tuple[int, int | None]]:
+        return JournalGap, (self.missing_seq, self.found_seq)
+
 
 class JournalCorrupt(JournalError):
     """A journal record fails its checksum or does not decode to a command."""
@@ -103,3 +115,6 @@ class JournalCorrupt(JournalError):
         super().__init__(f"journal record seq {seq} is corrupt: {reason}; restore the journal from a backup")
         self.seq = seq
         self.reason = reason
+
+    def __reduce__(self) -> tuple[type[JournalCorrupt], tuple[int, str]]:
+        return JournalCorrupt, (self.seq, self.reason)

@@ -52,7 +52,7 @@ from queue import Empty, SimpleQueue
 from typing import Any, NamedTuple
 
 from exchange._codec import JournalRecordBody, encode_record, encode_records
-from exchange._committer import CommitterProcess
+from exchange._committer import CommitterProcess, pack
 from exchange._core import Core
 from exchange._db import upgrade
 from exchange._errors import QueueFull, WriterStopped
@@ -415,6 +415,7 @@ class Sequencer:
                 self._flight_done = True
                 self._flight.notify_all()
             acknowledger.join()
+            self._fail_in_flight()  # only after a failure can anything be left
         self._finish_snapshot()
         if self._committer is not None:
             self._committer.close()
@@ -461,9 +462,13 @@ class Sequencer:
                 flight.wait()
 
     def _send(self, work: _Work) -> None:
-        """Hand a batch to the committer process (its acks follow in ``_acknowledge_loop``)."""
+        """Hand a batch to the committer process (its acks follow in ``_acknowledge_loop``).
+        Raises, with nothing handed over, when the writer stopped or the batch cannot be packed
+        (the commit loop then fails the batch); once handed over, the batch is answered or
+        failed by the acknowledger alone."""
         committer = self._committer
         assert committer is not None
+        data = pack(work[2])
         job = self._snapshot_job
         if job is not None and job.done() and job.seq <= self.committed_seq:
             self._snapshot_job = None
@@ -472,9 +477,15 @@ class Sequencer:
             if record is not None:  # its seq is committed: written beside the batches (send_snapshot)
                 committer.send_snapshot(record)
         with self._flight:
+            if self._stopped is not None:  # the acknowledger failed what was in flight: not this one
+                raise WriterStopped(self._stopped)
             self._in_flight.append(work)  # before sending: the answer finds it
             self._flight.notify_all()
-        committer.send(work[2])
+        try:
+            committer.send_packed(data)
+        except BaseException as exc:
+            self._stop(exc)
+            committer.abort()  # the acknowledger's receive ends at once and fails what is in flight, this too
 
     def _acknowledge_loop(self) -> None:
         """Thread bulkex-acknowledger (with the committer process): the answers of the batches
@@ -483,28 +494,32 @@ class Sequencer:
         committer = self._committer
         assert committer is not None
         flight = self._flight
-        while True:
-            with flight:
-                while not self._in_flight and not self._flight_done:
-                    flight.wait()
-                if not self._in_flight:
-                    return
-                work = self._in_flight[0]
-            try:
-                committer.receive()
-            except BaseException as exc:
-                self._stop(exc)
+        try:
+            while True:
                 with flight:
-                    failed = list(self._in_flight)
-                    self._in_flight.clear()
+                    while not self._in_flight and not self._flight_done:
+                        flight.wait()
+                    if not self._in_flight:
+                        return
+                    work = self._in_flight[0]
+                committer.receive()
+                self._acknowledge(work)
+                with flight:
+                    self._in_flight.popleft()
                     flight.notify_all()
-                for groups, _acks, _rows in failed:
-                    self._fail_groups(groups)
-                return
-            self._acknowledge(work)
-            with flight:
-                self._in_flight.popleft()
-                flight.notify_all()
+        except BaseException as exc:  # a failed commit, a dead committer, or a failing ticket callback
+            self._stop(exc)
+            committer.abort()  # nothing more is written
+            self._fail_in_flight()
+
+    def _fail_in_flight(self) -> None:
+        """Fail every batch handed over and not answered (after the writer stopped)."""
+        with self._flight:
+            failed = list(self._in_flight)
+            self._in_flight.clear()
+            self._flight.notify_all()
+        for groups, _acks, _rows in failed:
+            self._fail_groups(groups)
 
     def _stop(self, exc: BaseException) -> None:
         """A commit or the core failed: the core is ahead of the journal, so stop for good."""

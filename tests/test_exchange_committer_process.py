@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import threading
 import time
 from typing import Any
 
@@ -19,7 +20,16 @@ from test_exchange_sequencer import (
     opening,
 )
 
-from exchange import DatabaseTimeout, OrderFlow, Sequencer, WriterLocked, WriterStopped
+from exchange import (
+    DatabaseTimeout,
+    JournalCorrupt,
+    JournalGap,
+    OrderFlow,
+    QueueFull,
+    Sequencer,
+    WriterLocked,
+    WriterStopped,
+)
 from exchange._committer import CommitterProcess, pack, unpack
 from exchange._store import DATA_LOCK_KEY, Batch
 from exchange._warehouse_projection import WarehouseRows
@@ -172,11 +182,24 @@ def test_a_batch_travels_whole() -> None:
     assert unpack(pack(Batch(1, 2, [], [], [], []))).warehouse is None
 
 
-def test_a_database_timeout_crosses_the_pipe_as_itself() -> None:
-    error = pickle.loads(pickle.dumps(DatabaseTimeout("commit of seq 1..2", 500)))
-    assert isinstance(error, DatabaseTimeout)
-    assert (error.what, error.timeout_ms) == ("commit of seq 1..2", 500)
-    assert str(error) == str(DatabaseTimeout("commit of seq 1..2", 500))
+@pytest.mark.parametrize(
+    "error",
+    [
+        DatabaseTimeout("commit of seq 1..2", 500),
+        WriterLocked("PostgreSQL database 'x' (advisory lock 7)"),
+        WriterStopped("closed"),
+        QueueFull(100),
+        JournalGap(5, None),
+        JournalGap(5, 9),
+        JournalCorrupt(3, "crc32 mismatch"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_the_exchange_errors_cross_the_pipe_as_themselves(error: Exception) -> None:
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is type(error)
+    assert str(back) == str(error)
+    assert vars(back) == vars(error)
 
 
 def test_write_before_start_is_refused() -> None:
@@ -232,3 +255,40 @@ def test_a_failed_commit_fails_its_batch_and_every_later_one(database_url: str) 
         assert recovered.last_seq == committed, "the journal holds exactly what was acknowledged"
     execute_sql(database_url, "DROP TRIGGER refuse_seq" + ("" if database_url.startswith("sqlite") else " ON journal"))
     assert_projections_match_replay(database_url)
+
+
+def test_a_failing_answer_callback_stops_the_writer_and_close_returns(tmp_path: Any) -> None:
+    """A ticket's callback that raises (the gateway's, once its event loop is closed) stops the
+    writer as with the committer thread: later tickets fail, nothing waits forever."""
+    url = f"sqlite:///{tmp_path / 'callback.db'}"
+    sequencer = Sequencer(url, clock=fake_clock(), batch_max_commands=50, committer_process=True)
+    sequencer.open()
+    sequencer.execute(opening(sequencer))
+    flow = OrderFlow(INSTRUMENTS, seed=3, first_seq=sequencer.last_seq + 1)
+    sequencer.start()
+
+    def fail(_ticket: Any) -> None:
+        raise RuntimeError("Event loop is closed")
+
+    for _ in range(100):  # a ticket answered before its callback is added runs it here, at once
+        first = sequencer.submit_batch(flow.take(10))
+        try:
+            first.add_done_callback(fail)
+            break
+        except RuntimeError:
+            continue
+    later = []
+    deadline = time.monotonic() + 30
+    while sequencer.running and time.monotonic() < deadline:
+        later.append(sequencer.submit_batch(flow.take(50)))
+        time.sleep(0.01)
+    assert not sequencer.running, "the writer did not stop"
+    assert "Event loop is closed" in str(sequencer._stopped)
+    closing = threading.Thread(target=sequencer.close, daemon=True)
+    closing.start()
+    closing.join(30)
+    assert not closing.is_alive(), "close() did not return"
+    assert all(ticket.done() for ticket in later), "a ticket was left unanswered"
+    with Sequencer(url, use_snapshots=False) as recovered:
+        committed = [ack.seq for ticket in [first, *later] if ticket.exception() is None for ack in ticket.result()]
+        assert recovered.last_seq >= max(committed)
