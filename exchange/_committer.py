@@ -46,17 +46,21 @@ import subprocess
 import sys
 import threading
 from multiprocessing.connection import Connection
-from typing import NamedTuple
 
 from exchange._store import Batch, Prepared, SnapshotRecord, Store
 from exchange._warehouse_projection import WarehouseRows
 
-__all__ = ["START_TIMEOUT_S", "CommitterProcess", "committer_main"]
+__all__ = ["SQLITE_LOCK_WAIT_MS", "START_TIMEOUT_S", "CommitterProcess", "committer_main", "pack", "unpack"]
 
 log = logging.getLogger("bulkex.committer")
 
 START_TIMEOUT_S = 60.0
 """How long the committer process may take to start and connect."""
+SQLITE_LOCK_WAIT_MS = 600_000
+"""SQLite: how long the committer process's connections wait for the one write lock (the
+connections' default is 5 s). The batches' connection and the snapshot writer's take turns, and a
+snapshot of a large state may hold the lock for seconds: a batch waits for it rather than fail.
+No other writer can hold it long: the writer lock keeps out every other sequencer."""
 STOP_TIMEOUT_S = 30.0
 """How long the committer process may take to finish after its pipe closes."""
 _PR_SET_PDEATHSIG = 1
@@ -186,12 +190,14 @@ class CommitterProcess:
                     dup.close()
 
     def send_snapshot(self, snapshot: SnapshotRecord) -> None:
-        """Hand over a snapshot whose seq is committed, written in a transaction of its own. On
-        PostgreSQL on a connection of its own, beside the batches (a snapshot of a large state
-        written with a batch held every batch behind it for as long as the database took to
-        store it); on SQLite, which has one writer at a time, on the data connection between two
-        batches. Not answered; a snapshot that cannot be written is logged (the journal holds
-        everything, a snapshot only shortens a restart). Written before the process exits."""
+        """Hand over a snapshot whose seq is committed: written in a transaction of its own, on a
+        connection of its own, beside the batches (a snapshot of a large state written with a
+        batch held every batch behind it for as long as the database took to store it, and on
+        SQLite the batch after it also paid for checkpointing it out of the WAL). Not answered; a
+        snapshot that cannot be written is logged (the journal holds everything, a snapshot only
+        shortens a restart). Written before the process exits. SQLite has one writer at a time:
+        there the batches wait for the snapshot's transaction (SQLITE_LOCK_WAIT_MS), as they
+        did when it was written with one of them."""
         conn = self._conn
         if conn is None:
             raise RuntimeError("the committer process is not running")
@@ -258,6 +264,7 @@ def committer_main() -> None:  # pragma: no cover - runs in the committer proces
         signal.signal(stop_signal, signal.SIG_IGN)
     conn = Connection(fd)
     store = Store(url, commit_timeout_ms, text_batch_rows=0)  # every batch through COPY (see PG_TEXT_BATCH_ROWS)
+    store.sqlite_lock_wait_ms = SQLITE_LOCK_WAIT_MS
     try:
         store.connect(data_lock=True)
     except BaseException as exc:
@@ -276,12 +283,6 @@ def committer_main() -> None:  # pragma: no cover - runs in the committer proces
             if work is None:
                 snapshots.finish()  # the writer closed the pipe: the last snapshot written, done
                 return
-            if isinstance(work, _SqliteSnapshot):
-                try:  # not answered, not fatal: see send_snapshot
-                    store.execute(work.prepared)
-                except Exception:
-                    log.exception("the snapshot at seq %d could not be written", work.seq)
-                continue
             try:
                 if isinstance(work, BaseException):
                     raise work
@@ -294,18 +295,9 @@ def committer_main() -> None:  # pragma: no cover - runs in the committer proces
         store.close()
 
 
-class _SqliteSnapshot(NamedTuple):
-    """A snapshot to write on the data connection between two batches (SQLite: one writer at a
-    time; on a connection of its own a large snapshot would hold the lock past the batch
-    connection's busy timeout and fail a batch)."""
-
-    seq: int
-    prepared: Prepared
-
-
-_Work = Prepared | _SqliteSnapshot | BaseException | None
-"""What the prepare thread hands the main thread: a batch, a SQLite snapshot, a failure to
-prepare, or the end of the input."""
+_Work = Prepared | BaseException | None
+"""What the prepare thread hands the main thread: a batch, a failure to prepare it, or the end
+of the input."""
 
 
 def _prepare(conn: Connection, store: Store, prepared: queue.Queue[_Work], snapshots: _SnapshotWriter) -> None:
@@ -319,12 +311,7 @@ def _prepare(conn: Connection, store: Store, prepared: queue.Queue[_Work], snaps
             prepared.put(None)
             return
         if data[:1] == _SNAPSHOT:
-            snapshot: SnapshotRecord = marshal.loads(memoryview(data)[1:])  # noqa: S302 (our own pipe)
-            if store.sqlite:
-                batch = Batch(snapshot[0] + 1, snapshot[1], [], [], [], [], snapshot)
-                prepared.put(_SqliteSnapshot(snapshot[0], store.prepare(batch)))
-            else:
-                snapshots.put(snapshot)
+            snapshots.put(marshal.loads(memoryview(data)[1:]))  # noqa: S302 (our own pipe)
             continue
         try:
             prepared.put(store.prepare(unpack(data)))
@@ -364,6 +351,7 @@ class _SnapshotWriter:
                 try:
                     if store is None:
                         store = Store(self.url, self.commit_timeout_ms)
+                        store.sqlite_lock_wait_ms = SQLITE_LOCK_WAIT_MS
                         store.connect(data_lock=False)
                     store.write(Batch(snapshot[0] + 1, snapshot[1], [], [], [], [], snapshot))
                 except Exception:

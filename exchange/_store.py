@@ -316,6 +316,7 @@ class Store:
         self._lock_file: int | None = None
         self._lock_conn: Any = None
         self._data_locked = False  # the data connection holds DATA_LOCK_KEY (PostgreSQL)
+        self.sqlite_lock_wait_ms: int | None = None  # SQLite: busy timeout of the data connection, if not the default
 
     # ------------------------------------------------------------ lifecycle
 
@@ -365,6 +366,8 @@ class Store:
         if self.sqlite:
             # Explicit transactions: BEGIN IMMEDIATE ... COMMIT around each batch.
             self._conn.driver_connection.isolation_level = None
+            if self.sqlite_lock_wait_ms is not None:
+                self._conn.driver_connection.execute(f"PRAGMA busy_timeout={int(self.sqlite_lock_wait_ms)}")
         else:
             # The batch text quotes strings by doubling quotes only; backslashes must be literal.
             cur = self._conn.cursor()

@@ -30,8 +30,8 @@ from exchange import (
     WriterLocked,
     WriterStopped,
 )
-from exchange._committer import CommitterProcess, pack, unpack
-from exchange._store import DATA_LOCK_KEY, Batch
+from exchange._committer import SQLITE_LOCK_WAIT_MS, CommitterProcess, pack, unpack
+from exchange._store import DATA_LOCK_KEY, Batch, Store
 from exchange._warehouse_projection import WarehouseRows
 
 TABLES = ("journal", "orders", "trades", "warehouse_receipts", "warehouse_deliveries", "warehouse_stock")
@@ -292,3 +292,24 @@ def test_a_failing_answer_callback_stops_the_writer_and_close_returns(tmp_path: 
     with Sequencer(url, use_snapshots=False) as recovered:
         committed = [ack.seq for ticket in [first, *later] if ticket.exception() is None for ack in ticket.result()]
         assert recovered.last_seq >= max(committed)
+
+
+def test_the_committer_process_waits_long_for_the_sqlite_write_lock(tmp_path: Any) -> None:
+    """Its batches and its snapshot writer take turns on SQLite's one write lock: a batch
+    waits for a long snapshot (SQLITE_LOCK_WAIT_MS) instead of failing after the default 5 s."""
+    url = f"sqlite:///{tmp_path / 'wait.db'}"
+    with Sequencer(url):
+        pass  # the schema
+    store = Store(url)
+    store.sqlite_lock_wait_ms = SQLITE_LOCK_WAIT_MS
+    store.connect()
+    try:
+        assert store._conn.driver_connection.execute("PRAGMA busy_timeout").fetchone() == (SQLITE_LOCK_WAIT_MS,)
+    finally:
+        store.close()
+    default = Store(url)
+    default.connect()
+    try:
+        assert default._conn.driver_connection.execute("PRAGMA busy_timeout").fetchone() == (5000,)
+    finally:
+        default.close()
