@@ -33,8 +33,6 @@ processes are gone.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import logging
 import marshal
 import os
@@ -47,6 +45,7 @@ import sys
 import threading
 from multiprocessing.connection import Connection
 
+from exchange._child import child_environment, die_with_parent, reap
 from exchange._store import Batch, Prepared, SnapshotRecord, Store
 from exchange._warehouse_projection import WarehouseRows
 
@@ -63,7 +62,6 @@ snapshot of a large state may hold the lock for seconds: a batch waits for it ra
 No other writer can hold it long: the writer lock keeps out every other sequencer."""
 STOP_TIMEOUT_S = 30.0
 """How long the committer process may take to finish after its pipe closes."""
-_PR_SET_PDEATHSIG = 1
 
 _MARSHAL = b"M"
 _PICKLED = b"P"
@@ -130,7 +128,7 @@ class CommitterProcess:
         assert self._process is None, "already started"
         parent, child = socket.socketpair()
         fds = (child.fileno(),) if self.lock_fd is None else (child.fileno(), self.lock_fd)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        env = child_environment()
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-c", "from exchange._committer import committer_main; committer_main()",
@@ -235,31 +233,16 @@ class CommitterProcess:
         if conn is not None:
             conn.close()
         if process is not None:
-            try:
-                process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            reap(process, STOP_TIMEOUT_S)
 
 
 # ------------------------------------------------------------------ the child
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """SIGKILL this process when the thread that started it ends (Linux); elsewhere the
-    closed pipe stops it."""
-    name = ctypes.util.find_library("c")
-    if sys.platform.startswith("linux") and name:
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(name, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # died before the request took effect
-        os._exit(1)
-
-
 def committer_main() -> None:  # pragma: no cover - runs in the committer process (tests drive it end to end)
     """``python -c '...committer_main()' FD PARENT_PID COMMIT_TIMEOUT_MS DATABASE_URL``."""
     fd, parent_pid, commit_timeout_ms, url = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # the writer decides when to stop
         signal.signal(stop_signal, signal.SIG_IGN)
     conn = Connection(fd)

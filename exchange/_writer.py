@@ -38,8 +38,6 @@ leaves a writer holding the journal's lock.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import json
 import logging
 import marshal
@@ -56,6 +54,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
+from exchange._child import child_environment, die_with_parent, reap
 from exchange._codec import JournalRecordBody, decode, encode_records
 from exchange._core import Core
 from exchange._errors import QueueFull, WriterLocked, WriterStopped
@@ -84,7 +83,6 @@ reader, and the writer's sequencer, committer and reader, share their process's 
 step back into Python, and every acknowledgement waits with it (measured with one process for
 both: order-to-ack p99 at 3,000 orders/s fell from 46 ms to 22 ms). Set by ``writer_main`` and
 ``api._server.GatewayServer.tune_process``."""
-_PR_SET_PDEATHSIG = 1
 
 _ONE = 1  # submit(): a Ticket[Ack]
 _EACH = 2  # submit_many(): a list of Ticket[Ack]
@@ -174,7 +172,7 @@ class WriterProcess:
         thread that started it ends (PR_SET_PDEATHSIG follows the thread, not the process)."""
         assert self._process is None, "already open"
         parent, child = socket.socketpair()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        env = child_environment()
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-c", "from exchange._writer import writer_main; writer_main()",
@@ -235,11 +233,7 @@ class WriterProcess:
             with contextlib.suppress(EOFError, OSError):
                 while _recv(conn)[0] != "closed":
                     pass
-        try:
-            process.wait(START_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        reap(process, START_TIMEOUT_S)
         conn.close()
         self._conn = None
         self._process = None
@@ -252,11 +246,7 @@ class WriterProcess:
         if conn is not None:
             conn.close()
         if process is not None:
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            reap(process, 5)
 
     def __enter__(self) -> WriterProcess:
         if self._process is None:
@@ -411,16 +401,6 @@ class WriterProcess:
 # ------------------------------------------------------------------ the child
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """SIGKILL this process when its parent dies (Linux); elsewhere the closed pipe stops it."""
-    name = ctypes.util.find_library("c")
-    if sys.platform.startswith("linux") and name:
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(name, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # died before the request took effect
-        os._exit(1)
-
-
 def _open_waiting(sequencer: Sequencer, lock_wait_s: float) -> RecoveryReport:
     deadline = time.monotonic() + lock_wait_s
     while True:
@@ -436,7 +416,7 @@ def writer_main() -> None:  # pragma: no cover - runs in the writer process (tes
     """The writer process: ``python -c '...writer_main()' FD PARENT_PID LOCK_WAIT_S SETTINGS_JSON``."""
     fd, parent_pid, lock_wait_s = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     settings = Settings(**json.loads(sys.argv[4]))
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # the server decides when to stop (a group's Ctrl-C)
         signal.signal(stop_signal, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
