@@ -105,6 +105,21 @@ from warehouse import (
 
 __all__ = ["Core", "canonical_json", "hash_state"]
 
+# Rejection codes as plain ints (RejectCode's values): events travel between processes as marshal
+# data, which takes ints and not IntEnum members; readers look the name up with RejectCode(code).
+_RC_BAD_SIDE: Final = int(RejectCode.BAD_SIDE)
+_RC_INSUFFICIENT_FUNDS: Final = int(RejectCode.INSUFFICIENT_FUNDS)
+_RC_INSUFFICIENT_RECEIPTS: Final = int(RejectCode.INSUFFICIENT_RECEIPTS)
+_RC_PRICE_NOT_POSITIVE: Final = int(RejectCode.PRICE_NOT_POSITIVE)
+_RC_RECEIPTS_IN_TWO_WAREHOUSES: Final = int(RejectCode.RECEIPTS_IN_TWO_WAREHOUSES)
+_RC_RECEIPTS_ON_BUY: Final = int(RejectCode.RECEIPTS_ON_BUY)
+_RC_RECEIPT_NOT_ACTIVE: Final = int(RejectCode.RECEIPT_NOT_ACTIVE)
+_RC_RECEIPT_NOT_DELIVERABLE: Final = int(RejectCode.RECEIPT_NOT_DELIVERABLE)
+_RC_RECEIPT_REPEATED: Final = int(RejectCode.RECEIPT_REPEATED)
+_RC_TOO_MANY_RECEIPTS: Final = int(RejectCode.TOO_MANY_RECEIPTS)
+_RC_UNKNOWN_INSTRUMENT: Final = int(RejectCode.UNKNOWN_INSTRUMENT)
+_RC_UNKNOWN_RECEIPT: Final = int(RejectCode.UNKNOWN_RECEIPT)
+
 register_commands(CLEARING_COMMANDS.values())
 register_commands(WAREHOUSE_COMMANDS.values())
 register_commands(EXCHANGE_WAREHOUSE_COMMANDS.values())
@@ -116,23 +131,23 @@ _FOLLOWED: Final = frozenset((M_CANCELLED, AMENDED))
 # cannot be locked. Someone else's receipt is answered as an unknown one: a
 # trader learns nothing of receipts it does not hold.
 _LOCK_TO_REJECT: Final[dict[int, int]] = {
-    WarehouseCode.UNKNOWN_RECEIPT: RejectCode.UNKNOWN_RECEIPT,
-    WarehouseCode.NOT_YOUR_RECEIPT: RejectCode.UNKNOWN_RECEIPT,
-    WarehouseCode.BAD_RECEIPT_STATE: RejectCode.RECEIPT_NOT_ACTIVE,
-    WarehouseCode.NOT_DELIVERABLE: RejectCode.RECEIPT_NOT_DELIVERABLE,
-    WarehouseCode.ONE_WAREHOUSE: RejectCode.RECEIPTS_IN_TWO_WAREHOUSES,
-    WarehouseCode.REPEATED_RECEIPT: RejectCode.RECEIPT_REPEATED,
-    WarehouseCode.TOO_MANY_IN_LIST: RejectCode.TOO_MANY_RECEIPTS,
+    WarehouseCode.UNKNOWN_RECEIPT: _RC_UNKNOWN_RECEIPT,
+    WarehouseCode.NOT_YOUR_RECEIPT: _RC_UNKNOWN_RECEIPT,
+    WarehouseCode.BAD_RECEIPT_STATE: _RC_RECEIPT_NOT_ACTIVE,
+    WarehouseCode.NOT_DELIVERABLE: _RC_RECEIPT_NOT_DELIVERABLE,
+    WarehouseCode.ONE_WAREHOUSE: _RC_RECEIPTS_IN_TWO_WAREHOUSES,
+    WarehouseCode.REPEATED_RECEIPT: _RC_RECEIPT_REPEATED,
+    WarehouseCode.TOO_MANY_IN_LIST: _RC_TOO_MANY_RECEIPTS,
 }
 
 # The matching reject code a trader sees when clearing refuses an order (the
 # gateway speaks matching's codes). An unregistered member has no funds.
 _RISK_TO_REJECT: Final[dict[int, int]] = {
-    ClearingCode.INSUFFICIENT_FUNDS: RejectCode.INSUFFICIENT_FUNDS,
-    ClearingCode.UNKNOWN_MEMBER: RejectCode.INSUFFICIENT_FUNDS,
-    ClearingCode.UNKNOWN_INSTRUMENT: RejectCode.UNKNOWN_INSTRUMENT,
-    ClearingCode.BAD_SIDE: RejectCode.BAD_SIDE,
-    ClearingCode.BAD_AMOUNT: RejectCode.PRICE_NOT_POSITIVE,
+    ClearingCode.INSUFFICIENT_FUNDS: _RC_INSUFFICIENT_FUNDS,
+    ClearingCode.UNKNOWN_MEMBER: _RC_INSUFFICIENT_FUNDS,
+    ClearingCode.UNKNOWN_INSTRUMENT: _RC_UNKNOWN_INSTRUMENT,
+    ClearingCode.BAD_SIDE: _RC_BAD_SIDE,
+    ClearingCode.BAD_AMOUNT: _RC_PRICE_NOT_POSITIVE,
 }
 
 
@@ -148,7 +163,7 @@ def hash_state(body: bytes) -> str:
 def _risk_reject(out: list[Event], seq: int, account: str, reference: str) -> None:
     """Answer a clearing refusal (the C_ORDER_REJECTED just appended) as a matching REJECTED."""
     refusal = out[-1]
-    code = _RISK_TO_REJECT.get(refusal[4], RejectCode.INSUFFICIENT_FUNDS)
+    code = _RISK_TO_REJECT.get(refusal[4], _RC_INSUFFICIENT_FUNDS)
     detail = refusal[5] if refusal[4] != ClearingCode.UNKNOWN_MEMBER else f"member {account} has no funds: register it"
     out.append((REJECTED, seq, account, reference, code, detail))
 
@@ -233,13 +248,13 @@ class Core:
             if not locked:
                 assert len(out) == mark, "a refused lock appends nothing"
                 if named or c.instrument in self.receipts_required:
-                    reject: int = RejectCode.INSUFFICIENT_RECEIPTS
+                    reject: int = _RC_INSUFFICIENT_RECEIPTS
                     if named:
                         reject = _LOCK_TO_REJECT.get(code, reject)
                     out.append((REJECTED, seq, c.account, c.client_order_id, reject, detail))
                     return
         elif named:
-            out.append((REJECTED, seq, c.account, c.client_order_id, RejectCode.RECEIPTS_ON_BUY, ""))
+            out.append((REJECTED, seq, c.account, c.client_order_id, _RC_RECEIPTS_ON_BUY, ""))
             return
         if not self.clearing.freeze_order(seq, c.account, c.instrument, side, price, qty, seq, out):
             if locked:
@@ -267,9 +282,7 @@ class Core:
                 if grow > 0:  # an amend up locks more receipts first (see grow_lock)
                     code, detail = self.warehouse.grow_lock(c.order_id, grow, seq, ts_ns, out, check_only=True)
                     if code:
-                        out.append(
-                            (REJECTED, seq, c.account, str(c.order_id), RejectCode.INSUFFICIENT_RECEIPTS, detail)
-                        )
+                        out.append((REJECTED, seq, c.account, str(c.order_id), _RC_INSUFFICIENT_RECEIPTS, detail))
                         return
             if in_limits and not self.clearing.reserve_amend(
                 c.order_id, c.account, c.price_ticks, c.quantity_lots, seq, out

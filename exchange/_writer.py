@@ -107,9 +107,10 @@ def _send(conn: Connection, lock: threading.Lock, message: Any) -> None:
 
 def _encode_acks(acks: list[Ack]) -> bytes:
     """A batch's acks, as marshal data when their events hold only plain values (ints, strings,
-    tuples: twice as fast as pickling the Ack tuples both ways), else pickled. The one value of
-    another type the core puts in its events, a rejection's code (``matching.RejectCode``, an
-    IntEnum, in some rejections), travels as its int (equal to it, as the gateway reads it)."""
+    tuples: twice as fast as pickling the Ack tuples both ways), else pickled. The core emits
+    plain values only (rejection codes as ints, not ``matching.RejectCode`` members:
+    tests/test_exchange_writer_process.py); should a rejection's code arrive as an IntEnum
+    member all the same, it travels as its int (equal to it, as the gateway reads it)."""
     try:
         return _ACKS + marshal.dumps([tuple(ack) for ack in acks])
     except ValueError:

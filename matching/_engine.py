@@ -66,6 +66,31 @@ from matching._types import (
 
 __all__ = ["Limits", "MatchingEngine"]
 
+# Rejection codes as plain ints (RejectCode's values): events travel between processes as marshal
+# data, which takes ints and not IntEnum members; readers look the name up with RejectCode(code).
+_RC_BAD_CLIENT_ORDER_ID: Final = int(RejectCode.BAD_CLIENT_ORDER_ID)
+_RC_BAD_INSTRUMENT: Final = int(RejectCode.BAD_INSTRUMENT)
+_RC_BAD_ORDER_TYPE: Final = int(RejectCode.BAD_ORDER_TYPE)
+_RC_BAD_SIDE: Final = int(RejectCode.BAD_SIDE)
+_RC_BAD_STATE: Final = int(RejectCode.BAD_STATE)
+_RC_BAD_STP_MODE: Final = int(RejectCode.BAD_STP_MODE)
+_RC_BAD_TIME_IN_FORCE: Final = int(RejectCode.BAD_TIME_IN_FORCE)
+_RC_FOK_NOT_FILLABLE: Final = int(RejectCode.FOK_NOT_FILLABLE)
+_RC_INSTRUMENT_EXISTS: Final = int(RejectCode.INSTRUMENT_EXISTS)
+_RC_MARKET_CLOSED: Final = int(RejectCode.MARKET_CLOSED)
+_RC_MARKET_HALTED: Final = int(RejectCode.MARKET_HALTED)
+_RC_MARKET_ORDER_NEEDS_IOC_FOK: Final = int(RejectCode.MARKET_ORDER_NEEDS_IOC_FOK)
+_RC_POST_ONLY_NEEDS_LIMIT: Final = int(RejectCode.POST_ONLY_NEEDS_LIMIT)
+_RC_POST_ONLY_WOULD_CROSS: Final = int(RejectCode.POST_ONLY_WOULD_CROSS)
+_RC_PRICE_NOT_POSITIVE: Final = int(RejectCode.PRICE_NOT_POSITIVE)
+_RC_PRICE_OUT_OF_BAND: Final = int(RejectCode.PRICE_OUT_OF_BAND)
+_RC_QUANTITY_ABOVE_MAX: Final = int(RejectCode.QUANTITY_ABOVE_MAX)
+_RC_QUANTITY_BELOW_MIN: Final = int(RejectCode.QUANTITY_BELOW_MIN)
+_RC_TOO_MANY_INSTRUMENTS: Final = int(RejectCode.TOO_MANY_INSTRUMENTS)
+_RC_TOO_MANY_ORDERS: Final = int(RejectCode.TOO_MANY_ORDERS)
+_RC_UNKNOWN_INSTRUMENT: Final = int(RejectCode.UNKNOWN_INSTRUMENT)
+_RC_UNKNOWN_ORDER: Final = int(RejectCode.UNKNOWN_ORDER)
+
 _REASON_REQUESTED: Final = CancelReason.REQUESTED
 _REASON_IOC: Final = CancelReason.IOC_REMAINDER
 _REASON_STP: Final = CancelReason.SELF_TRADE
@@ -246,7 +271,7 @@ class MatchingEngine:
             return
         code, detail = self._check_new(c, len(ids))
         if code:
-            if code != RejectCode.BAD_CLIENT_ORDER_ID:
+            if code != _RC_BAD_CLIENT_ORDER_ID:
                 ids[clid] = seq << _CODE_BITS | code
             out.append((REJECTED, seq, account, clid, code, detail))
             return
@@ -262,14 +287,12 @@ class MatchingEngine:
             if c.post_only:
                 opposite = book.best(1 - side)
                 if opposite and (opposite <= price if side == BUY else opposite >= price):
-                    ids[clid] = seq << _CODE_BITS | RejectCode.POST_ONLY_WOULD_CROSS
-                    out.append(
-                        (REJECTED, seq, account, clid, RejectCode.POST_ONLY_WOULD_CROSS, f"best opposite {opposite}")
-                    )
+                    ids[clid] = seq << _CODE_BITS | _RC_POST_ONLY_WOULD_CROSS
+                    out.append((REJECTED, seq, account, clid, _RC_POST_ONLY_WOULD_CROSS, f"best opposite {opposite}"))
                     return
             elif tif == FOK and not self._fillable(book, side, price, qty, account, c.stp_mode):
-                ids[clid] = seq << _CODE_BITS | RejectCode.FOK_NOT_FILLABLE
-                out.append((REJECTED, seq, account, clid, RejectCode.FOK_NOT_FILLABLE, ""))
+                ids[clid] = seq << _CODE_BITS | _RC_FOK_NOT_FILLABLE
+                out.append((REJECTED, seq, account, clid, _RC_FOK_NOT_FILLABLE, ""))
                 return
         ids[clid] = seq << _CODE_BITS
         if account not in self.account_orders:  # lets the fast path take its next orders
@@ -315,50 +338,50 @@ class MatchingEngine:
         """0 and "" when the order may enter, else a reject code and detail."""
         clid = c.client_order_id
         if not (0 < len(clid) <= _MAX_CLIENT_ORDER_ID_CHARS) or not clid.isprintable():
-            return RejectCode.BAD_CLIENT_ORDER_ID, ""
+            return _RC_BAD_CLIENT_ORDER_ID, ""
         if ids_used >= self.limits.max_client_order_ids_per_account:
-            return RejectCode.TOO_MANY_ORDERS, "client order ids used today"
+            return _RC_TOO_MANY_ORDERS, "client order ids used today"
         book = self.books.get(c.instrument)
         if book is None:
-            return RejectCode.UNKNOWN_INSTRUMENT, c.instrument
+            return _RC_UNKNOWN_INSTRUMENT, c.instrument
         state = book.state
         if state not in (CONTINUOUS, AUCTION):
-            return (RejectCode.MARKET_HALTED if state == HALTED else RejectCode.MARKET_CLOSED), ""
+            return (_RC_MARKET_HALTED if state == HALTED else _RC_MARKET_CLOSED), ""
         side = c.side
         if side not in (BUY, SELL):
-            return RejectCode.BAD_SIDE, ""
+            return _RC_BAD_SIDE, ""
         tif = c.time_in_force
         if tif not in (GTC, DAY, IOC, FOK):
-            return RejectCode.BAD_TIME_IN_FORCE, ""
+            return _RC_BAD_TIME_IN_FORCE, ""
         inst = book.instrument
         qty = c.quantity_lots
         if qty < inst.min_lots:
-            return RejectCode.QUANTITY_BELOW_MIN, f"minimum {inst.min_lots} lots"
+            return _RC_QUANTITY_BELOW_MIN, f"minimum {inst.min_lots} lots"
         if qty > inst.max_lots:
-            return RejectCode.QUANTITY_ABOVE_MAX, f"maximum {inst.max_lots} lots"
+            return _RC_QUANTITY_ABOVE_MAX, f"maximum {inst.max_lots} lots"
         stp = c.stp_mode
         if not (STP_NONE <= stp <= STP_DECREMENT):
-            return RejectCode.BAD_STP_MODE, ""
+            return _RC_BAD_STP_MODE, ""
         order_type = c.order_type
         if order_type == LIMIT:
             price = c.price_ticks
             if price <= 0:
-                return RejectCode.PRICE_NOT_POSITIVE, ""
+                return _RC_PRICE_NOT_POSITIVE, ""
             if price < book.band_low_ticks or price > book.band_high_ticks:
-                return RejectCode.PRICE_OUT_OF_BAND, f"band {book.band_low_ticks}..{book.band_high_ticks} ticks"
+                return _RC_PRICE_OUT_OF_BAND, f"band {book.band_low_ticks}..{book.band_high_ticks} ticks"
         elif order_type == MARKET:
             if tif not in (IOC, FOK):
-                return RejectCode.MARKET_ORDER_NEEDS_IOC_FOK, ""
+                return _RC_MARKET_ORDER_NEEDS_IOC_FOK, ""
         else:
-            return RejectCode.BAD_ORDER_TYPE, ""
+            return _RC_BAD_ORDER_TYPE, ""
         if c.post_only and (order_type != LIMIT or (tif not in (GTC, DAY))):
-            return RejectCode.POST_ONLY_NEEDS_LIMIT, ""
+            return _RC_POST_ONLY_NEEDS_LIMIT, ""
         if state == AUCTION and (tif in (IOC, FOK)):
-            return RejectCode.BAD_TIME_IN_FORCE, "IOC, FOK and market orders are not accepted during the call auction"
+            return _RC_BAD_TIME_IN_FORCE, "IOC, FOK and market orders are not accepted during the call auction"
         if (tif in (GTC, DAY)) and len(self.account_orders.get(c.account, ())) >= (
             self.limits.max_open_orders_per_account
         ):
-            return RejectCode.TOO_MANY_ORDERS, f"limit {self.limits.max_open_orders_per_account}"
+            return _RC_TOO_MANY_ORDERS, f"limit {self.limits.max_open_orders_per_account}"
         return 0, ""
 
     def _fillable(self, book: Book, side: int, price: int, qty: int, account: str, stp: int) -> bool:
@@ -663,7 +686,7 @@ class MatchingEngine:
         order = self.orders.get(c.order_id)
         if order is None or order.account != c.account:
             # Another account's order is answered as unknown: ids reveal nothing.
-            out.append((REJECTED, seq, c.account, str(c.order_id), RejectCode.UNKNOWN_ORDER, ""))
+            out.append((REJECTED, seq, c.account, str(c.order_id), _RC_UNKNOWN_ORDER, ""))
             return
         book = self.books[order.instrument]
         # Book removal (as in _remove, inlined on this hot path)
@@ -701,12 +724,12 @@ class MatchingEngine:
         account = c.account
         order = self.orders.get(c.order_id)
         if order is None or order.account != account:
-            out.append((REJECTED, seq, account, str(c.order_id), RejectCode.UNKNOWN_ORDER, ""))
+            out.append((REJECTED, seq, account, str(c.order_id), _RC_UNKNOWN_ORDER, ""))
             return
         book = self.books[order.instrument]
         state = book.state
         if state not in (CONTINUOUS, AUCTION):
-            code = RejectCode.MARKET_HALTED if state == HALTED else RejectCode.MARKET_CLOSED
+            code = _RC_MARKET_HALTED if state == HALTED else _RC_MARKET_CLOSED
             out.append((REJECTED, seq, account, str(c.order_id), code, "cancel is accepted, amend is not"))
             return
         price = c.price_ticks
@@ -718,7 +741,7 @@ class MatchingEngine:
                     seq,
                     account,
                     str(c.order_id),
-                    RejectCode.PRICE_OUT_OF_BAND,
+                    _RC_PRICE_OUT_OF_BAND,
                     f"band {book.band_low_ticks}..{book.band_high_ticks} ticks",
                 )
             )
@@ -730,7 +753,7 @@ class MatchingEngine:
                     seq,
                     account,
                     str(c.order_id),
-                    RejectCode.QUANTITY_ABOVE_MAX,
+                    _RC_QUANTITY_ABOVE_MAX,
                     f"maximum {book.instrument.max_lots} lots",
                 )
             )
@@ -766,7 +789,7 @@ class MatchingEngine:
         opposite = book.bests[1 - side]
         may_cross = bool(opposite) and (opposite <= price if buying else opposite >= price)
         if may_cross and state == CONTINUOUS and order.post_only:
-            code = RejectCode.POST_ONLY_WOULD_CROSS
+            code = _RC_POST_ONLY_WOULD_CROSS
             out.append((REJECTED, seq, account, str(order_id), code, f"best opposite {opposite}"))
             return
         # Loses priority: off its level, then in again as if new.
@@ -871,7 +894,7 @@ class MatchingEngine:
 
     def _mass_cancel(self, c: MassCancel, seq: int, out: list[Event]) -> None:
         if c.instrument and c.instrument not in self.books:
-            out.append((REJECTED, seq, c.account, c.instrument, RejectCode.UNKNOWN_INSTRUMENT, c.instrument))
+            out.append((REJECTED, seq, c.account, c.instrument, _RC_UNKNOWN_INSTRUMENT, c.instrument))
             return
         mine = self.account_orders.get(c.account, {})
         for order_id in sorted(mine):
@@ -891,14 +914,14 @@ class MatchingEngine:
     def _list(self, c: ListInstrument, seq: int, out: list[Event]) -> None:
         inst = c.instrument
         if inst.symbol in self.books:
-            out.append((REJECTED, seq, "", inst.symbol, RejectCode.INSTRUMENT_EXISTS, inst.symbol))
+            out.append((REJECTED, seq, "", inst.symbol, _RC_INSTRUMENT_EXISTS, inst.symbol))
             return
         if len(self.books) >= self.limits.max_instruments:
-            out.append((REJECTED, seq, "", inst.symbol, RejectCode.TOO_MANY_INSTRUMENTS, ""))
+            out.append((REJECTED, seq, "", inst.symbol, _RC_TOO_MANY_INSTRUMENTS, ""))
             return
         problems = inst.problems()
         if problems:
-            out.append((REJECTED, seq, "", inst.symbol, RejectCode.BAD_INSTRUMENT, "; ".join(problems)))
+            out.append((REJECTED, seq, "", inst.symbol, _RC_BAD_INSTRUMENT, "; ".join(problems)))
             return
         self.books[inst.symbol] = Book(inst)
         out.append((LISTED, seq, inst.symbol))
@@ -907,11 +930,11 @@ class MatchingEngine:
     def _set_state(self, c: SetTradingState, seq: int, out: list[Event]) -> None:
         book = self.books.get(c.instrument)
         if book is None:
-            out.append((REJECTED, seq, "", c.instrument, RejectCode.UNKNOWN_INSTRUMENT, c.instrument))
+            out.append((REJECTED, seq, "", c.instrument, _RC_UNKNOWN_INSTRUMENT, c.instrument))
             return
         target = c.state
         if target not in _MOVES or target not in _MOVES[book.state]:
-            out.append((REJECTED, seq, "", c.instrument, RejectCode.BAD_STATE, f"{book.state} -> {target}"))
+            out.append((REJECTED, seq, "", c.instrument, _RC_BAD_STATE, f"{book.state} -> {target}"))
             return
         previous = book.state
         if target == HALTED:

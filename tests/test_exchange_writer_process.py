@@ -5,6 +5,7 @@ and a dead server takes its writer (and the journal's lock) with it."""
 
 from __future__ import annotations
 
+import marshal
 import os
 import random
 import signal
@@ -28,7 +29,7 @@ from exchange import (
     load_instruments,
 )
 from exchange._warehouse_rule import RequireReceipts
-from matching import BUY, CONTINUOUS, GTC, IOC, SELL, SetTradingState, make_cancel_order, make_new_order
+from matching import BUY, CONTINUOUS, GTC, IOC, REJECTED, SELL, SetTradingState, make_cancel_order, make_new_order
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -227,3 +228,27 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_the_cores_events_are_plain_values_that_marshal_takes(tmp_path: Path) -> None:
+    """Rejection codes travel as ints (not RejectCode members), so a batch's acks go to the
+    gateway as marshal data on the writer's fast path, whatever was refused."""
+    seed = random.randrange(1 << 30)
+    commands = _commands(seed, 600)
+    instruments = load_instruments(Settings().instruments_file)
+    symbol = instruments[0].symbol
+    reference = instruments[0].reference_price_ticks
+    commands += [
+        make_new_order(ACCOUNTS[0], "NO-SUCH-INSTRUMENT", "x1", BUY, reference, 1, GTC),
+        make_new_order(ACCOUNTS[0], symbol, "x2", BUY, reference * 3, 1, GTC),  # outside the band
+        make_new_order(ACCOUNTS[0], symbol, "x3", BUY, reference, 10**6, GTC),  # above the max lots
+        make_new_order(ACCOUNTS[0], symbol, "x4", BUY, 0, 1, GTC),  # not positive
+        make_cancel_order(ACCOUNTS[0], 10**9),  # unknown order
+    ]
+    with Sequencer(f"sqlite:///{tmp_path / 'plain.db'}") as sequencer:
+        sequencer.list_on_first_start(instruments)
+        acks = sequencer.execute(commands)
+    codes = [e[4] for ack in acks for e in ack.events if e[0] == REJECTED]
+    assert len(set(codes)) >= 4, f"seed {seed}: too few kinds of refusal to test: {sorted(set(codes))}"
+    assert all(type(code) is int for code in codes), f"seed {seed}: {[c for c in codes if type(c) is not int][:3]}"
+    marshal.dumps([tuple(ack) for ack in acks])  # raises ValueError on anything but plain values
