@@ -41,7 +41,6 @@ import logging
 import re
 import signal
 import ssl
-import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
@@ -69,7 +68,6 @@ from api._session import Connection, GatewayConnection, Outbox
 from api._views import Views
 from exchange import (
     COLLECTOR_CHECK_S,
-    GIL_SWITCH_INTERVAL_S,
     Ack,
     Freezer,
     QueueFull,
@@ -78,7 +76,7 @@ from exchange import (
     WriterProcess,
     WriterStopped,
     load_instruments,
-    serving_collector,
+    serving_process,
     session_commands,
 )
 from matching import MassCancel
@@ -683,17 +681,16 @@ class GatewayServer:
 
     def tune_process(self) -> None:
         """Interpreter settings for a serving process (``run_server``; the benchmarks' servers):
-        the collector's serving policy (``exchange.serving_collector``: no automatic collection;
-        sweeps by commands in the sequencer and, when the process grew, from the loop; see
-        exchange/_gc.py) and a GIL_SWITCH_INTERVAL_S switch interval."""
+        ``exchange.serving_process`` (no automatic collection, a GIL_SWITCH_INTERVAL_S switch
+        interval; see exchange/_gc.py) and the loop's collector task (sweeps after closed
+        connections and task-answered requests)."""
         gateway, sequencer = self.gateway, self.sequencer
         assert gateway is not None, "start() the server first"
         assert sequencer is not None
-        serving_collector()
+        serving_process()
         task = asyncio.get_running_loop().create_task(gateway.collector(sequencer.freezer))
         task.add_done_callback(_log_failure)
         self.tasks.append(task)
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
     async def __aenter__(self) -> GatewayServer:
         await self.start()

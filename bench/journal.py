@@ -48,7 +48,6 @@ from typing import Any
 import orjson
 
 from exchange import (
-    GIL_SWITCH_INTERVAL_S,
     Core,
     OrderFlow,
     Sequencer,
@@ -61,7 +60,7 @@ from exchange import (
 )
 from exchange._codec import JournalRecordBody, encode_record
 from exchange._db import make_engine
-from exchange._gc import serving_collector
+from exchange._gc import serving_process
 from exchange._store import Batch, Store
 from matching import CONTINUOUS, Event, Instrument, ListInstrument, SetTradingState
 from matching._native import native_status
@@ -128,8 +127,7 @@ def _serving_process() -> Iterator[None]:
     """This process tuned as the writer process of ``bulkex serve`` is (its collector and switch
     interval, ``exchange._writer.writer_main``), for the time of a measurement."""
     enabled, threshold, interval = gc.isenabled(), gc.get_threshold(), sys.getswitchinterval()
-    serving_collector()
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    serving_process()
     try:
         yield
     finally:

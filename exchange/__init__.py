@@ -42,12 +42,14 @@ from exchange._gc import (
     COLLECTOR_CHECK_S,
     GC_FREEZE_EVERY_COMMANDS,
     GC_SWEEP_MIN_COMMANDS,
+    GIL_SWITCH_INTERVAL_S,
     SERVING_YOUNG_THRESHOLD,
     SWEEP_MIN_INTERVAL_S,
     SWEEP_SPACING_MAX,
     YOUNG_THRESHOLD_OBJECTS,
     Freezer,
     serving_collector,
+    serving_process,
     tune_collector,
 )
 from exchange._instruments import (
@@ -79,7 +81,7 @@ from exchange._ticket import Ticket
 from exchange._warehouse_projection import WarehouseRows, list_deliveries, list_receipts
 from exchange._warehouse_projection import stock_report as warehouse_stock_report
 from exchange._warehouse_tables import DeliveryRow, ReceiptRow, StockRow
-from exchange._writer import GIL_SWITCH_INTERVAL_S, WriterProcess
+from exchange._writer import WriterProcess
 
 __all__ = [
     "COLLECTOR_CHECK_S",
@@ -154,6 +156,7 @@ __all__ = [
     "run_demo",
     "run_end_of_day",
     "serving_collector",
+    "serving_process",
     "session_commands",
     "simulated_accounts",
     "simulation_setup",

@@ -8,11 +8,12 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
+import pickle
 import signal
 import subprocess
 import sys
 
-__all__ = ["child_environment", "die_with_parent", "reap"]
+__all__ = ["child_environment", "die_with_parent", "exit_status", "portable", "reap"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -32,6 +33,25 @@ def die_with_parent(parent_pid: int) -> None:
             ctypes.CDLL(name, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent_pid:  # died before the request took effect
         os._exit(1)
+
+
+def portable(exc: BaseException) -> BaseException:
+    """The exception itself when it survives pickling (to cross to the parent), else a
+    RuntimeError saying what it was."""
+    try:
+        pickle.loads(pickle.dumps(exc, pickle.HIGHEST_PROTOCOL))  # noqa: S301 (our own bytes)
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+def exit_status(process: subprocess.Popen[bytes] | None) -> int | None:
+    """The child's exit status, waiting up to 5 s for it (None: still running, or no child)."""
+    if process is None:
+        return None
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        return process.wait(5)
+    return None
 
 
 def reap(process: subprocess.Popen[bytes], timeout_s: float) -> None:

@@ -45,7 +45,7 @@ import sys
 import threading
 from multiprocessing.connection import Connection
 
-from exchange._child import child_environment, die_with_parent, reap
+from exchange._child import child_environment, die_with_parent, exit_status, portable, reap
 from exchange._store import Batch, Prepared, SnapshotRecord, Store
 from exchange._warehouse_projection import WarehouseRows
 
@@ -97,14 +97,9 @@ def unpack(data: bytes) -> Batch:
     return Batch(first_seq, ts_ns, records, order_inserts, order_updates, trades, snapshot, rows)
 
 
-def _portable(exc: BaseException) -> bytes:
-    """The exception pickled when it survives pickling, else a RuntimeError saying what it was."""
-    try:
-        data = pickle.dumps(exc, pickle.HIGHEST_PROTOCOL)
-        pickle.loads(data)  # noqa: S301 (our own bytes)
-    except Exception:
-        data = pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"), pickle.HIGHEST_PROTOCOL)
-    return data
+def _failed(exc: BaseException) -> bytes:
+    """The answer for a failure: the exception, pickled (``_child.portable``)."""
+    return _FAILED + pickle.dumps(portable(exc), pickle.HIGHEST_PROTOCOL)
 
 
 class CommitterProcess:
@@ -220,11 +215,7 @@ class CommitterProcess:
             raise self._died() from None
 
     def _died(self) -> RuntimeError:
-        status = None
-        if self._process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                status = self._process.wait(5)
-        return RuntimeError(f"the committer process exited (status {status})")
+        return RuntimeError(f"the committer process exited (status {exit_status(self._process)})")
 
     def close(self) -> None:
         """Close the pipe: the process closes its connection (releasing the data lock) and exits."""
@@ -251,7 +242,7 @@ def committer_main() -> None:  # pragma: no cover - runs in the committer proces
     try:
         store.connect(data_lock=True)
     except BaseException as exc:
-        conn.send_bytes(_FAILED + _portable(exc))
+        conn.send_bytes(_failed(exc))
         store.close()
         return
     conn.send_bytes(_READY)
@@ -271,7 +262,7 @@ def committer_main() -> None:  # pragma: no cover - runs in the committer proces
                     raise work
                 store.execute(work)
             except BaseException as exc:
-                conn.send_bytes(_FAILED + _portable(exc))
+                conn.send_bytes(_failed(exc))
                 return  # the writer stops on a failed commit; so does its committer (nothing later is written)
             conn.send_bytes(_COMMITTED)
     finally:

@@ -201,22 +201,17 @@ class Sequencer:
         tune_collector()
         self._closing = False
         self._started.clear()
-        self._start_error = None
         if self.committer_process:
             self._store.disconnect()  # the data connection moves to the committer process
         self._thread = threading.Thread(target=self._run, name="bulkex-sequencer", daemon=True)
         self._thread.start()
         self._started.wait()
-        error = self._started_error()
+        error = self._start_error  # set by the sequencing thread before _started
         if error is not None:
             self._thread.join()
             self._thread = None
             self._stopped = f"the committer process did not start: {error!r}"
             raise error
-
-    def _started_error(self) -> BaseException | None:
-        """What stopped the sequencing thread from starting (set by it before ``_started``)."""
-        return self._start_error
 
     def close(self) -> None:
         """Sequence what is queued, stop the thread, release the lock."""
@@ -343,6 +338,7 @@ class Sequencer:
         limit = self.batch_max_commands
         wait_s = self.batch_max_wait_s
         handoff = self._handoff
+        self._start_error = None
         if self.committer_process:
             # Started here: the process dies with the thread that started it (PR_SET_PDEATHSIG),
             # and this thread lives exactly as long as the writer.
@@ -469,13 +465,9 @@ class Sequencer:
         committer = self._committer
         assert committer is not None
         data = pack(work[2])
-        job = self._snapshot_job
-        if job is not None and job.done() and job.seq <= self.committed_seq:
-            self._snapshot_job = None
-            self._next_export_s = job.finished_s + SNAPSHOT_QUIET_FACTOR * (job.finished_s - job.started_s)
-            record = job.result()
-            if record is not None:  # its seq is committed: written beside the batches (send_snapshot)
-                committer.send_snapshot(record)
+        record = self._finished_snapshot(self.committed_seq)
+        if record is not None:  # its seq is committed: written beside the batches (send_snapshot)
+            committer.send_snapshot(record)
         with self._flight:
             if self._stopped is not None:  # the acknowledger failed what was in flight: not this one
                 raise WriterStopped(self._stopped)
@@ -558,18 +550,21 @@ class Sequencer:
         """Write a batch in this thread, then acknowledge it."""
         store = self._store
         assert store is not None
-        self._attach_snapshot(work[2])
-        store.write(work[2])
+        rows = work[2]
+        if rows.snapshot is None:  # a finished export goes with the batch: its seq is journaled by it or before
+            rows.snapshot = self._finished_snapshot(rows.last_seq)
+        store.write(rows)
         self._acknowledge(work)
 
-    def _attach_snapshot(self, rows: Batch) -> None:
-        """A finished background export is written with the batch (its seq is journaled by the
-        same commit or an earlier one)."""
+    def _finished_snapshot(self, up_to_seq: int) -> SnapshotRecord | None:
+        """The background export, once it finished, if its seq is at most `up_to_seq` (None:
+        none, not yet, or it failed); the next export then waits its quiet spell."""
         job = self._snapshot_job
-        if job is not None and rows.snapshot is None and job.done() and job.seq <= rows.last_seq:
-            rows.snapshot = job.result()
-            self._snapshot_job = None
-            self._next_export_s = job.finished_s + SNAPSHOT_QUIET_FACTOR * (job.finished_s - job.started_s)
+        if job is None or not job.done() or job.seq > up_to_seq:
+            return None
+        self._snapshot_job = None
+        self._next_export_s = job.finished_s + SNAPSHOT_QUIET_FACTOR * (job.finished_s - job.started_s)
+        return job.result()
 
     def _acknowledge(self, work: _Work) -> None:
         """A committed batch: its tickets resolved with their acks, then the listeners told."""

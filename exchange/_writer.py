@@ -54,19 +54,18 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from exchange._child import child_environment, die_with_parent, reap
+from exchange._child import child_environment, die_with_parent, exit_status, portable, reap
 from exchange._codec import JournalRecordBody, decode, encode_records
 from exchange._core import Core
 from exchange._errors import QueueFull, WriterLocked, WriterStopped
-from exchange._gc import Freezer, serving_collector
+from exchange._gc import Freezer, serving_process
 from exchange._instruments import load_instruments
 from exchange._recovery import RecoveryReport, decode_snapshot, encode_snapshot
 from exchange._sequencer import Ack, Listener, Sequencer
 from exchange._settings import Settings
 from exchange._ticket import Ticket
-from matching import REJECTED
 
-__all__ = ["GIL_SWITCH_INTERVAL_S", "LOCK_WAIT_S", "START_TIMEOUT_S", "WriterProcess", "writer_main"]
+__all__ = ["LOCK_WAIT_S", "START_TIMEOUT_S", "WriterProcess", "writer_main"]
 
 log = logging.getLogger("bulkex.writer")
 
@@ -75,14 +74,6 @@ START_TIMEOUT_S = 600.0
 LOCK_WAIT_S = 10.0
 """How long a starting writer retries a held writer lock (the writer of a server killed a moment
 ago is still going away)."""
-GIL_SWITCH_INTERVAL_S = 0.0005
-"""A serving process's switch interval: how long a thread waiting for the GIL waits before the
-running one must let go (CPython's default is 5 ms). The gateway's event loop and its writer
-reader, and the writer's sequencer, committer and reader, share their process's interpreter: with
-5 ms, a commit whose thread wakes from fsync while another thread runs waits up to 5 ms for each
-step back into Python, and every acknowledgement waits with it (measured with one process for
-both: order-to-ack p99 at 3,000 orders/s fell from 46 ms to 22 ms). Set by ``writer_main`` and
-``api._server.GatewayServer.tune_process``."""
 
 _ONE = 1  # submit(): a Ticket[Ack]
 _EACH = 2  # submit_many(): a list of Ticket[Ack]
@@ -106,21 +97,11 @@ def _send(conn: Connection, lock: threading.Lock, message: Any) -> None:
 
 
 def _encode_acks(acks: list[Ack]) -> bytes:
-    """A batch's acks, as marshal data when their events hold only plain values (ints, strings,
-    tuples: twice as fast as pickling the Ack tuples both ways), else pickled. The core emits
-    plain values only (rejection codes as ints, not ``matching.RejectCode`` members:
-    tests/test_exchange_writer_process.py); should a rejection's code arrive as an IntEnum
-    member all the same, it travels as its int (equal to it, as the gateway reads it)."""
+    """A batch's acks as marshal data (ints, strings, tuples: twice as fast as pickling the Ack
+    tuples both ways; the core's events hold plain values only, rejection codes included:
+    tests/test_exchange_writer_process.py), pickled should an event ever hold anything else."""
     try:
         return _ACKS + marshal.dumps([tuple(ack) for ack in acks])
-    except ValueError:
-        pass
-    plain = [
-        (seq, ts_ns, [e if e[0] != REJECTED else (*e[:4], int(e[4]), *e[5:]) for e in events])
-        for seq, ts_ns, events in acks
-    ]
-    try:
-        return _ACKS + marshal.dumps(plain)
     except ValueError:
         return _PICKLED + pickle.dumps(("acks", acks), pickle.HIGHEST_PROTOCOL)
 
@@ -274,18 +255,10 @@ class WriterProcess:
         try:
             kind, value = _recv(conn)
         except (EOFError, OSError):
-            raise RuntimeError(f"the writer process exited (status {self._exit_status()})") from None
+            raise RuntimeError(f"the writer process exited (status {exit_status(self._process)})") from None
         if kind == "error":
             raise value
         return kind, value
-
-    def _exit_status(self) -> int | None:
-        process = self._process
-        if process is None:
-            return None
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            return process.wait(5)
-        return None
 
     # --------------------------------------------------------------- submit
 
@@ -427,11 +400,10 @@ def writer_main() -> None:  # pragma: no cover - runs in the writer process (tes
     try:
         report = _open_waiting(sequencer, lock_wait_s)
     except Exception as exc:
-        _send(conn, lock, ("error", _portable(exc)))
+        _send(conn, lock, ("error", portable(exc)))
         return
     _send(conn, lock, ("opened", report))
-    serving_collector()  # the sequencer's Freezer sweeps by commands (exchange/_gc.py)
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    serving_process()  # the sequencer's Freezer sweeps by commands (exchange/_gc.py)
     try:
         if not _dialogue(conn, lock, sequencer, settings):
             return
@@ -440,15 +412,6 @@ def writer_main() -> None:  # pragma: no cover - runs in the writer process (tes
         sequencer.close()
         with contextlib.suppress(OSError):
             _send(conn, lock, ("closed", None))
-
-
-def _portable(exc: Exception) -> Exception:
-    """The exception itself when it survives pickling, else a RuntimeError saying what it was."""
-    try:
-        pickle.loads(pickle.dumps(exc))  # noqa: S301 (our own bytes)
-    except Exception:
-        return RuntimeError(f"{type(exc).__name__}: {exc}")
-    return exc
 
 
 def _dialogue(conn: Connection, lock: threading.Lock, sequencer: Sequencer, settings: Settings) -> bool:
@@ -473,7 +436,7 @@ def _dialogue(conn: Connection, lock: threading.Lock, sequencer: Sequencer, sett
             elif request[0] == "close":
                 return False
         except Exception as exc:
-            _send(conn, lock, ("error", _portable(exc)))
+            _send(conn, lock, ("error", portable(exc)))
 
 
 def _serve(conn: Connection, lock: threading.Lock, sequencer: Sequencer) -> None:
