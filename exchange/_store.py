@@ -121,9 +121,11 @@ _PG_UPDATE_HEAD = (
     "open_lots = v.open_lots, price_ticks = COALESCE(v.price, o.price_ticks), "
     "quantity_lots = COALESCE(v.qty, o.quantity_lots), last_seq = v.seq, status = "
     + _STATUS_SQL.format(open="v.open_lots", filled="o.filled_lots + v.df", cancelled="o.cancelled_lots + v.dc")
-    + " FROM (VALUES "
+    + " FROM unnest("
 )
 _PG_UPDATE_TAIL = ") AS v(order_id, df, dc, open_lots, price, qty, seq) WHERE o.order_id = v.order_id"
+_PG_UPDATE_NULLABLE = (4, 5)
+"""Columns of an order update that may be None (price and quantity: changed by an amend only)."""
 _PG_PRUNE_SNAPSHOTS = "DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT %s)"
 
 
@@ -145,25 +147,28 @@ def _pg_text(value: str) -> str:
 
 _PG_NESTED_LOOP = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; "
 """Before the order update: look each order up through the primary key. With a thousand rows
-of VALUES the planner otherwise hashes them and scans the whole orders table, a cost that
-grows with the table (measured in the journal benchmark, batches of ~4,000 commands at up to
-200,000 orders: 37 ms a batch against 22 ms, waits for the GIL included)."""
+to update the planner may otherwise hash them and scan the whole orders table, a cost that
+grows with the table (measured in the journal benchmark when the rows came as VALUES, batches
+of ~4,000 commands at up to 200,000 orders: 37 ms a batch against 22 ms)."""
 _PG_BEGIN_UPDATE = "BEGIN; " + _PG_NESTED_LOOP
 
 
 def _pg_update_text(updates: list[tuple[Any, ...]]) -> str:
-    """UPDATE orders FROM (VALUES ...) with the values as literals (``execute_values`` would
-    adapt every value in Python, one call each). VALUES, not a temporary table: the planner
-    then knows how few rows there are and joins through the primary key instead of scanning
-    the whole orders table."""
-    values = ",".join(
-        [
-            f"({u[0]}::bigint,{u[1]}::bigint,{u[2]}::bigint,{u[3]}::bigint,{_pg_null(u[4])}::bigint,"
-            f"{_pg_null(u[5])}::bigint,{u[6]}::bigint)"
-            for u in updates
-        ]
-    )
-    return _PG_UPDATE_HEAD + values + _PG_UPDATE_TAIL
+    """UPDATE orders FROM unnest(seven bigint arrays), the arrays as literals: the server parses
+    each array in one call, and plans the join through the primary key (with the hash and merge
+    joins off, ``_PG_NESTED_LOOP``) in a tenth of the time a VALUES list of the same rows took
+    (0.08 ms against 0.45-0.7 ms for 80 rows; replaying a 40,000-commands/s run's batches, the
+    server's CPU a command fell by 15-20 %). Values are ints (None: NULL), rendered with ``str``."""
+    columns = list(zip(*updates, strict=True))
+    assert len(columns) == 7, len(columns)
+    arrays = []
+    for index, column in enumerate(columns):
+        if index in _PG_UPDATE_NULLABLE:
+            body = ",".join(["NULL" if value is None else str(value) for value in column])
+        else:
+            body = ",".join(map(str, column))
+        arrays.append("'{" + body + "}'::bigint[]")
+    return _PG_UPDATE_HEAD + ",".join(arrays) + _PG_UPDATE_TAIL
 
 
 def _pg_snapshot_text(snapshot: SnapshotRecord) -> str:
@@ -184,10 +189,6 @@ def _pg_literal(value: str) -> str:
     if "'" in value or "\x00" in value:
         value = value.replace("\x00", "\ufffd").replace("'", "''")
     return "'" + value + "'"
-
-
-def _pg_null(value: int | None) -> str:
-    return "NULL" if value is None else str(value)
 
 
 class Batch:
