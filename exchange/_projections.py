@@ -76,10 +76,19 @@ class BatchProjection:
         """Fold one command's events in."""
         self.add_all((events,), ts_ns)
 
-    def add_all(self, event_lists: Iterable[list[Event]], ts_ns: int) -> None:
+    def add_all(
+        self,
+        event_lists: Iterable[list[Event]],
+        ts_ns: int,
+        also: frozenset[int] = frozenset(),
+        found: list[Event] | None = None,
+    ) -> None:
         """Fold the events of several commands in, in order (one call per batch: the events
-        projections ignore, most of them, cost one set lookup each)."""
-        wanted = _PROJECTED
+        projections ignore, most of them, cost one set lookup each). Events of the kinds in
+        `also` are appended to `found` on the way (another read model's, in the same pass)."""
+        assert not also & _PROJECTED, "a projected kind cannot be handed on"
+        wanted = _PROJECTED | also if also else _PROJECTED
+        hand_on = found if found is not None else []
         new_orders = self.new_orders
         updates = self.updates
         trades = self.trades
@@ -115,7 +124,7 @@ class BatchProjection:
                         update[_U_CANCELLED] += cancelled
                         update[_U_OPEN] = open_lots
                         update[_U_LAST] = seq
-                else:  # AMENDED
+                elif kind == AMENDED:
                     seq, order_id, price, qty, open_lots = e[1], e[2], e[5], e[6], e[7]
                     row = new_orders.get(order_id)
                     if row is not None:
@@ -132,6 +141,8 @@ class BatchProjection:
                         update[_U_PRICE] = price
                         update[_U_QTY] = qty
                         update[_U_LAST] = seq
+                else:  # a kind in `also`
+                    hand_on.append(e)
 
     def order_inserts(self) -> list[tuple[Any, ...]]:
         """One row per order accepted in the batch, as it stands at the batch's end (ORDER_COLUMNS)."""

@@ -62,7 +62,7 @@ from exchange._recovery import BackgroundSnapshot, RecoveryReport, encode_snapsh
 from exchange._settings import DEFAULT_COMMIT_TIMEOUT_MS, MAX_BATCH_COMMANDS, MAX_COMMIT_TIMEOUT_MS, Settings
 from exchange._store import Batch, SnapshotRecord, Store
 from exchange._ticket import Ticket
-from exchange._warehouse_projection import WarehouseRows
+from exchange._warehouse_projection import WAREHOUSE_EVENT_KINDS, WarehouseRows
 from matching import Event, Instrument, ListInstrument
 
 __all__ = ["IN_FLIGHT_MAX", "SNAPSHOT_QUIET_FACTOR", "Ack", "Listener", "Sequencer"]
@@ -648,8 +648,10 @@ class _OpenBatch:
         owner.last_seq = seq
         self.size = seq - self.first_seq + 1
         assert len(self.records) == self.size, (len(self.records), self.size)
-        self.projection.add_all(outs, ts_ns)
-        self.warehouse_rows.add_all(outs, owner.core.warehouse)  # here: the rows as the core now stands
+        warehouse_events: list[Event] = []  # found by the orders' pass: most batches have none
+        self.projection.add_all(outs, ts_ns, WAREHOUSE_EVENT_KINDS, warehouse_events)
+        if warehouse_events:  # here: the rows as the core now stands
+            self.warehouse_rows.add_all((warehouse_events,), owner.core.warehouse)
         if owner.snapshot_every_commands and seq - owner.last_snapshot_seq >= owner.snapshot_every_commands:
             if in_background and hasattr(os, "fork"):
                 # one at a time, and a quiet spell after each: while a child exports, each page the

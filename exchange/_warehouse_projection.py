@@ -37,6 +37,7 @@ __all__ = [
     "RECEIPT_COLUMNS",
     "STOCK_COLUMNS",
     "STOCK_REPORT_FIELDS",
+    "WAREHOUSE_EVENT_KINDS",
     "WarehouseRows",
     "list_deliveries",
     "list_receipts",
@@ -62,7 +63,8 @@ STOCK_REPORT_FIELDS = (
     "locked_kg", "in_delivery_kg", "pledged_kg", "frozen_kg", "loading_kg", "pending_kg",
 )  # fmt: skip
 
-_KINDS = frozenset((W_RECEIPT, W_RECEIPT_STATE, W_DELIVERY, W_DELIVERY_STATE))
+WAREHOUSE_EVENT_KINDS = frozenset((W_RECEIPT, W_RECEIPT_STATE, W_DELIVERY, W_DELIVERY_STATE))
+"""The events the warehouse rows are made of (``add_all`` skips every other)."""
 _T, _LO, _SO, _SEQ = 1, 2, 3, 4  # positions in a stock sum: [group, taken in, loaded out, scale out, last seq]
 
 
@@ -96,7 +98,7 @@ class WarehouseRows:
         for events in event_lists:
             for e in events:
                 kind = e[0]
-                if kind not in _KINDS:
+                if kind not in WAREHOUSE_EVENT_KINDS:
                     continue
                 if kind == W_RECEIPT_STATE:
                     receipts[e[2]] = e[1]

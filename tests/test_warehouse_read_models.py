@@ -11,6 +11,7 @@ from collections.abc import Callable
 from itertools import count
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
@@ -26,9 +27,11 @@ from exchange import (
     simulation_setup,
     warehouse_stock_report,
 )
+from exchange._projections import BatchProjection
 from exchange._simulation import simulation_operator
 from exchange._store import PG_TEXT_BATCH_ROWS
-from matching import CONTINUOUS, SetTradingState
+from exchange._warehouse_projection import WAREHOUSE_EVENT_KINDS
+from matching import ACCEPTED, CONTINUOUS, SetTradingState
 from warehouse import W_REJECTED, ConfirmDelivery, ConfirmLoadOut, PayDeal, PledgeReceipt, RequestLoadOut
 from warehouse._model import ACTIVE, DL_DISPUTED, DL_PAID, DL_SETTLED, STEEL
 
@@ -198,3 +201,32 @@ def test_cli_reports_stock_and_receipts_from_the_read_models(tmp_path: Any) -> N
     assert len(result.output.strip().splitlines()) == 2  # the header and the one pledged receipt
     result = runner.invoke(app, ["warehouse", "receipts", "--limit", "0", "--database-url", url])
     assert result.exit_code != 0
+
+
+def test_the_orders_pass_hands_on_exactly_the_warehouse_events(database_url: str) -> None:
+    """The sequencer finds a batch's warehouse events in the orders' pass over its events (most
+    batches have none, and skip the warehouse rows): the orders' rows are the same as without
+    the hand-on, and what is handed on is every warehouse event, in order, and nothing else."""
+    event_lists: list[list[Any]] = []
+    with Sequencer(database_url, clock=fake_clock()) as seq:
+        seq.listeners.append(lambda pairs: event_lists.extend(ack.events for _command, ack in pairs))
+        simulated_day(seq)
+    expected = [e for events in event_lists for e in events if e[0] in WAREHOUSE_EVENT_KINDS]
+    assert len({e[0] for e in expected}) == len(WAREHOUSE_EVENT_KINDS), "the day makes every kind"
+    found: list[Any] = []
+    traded = updated = 0
+    for start in range(0, len(event_lists), 50):  # batches of 50 commands: later ones update earlier orders
+        chunk = event_lists[start : start + 50]
+        plain, handing = BatchProjection(), BatchProjection()
+        plain.add_all(chunk, 5)
+        handing.add_all(chunk, 5, WAREHOUSE_EVENT_KINDS, found)
+        assert handing.order_inserts() == plain.order_inserts()
+        assert handing.order_updates() == plain.order_updates()
+        assert handing.trades == plain.trades
+        traded += len(plain.trades)
+        updated += len(plain.order_updates())
+    assert found == expected
+    assert traded > 0
+    assert updated > 0
+    with pytest.raises(AssertionError, match="projected kind"):
+        BatchProjection().add_all(event_lists, 5, frozenset({ACCEPTED}), [])
