@@ -3,6 +3,7 @@
     bulkex demo                     a short trading demo on the configured database
     bulkex db upgrade               bring the database schema up to date
     bulkex bench journal [--json]   sequencer + journal throughput, latency and restart time
+    bulkex bench store [--json]     the journal's write path alone: statements, commit, database CPU a command
     bulkex bench core|clearing      pre-trade risk + ledger + books; end of day and bank import at scale
     bulkex bench delivery [--json]  deals from trade to settled delivery (receipts, DvP) through the journal
     bulkex bank import FILE         apply a bank file (bulkex text or ISO 20022) whole or not at all
@@ -110,6 +111,19 @@ def bench_journal(
         latency_seconds=latency_seconds,
         restart_commands=restart_commands,
     )
+
+
+@bench_app.command("store")
+def bench_store(
+    database_url: DatabaseUrl = None,
+    json_only: Annotated[bool, typer.Option("--json", help="Print only the JSON line.")] = False,
+    batches: Annotated[int, typer.Option(help="Batches written (after the opening one).")] = 1_000,
+    batch_commands: Annotated[int, typer.Option(help="Commands in a batch.")] = 200,
+) -> None:
+    """The journal's write path alone: a batch's statements, their execution and the database's CPU a command."""
+    from bench.store import run
+
+    run(database_url=database_url, json_only=json_only, batches=batches, batch_commands=batch_commands)
 
 
 MixOption = Annotated[str, typer.Option(help="exchange-core or crossing (see bench/workload.py).")]

@@ -640,6 +640,13 @@ class Store:
     def last_seq(self) -> int:
         return int(self._query_one("SELECT COALESCE(MAX(seq), 0) FROM journal")[0])
 
+    def server_pid(self) -> int | None:
+        """PostgreSQL: the process id of the server process serving the data connection (to
+        measure its CPU); None on SQLite, which runs in this process."""
+        if self.sqlite:
+            return None
+        return int(self._query_one("SELECT pg_backend_pid()")[0])
+
     def snapshot_seqs(self) -> list[int]:
         """Snapshot sequence numbers, newest first."""
         cur = self._conn.cursor()
