@@ -282,7 +282,14 @@ class Deal:
     )
 
     def to_list(self) -> list[object]:
-        return [getattr(self, f) for f in Deal._FIELDS]
+        """The fields in ``_FIELDS`` order; written out, not read by name: a snapshot exports every
+        deal of the day."""
+        return [
+            self.deal_id, self.symbol, self.price_ticks, self.quantity_lots, self.notional_fen, self.buyer,
+            self.seller, self.buyer_margin_fen, self.buyer_margin_hold, self.buyer_fee_fen, self.buyer_fee_hold,
+            self.seller_margin_fen, self.seller_margin_hold, self.seller_fee_fen, self.escrow_fen, self.escrow_hold,
+            self.state,
+        ]  # fmt: skip
 
     @classmethod
     def from_list(cls, items: list[Any]) -> Deal:

@@ -85,8 +85,13 @@ class Order:
         self.stp_mode = stp_mode
 
     def to_list(self) -> list[object]:
-        """The fields in constructor order (``Order(*order.to_list())``)."""
-        return [getattr(self, name) for name in ORDER_FIELDS]
+        """The fields in constructor order (``Order(*order.to_list())``, ``ORDER_FIELDS``); written
+        out, not read by name: a snapshot exports every resting order."""
+        return [
+            self.order_id, self.account, self.instrument, self.client_order_id, self.side, self.price_ticks,
+            self.ordered_lots, self.open_lots, self.filled_lots, self.cancelled_lots, self.time_in_force,
+            self.post_only, self.stp_mode,
+        ]  # fmt: skip
 
 
 ORDER_FIELDS = (

@@ -1106,9 +1106,10 @@ class MatchingEngine:
         return {
             "books": books,
             "trade_count": self.trade_count,
+            # dicts: their keys are sorted where the state becomes bytes (``canonical_json``)
             "client_ids": {
-                account: {clid: [first >> _CODE_BITS, first & _CODE_MASK] for clid, first in sorted(ids.items())}
-                for account, ids in sorted(self.client_ids.items())
+                account: {clid: [first >> _CODE_BITS, first & _CODE_MASK] for clid, first in ids.items()}
+                for account, ids in self.client_ids.items()
             },
         }
 

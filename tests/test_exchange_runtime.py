@@ -10,6 +10,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from api.cli import app
+from clearing._engine import Deal
 from exchange import (
     ConfigError,
     Core,
@@ -26,6 +27,7 @@ from exchange import (
     stocking_commands,
 )
 from matching import CONTINUOUS, MassCancel, NewOrder, SetTradingState
+from matching._book import ORDER_FIELDS, Order
 
 INSTRUMENTS = load_instruments(Settings().instruments_file)
 
@@ -166,3 +168,27 @@ def test_cli_demo_twice_recovers(tmp_path: Path) -> None:
     second = runner.invoke(app, ["demo", "--database-url", url, "--seed", "4"])
     assert second.exit_code == 0, second.output
     assert f"state hash {final_hash}" in second.output.splitlines()[1]
+
+
+def test_exported_rows_list_their_fields_in_the_declared_order(tmp_path: Path) -> None:
+    """Order.to_list and Deal.to_list are written out (a snapshot exports every resting order and
+    every deal); their order is the one ORDER_FIELDS and Deal._FIELDS declare, and what they list
+    builds the same object back (as from_state does)."""
+    with Sequencer(f"sqlite:///{tmp_path / 'x.db'}", snapshot_every_commands=0) as sequencer:
+        sequencer.list_on_first_start(INSTRUMENTS)
+        sequencer.execute([SetTradingState(i.symbol, CONTINUOUS) for i in INSTRUMENTS])
+        sequencer.execute(OrderFlow(INSTRUMENTS, seed=12, first_seq=0).setup())
+        sequencer.execute(OrderFlow(INSTRUMENTS, seed=12, first_seq=sequencer.last_seq + 1).take(2000))
+        core = sequencer.core
+    orders = list(core.matching.orders.values())
+    deals = list(core.clearing.deals.values())
+    assert orders, "orders rest"
+    assert deals, "the flow traded"
+    for order in orders:
+        row = order.to_list()
+        assert row == [getattr(order, name) for name in ORDER_FIELDS]
+        assert Order(*row).to_list() == row  # every constructor argument, in its place
+    for deal in deals:
+        row = deal.to_list()
+        assert row == [getattr(deal, name) for name in Deal._FIELDS]
+        assert Deal.from_list(row).to_list() == row
