@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -65,7 +65,7 @@ from exchange._store import Batch, Store
 from matching import CONTINUOUS, Event, Instrument, ListInstrument, SetTradingState
 from matching._native import native_status
 
-__all__ = ["machine", "run"]
+__all__ = ["Opening", "machine", "opening", "run"]
 
 RESTART_SNAPSHOT_BEFORE_END = 50_000
 SUBMISSION_COMMANDS = 64
@@ -90,6 +90,28 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "build": native_status()[1],
     }
+
+
+class Opening(NamedTuple):
+    settings: Settings
+    instruments: list[Instrument]
+    say: Callable[[str], None]
+    """`write`, or nothing with ``--json``."""
+    backend: str
+    """sqlite or postgresql"""
+    info: dict[str, Any]
+    """``machine()``"""
+
+
+def opening(name: str, database_url: str | None, json_only: bool, write: Callable[[str], None]) -> Opening:
+    """What a database benchmark starts with: the settings (`database_url` or the configured one),
+    the listed instruments, its printer, and the machine, named in its first line."""
+    settings = Settings(database_url=database_url) if database_url else Settings()
+    say: Callable[[str], None] = (lambda _text: None) if json_only else write
+    backend = "sqlite" if settings.database_url.startswith("sqlite") else "postgresql"
+    info = machine()
+    say(f"{name} benchmark on {backend}; {info['cpus']} cpus, {info['cpu_model']}, Python {info['python']}")
+    return Opening(settings, load_instruments(settings.instruments_file), say, backend, info)
 
 
 @contextmanager
@@ -321,12 +343,7 @@ def run(
     write: Callable[[str], None] = print,
     chunk: int = SUBMISSION_COMMANDS,
 ) -> dict[str, Any]:
-    settings = Settings(database_url=database_url) if database_url else Settings()
-    instruments = load_instruments(settings.instruments_file)
-    say = (lambda _text: None) if json_only else write
-    backend = "sqlite" if settings.database_url.startswith("sqlite") else "postgresql"
-    info = machine()
-    say(f"journal benchmark on {backend}; {info['cpus']} cpus, {info['cpu_model']}, Python {info['python']}")
+    settings, instruments, say, backend, info = opening("journal", database_url, json_only, write)
     result: dict[str, Any] = {"benchmark": "journal", "database": backend, **info}
     if commands:
         with scratch_database(settings.database_url) as url, _serving_process():

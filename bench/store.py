@@ -30,8 +30,8 @@ from typing import Any
 
 import orjson
 
-from bench.journal import SEED, _opening, machine, scratch_database
-from exchange import Core, OrderFlow, Settings, load_instruments, upgrade
+from bench.journal import SEED, _opening, opening, scratch_database
+from exchange import Core, OrderFlow, upgrade
 from exchange._codec import encode_record
 from exchange._projections import BatchProjection
 from exchange._store import Batch, Store
@@ -140,12 +140,7 @@ def run(
     batch_commands: int = 200,
     write: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    settings = Settings(database_url=database_url) if database_url else Settings()
-    instruments = load_instruments(settings.instruments_file)
-    say = (lambda _text: None) if json_only else write
-    backend = "sqlite" if settings.database_url.startswith("sqlite") else "postgresql"
-    info = machine()
-    say(f"store benchmark on {backend}; {info['cpus']} cpus, {info['cpu_model']}, Python {info['python']}")
+    settings, instruments, say, backend, info = opening("store", database_url, json_only, write)
     built = build_batches(instruments, batches, batch_commands)
     with scratch_database(settings.database_url) as url:
         figures = measure(url, built)
