@@ -18,6 +18,7 @@ string for a number, is refused). New request types are added with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
@@ -703,6 +704,7 @@ class RequestRegistry:
     def __init__(self) -> None:
         self.models: dict[str, type[WireModel]] = {}
         self._adapter: TypeAdapter[Any] | None = None
+        self._validate_json: Callable[[str | bytes], Any] | None = None
 
     def register(self, model: type[WireModel]) -> type[WireModel]:
         field = model.model_fields["type"]
@@ -714,6 +716,7 @@ class RequestRegistry:
         assert "id" in model.model_fields, model
         self.models[name] = model
         self._adapter = None
+        self._validate_json = None
         return model
 
     def parse(self, data: dict[str, Any]) -> WireModel:
@@ -727,12 +730,15 @@ class RequestRegistry:
         Raises ValidationError for anything that is not a valid registered request: the caller then
         decodes the frame step by step to tell which error it is. A frame this accepts is one that
         decoding first and validating the object (``parse``) accepts, with the same result."""
-        adapter = self._adapter
-        if adapter is None:
+        validate = self._validate_json
+        if validate is None:
             models = tuple(self.models.values())
             union: Any = Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007
             adapter = self._adapter = TypeAdapter(union)
-        request: WireModel = adapter.validate_json(text)
+            # the schema validator itself: TypeAdapter.validate_json's keyword handling costs about
+            # a tenth of the call for a new_order frame (2.99 against 2.68 µs)
+            validate = self._validate_json = adapter.validator.validate_json
+        request: WireModel = validate(text)
         return request
 
 
