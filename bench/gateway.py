@@ -33,10 +33,12 @@ own frame and its own request (one order per frame, as most trading clients
 send them).
 
 The load generator is kept cheap so that it takes little CPU from the
-server on the same cores: each process logs its clients in and builds every
-order frame (JSON, WebSocket header, masked payload) before the common
-start, sends a frame by appending bytes (each client's frames of one pass of
-its event loop leave in one write) and reads answers with its own parser.
+server on the same cores: each process logs its clients in (with the
+websockets library) and builds every order frame (JSON, WebSocket header,
+masked payload) before the common start; the run itself drives the clients'
+sockets from one epoll loop, no event loop: each client's frames of one pass
+leave in one send, and answers are read with its own parser (a ping is
+answered with a pong).
 The server runs as ``bulkex serve`` does: the gateway in one process, the
 sequencer in its writer process (exchange/_writer.py), the journal's
 transactions in the writer's committer process (exchange/_committer.py). CPU
@@ -57,6 +59,8 @@ import json
 import multiprocessing
 import os
 import platform
+import select
+import socket
 import subprocess
 import sys
 import tempfile
@@ -315,13 +319,10 @@ in and built their frames by then)."""
 async def _load(url: str, keys: list[list[str]], first: int, mode: str, rate: float, seconds: float,
                 start_at: float, total_clients: int) -> _Tally:  # fmt: skip
     """One load process: `keys` clients; mode "closed" (WINDOW in flight each) or "open" (`rate`
-    orders/s). Everything is prepared before `start_at` (wall clock): connections, logins, and each
-    client's order frames, whole and masked, so that sending one is appending bytes; each client's
-    frames of one pass of the event loop leave in one write, and answers are read by LoadClient."""
-    import orjson
-
-    cls = _client_class()
-    clients = [await _login(url, key[0], key[1], cls) for key in keys]
+    orders/s). Everything is prepared before `start_at` (wall clock): connections and logins (with
+    the websockets library), and each client's order frames, whole and masked. The run itself is
+    `_drive`: the connections' sockets in one epoll loop of this process, no event loop."""
+    clients = [await _login(url, key[0], key[1]) for key in keys]
     count = len(clients)
     tag = mode[0]
     if mode == "closed":
@@ -329,20 +330,62 @@ async def _load(url: str, keys: list[list[str]], first: int, mode: str, rate: fl
     else:
         per_client = int(rate * seconds / count) + 2
     frames = [_prebuilt_frames(first + index, per_client, tag) for index in range(count)]
-    masks = [os.urandom(4) for _ in range(count)]
+    from api._session import at_frame_boundary
+
+    socks = []
+    for ws in clients:
+        for _ in range(1000):  # the library stops between two frames (a heartbeat may be arriving)
+            if at_frame_boundary(ws.protocol):
+                break
+            await asyncio.sleep(0.001)
+        assert at_frame_boundary(ws.protocol), "a load client's connection is not between two frames"
+        ws.transport.pause_reading()  # from here on the socket is read by _drive alone
+        own = ws.transport.get_extra_info("socket")
+        sock = socket.socket(fileno=os.dup(own.fileno()))
+        sock.setblocking(False)
+        socks.append(sock)
     # the load's own collections would pause its sending and reading and count as the server's
     # latency: the prepared frames and clients are frozen, automatic collection off (a short process)
     gc.collect()
     gc.freeze()
     gc.disable()
+    time.sleep(max(0.0, start_at - time.time()))
+    tally = _drive(socks, frames, first, mode, rate, seconds)
+    for sock in socks:
+        with contextlib.suppress(OSError):
+            sock.sendall(_CLOSE_FRAME)
+        sock.close()
+    for ws in clients:
+        ws.transport.abort()
+    return tally
+
+
+_CLOSE_FRAME = bytes((0x88, 0x82, 0, 0, 0, 0)) + (1000).to_bytes(2, "big")
+"""A client's close frame, code 1000 (a zero mask leaves the payload as it is)."""
+
+
+def _drive(socks: list[socket.socket], frames: list[list[bytes]], first: int, mode: str, rate: float,
+           seconds: float) -> _Tally:  # fmt: skip
+    """Send and read on the logged-in sockets: every client's frames of one pass leave in one
+    send, every readable socket is read once a pass, server frames parsed here (a ping answered
+    with a pong, a close ends that client). Open mode wakes every TICK_S and sends each order
+    due; closed mode sends the next order of a client as each answer comes."""
+    import orjson
+
+    count = len(socks)
     tally = _Tally()
     perf = time.perf_counter
     latencies = tally.latencies
     outcomes = tally.outcomes
     counters = [0] * count
-    due_at: list[dict[str, float]] = [{} for _ in clients]
+    due_at: list[dict[str, float]] = [{} for _ in socks]
     closed = mode == "closed"
-    stop_at = 0.0
+    masks = [os.urandom(4) for _ in socks]
+    outgoing: dict[int, list[bytes]] = {}
+    backlog: list[bytes] = [b""] * count  # bytes a full socket buffer did not take
+    partial: list[bytes] = [b""] * count
+    ended = [False] * count
+    loads = orjson.loads
 
     def send(index: int, at: float) -> None:
         counter = counters[index] = counters[index] + 1
@@ -350,59 +393,131 @@ async def _load(url: str, keys: list[list[str]], first: int, mode: str, rate: fl
         if counter <= len(own):
             frame = own[counter - 1]
         else:
-            frame = _client_frame(_order_frame(first + index, counter, tag), masks[index])
+            frame = _client_frame(_order_frame(first + index, counter, mode[0]), masks[index])
         due_at[index][str(counter)] = at
-        clients[index].queue(frame)
+        queued = outgoing.get(index)
+        if queued is None:
+            outgoing[index] = [frame]
+        else:
+            queued.append(frame)
         tally.sent += 1
 
-    def reader(index: int) -> Callable[[bytes], None]:
+    def flush() -> None:
+        for index, queued in outgoing.items():
+            data = backlog[index] + b"".join(queued)
+            try:
+                sent = socks[index].send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                ended[index] = True
+                continue
+            backlog[index] = data[sent:]
+        outgoing.clear()
+        for index in range(count):
+            if backlog[index] and index not in outgoing:
+                outgoing[index] = []
+
+    def on_text(index: int, raw: bytes, now: float) -> None:
+        message = loads(raw)
+        rid = message.get("id")
         waiting = due_at[index]
+        t0 = waiting.pop(rid, None) if type(rid) is str else None
+        if t0 is None:
+            return
+        tally.last_answer = now
+        outcome = message.get("code") or message["result"]["status"]
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        if outcome not in REFUSED:
+            latencies.append(now - t0)
+        if closed and now < stop_at:
+            while len(waiting) < WINDOW:
+                send(index, perf())
 
-        def on_text(raw: bytes) -> None:
-            now = perf()
-            message = orjson.loads(raw)
-            rid = message.get("id")
-            t0 = waiting.pop(rid, None) if type(rid) is str else None
-            if t0 is None:
+    def read(index: int) -> None:
+        try:
+            data = socks[index].recv(1 << 18)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            ended[index] = True
+            return
+        now = perf()
+        if partial[index]:
+            data = partial[index] + data
+            partial[index] = b""
+        n = len(data)
+        pos = 0
+        while pos < n:
+            if n - pos < 2:
+                break
+            first_byte, second = data[pos], data[pos + 1]
+            length = second & 0x7F
+            head = pos + 2
+            if length == 126:
+                length = int.from_bytes(data[head : head + 2], "big")
+                head += 2
+            elif length == 127:
+                length = int.from_bytes(data[head : head + 8], "big")
+                head += 8
+            end = head + length
+            if head > n or end > n:
+                break
+            opcode = first_byte & 0x0F
+            if first_byte == 0x81:
+                on_text(index, data[head:end], now)
+            elif opcode == 0x9:  # ping: the same payload back, masked
+                pong = _client_frame(data[head:end], masks[index])
+                outgoing.setdefault(index, []).append(bytes((0x8A,)) + pong[1:])
+            elif opcode == 0x8:
+                ended[index] = True
                 return
-            tally.last_answer = now
-            outcome = message.get("code") or message["result"]["status"]
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-            if outcome not in REFUSED:
-                latencies.append(now - t0)
-            if closed and now < stop_at:
-                while len(waiting) < WINDOW:
-                    send(index, perf())
+            pos = end
+        partial[index] = data[pos:]
 
-        return on_text
-
-    for index, ws in enumerate(clients):
-        ws.on_text = reader(index)
-    await asyncio.sleep(max(0.0, start_at - time.time()))
+    poller = select.epoll()
+    by_fd = {}
+    for index, sock in enumerate(socks):
+        poller.register(sock.fileno(), select.EPOLLIN)
+        by_fd[sock.fileno()] = index
     cpu_started = time.process_time()
     started = tally.started = perf()
     stop_at = started + seconds
+    total = int(rate * seconds)
+    n = 0
     if closed:
         for index in range(count):
             for _ in range(WINDOW):
                 send(index, perf())
-        await asyncio.sleep(seconds)
-    else:
-        total = int(rate * seconds)
-        n = 0
-        while n < total:
-            due = min(total, int((perf() - started) * rate) + 1)
+    deadline = stop_at + 10
+    next_tick = started
+    while True:
+        now = perf()
+        if not closed and n < total and now >= next_tick:
+            due = min(total, int((now - started) * rate) + 1)
             while n < due:
                 send(n % count, started + n / rate)
                 n += 1
-            await asyncio.sleep(TICK_S)
-    deadline = perf() + 10
-    while any(due_at) and perf() < deadline:
-        await asyncio.sleep(0.01)
+            next_tick = now + TICK_S
+        if outgoing:
+            flush()
+        if now >= deadline or all(ended):
+            break
+        if (closed and now >= stop_at) or (not closed and n >= total):
+            if not any(due_at):
+                break
+            timeout = 0.01
+        elif closed:
+            timeout = min(0.01, stop_at - now)
+        else:
+            timeout = max(0.0, next_tick - now)
+        for fd, _events in poller.poll(timeout):
+            read(by_fd[fd])
+    poller.close()
     tally.cpu_s = time.process_time() - cpu_started
     tally.outcomes["unanswered"] = sum(len(d) for d in due_at)
-    for ws in clients:
-        await ws.close()
     return tally
 
 
