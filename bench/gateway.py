@@ -352,8 +352,6 @@ async def _load(url: str, keys: list[list[str]], first: int, mode: str, rate: fl
     time.sleep(max(0.0, start_at - time.time()))
     tally = _drive(socks, frames, first, mode, rate, seconds)
     for sock in socks:
-        with contextlib.suppress(OSError):
-            sock.sendall(_CLOSE_FRAME)
         sock.close()
     for ws in clients:
         ws.transport.abort()
@@ -367,9 +365,12 @@ _CLOSE_FRAME = bytes((0x88, 0x82, 0, 0, 0, 0)) + (1000).to_bytes(2, "big")
 def _drive(socks: list[socket.socket], frames: list[list[bytes]], first: int, mode: str, rate: float,
            seconds: float) -> _Tally:  # fmt: skip
     """Send and read on the logged-in sockets: every client's frames of one pass leave in one
-    send, every readable socket is read once a pass, server frames parsed here (a ping answered
-    with a pong, a close ends that client). Open mode wakes every TICK_S and sends each order
-    due; closed mode sends the next order of a client as each answer comes."""
+    send (what a full socket buffer does not take waits for the socket to be writable), every
+    readable socket is read once a pass, server frames parsed here (a ping answered with a pong).
+    Open mode wakes every TICK_S and sends each order due; closed mode sends the next order of a
+    client as each answer comes. A client whose connection ends (a close frame, end of stream, an
+    error) is dropped from the loop: its orders waiting for an answer, and any due after, count
+    as unanswered. At the end each client still connected sends a close frame."""
     import orjson
 
     count = len(socks)
@@ -385,10 +386,29 @@ def _drive(socks: list[socket.socket], frames: list[list[bytes]], first: int, mo
     backlog: list[bytes] = [b""] * count  # bytes a full socket buffer did not take
     partial: list[bytes] = [b""] * count
     ended = [False] * count
+    lost = 0  # orders of clients whose connection ended, unanswered
     loads = orjson.loads
+    poller = select.epoll()
+    by_fd: dict[int, int] = {}
+
+    def end(index: int) -> None:
+        nonlocal lost
+        if ended[index]:
+            return
+        ended[index] = True
+        lost += len(due_at[index])
+        due_at[index].clear()
+        backlog[index] = b""
+        outgoing.pop(index, None)
+        poller.unregister(socks[index].fileno())
 
     def send(index: int, at: float) -> None:
+        nonlocal lost
         counter = counters[index] = counters[index] + 1
+        tally.sent += 1
+        if ended[index]:
+            lost += 1
+            return
         own = frames[index]
         if counter <= len(own):
             frame = own[counter - 1]
@@ -400,25 +420,27 @@ def _drive(socks: list[socket.socket], frames: list[list[bytes]], first: int, mo
             outgoing[index] = [frame]
         else:
             queued.append(frame)
-        tally.sent += 1
 
     def flush() -> None:
-        for index, queued in outgoing.items():
-            data = backlog[index] + b"".join(queued)
+        for index, queued in list(outgoing.items()):
+            had = backlog[index]
+            data = had + b"".join(queued) if queued else had
+            if not data:
+                continue
             try:
                 sent = socks[index].send(data)
             except BlockingIOError:
                 sent = 0
             except OSError:
-                ended[index] = True
+                end(index)
                 continue
-            backlog[index] = data[sent:]
+            rest = backlog[index] = data[sent:]
+            if bool(rest) != bool(had):  # wait for room to write only while something waits
+                poller.modify(socks[index].fileno(), select.EPOLLIN | (select.EPOLLOUT if rest else 0))
         outgoing.clear()
-        for index in range(count):
-            if backlog[index] and index not in outgoing:
-                outgoing[index] = []
 
-    def on_text(index: int, raw: bytes, now: float) -> None:
+    def on_text(index: int, raw: bytes) -> None:
+        now = perf()  # as each answer is reached (the ones before it in the same read parsed first)
         message = loads(raw)
         rid = message.get("id")
         waiting = due_at[index]
@@ -442,17 +464,14 @@ def _drive(socks: list[socket.socket], frames: list[list[bytes]], first: int, mo
         except OSError:
             data = b""
         if not data:
-            ended[index] = True
+            end(index)
             return
-        now = perf()
         if partial[index]:
             data = partial[index] + data
             partial[index] = b""
         n = len(data)
         pos = 0
-        while pos < n:
-            if n - pos < 2:
-                break
+        while n - pos >= 2:
             first_byte, second = data[pos], data[pos + 1]
             length = second & 0x7F
             head = pos + 2
@@ -462,23 +481,21 @@ def _drive(socks: list[socket.socket], frames: list[list[bytes]], first: int, mo
             elif length == 127:
                 length = int.from_bytes(data[head : head + 8], "big")
                 head += 8
-            end = head + length
-            if head > n or end > n:
+            end_at = head + length
+            if head > n or end_at > n:  # cut by the read: the rest comes with the next one
                 break
             opcode = first_byte & 0x0F
             if first_byte == 0x81:
-                on_text(index, data[head:end], now)
+                on_text(index, data[head:end_at])
             elif opcode == 0x9:  # ping: the same payload back, masked
-                pong = _client_frame(data[head:end], masks[index])
+                pong = _client_frame(data[head:end_at], masks[index])
                 outgoing.setdefault(index, []).append(bytes((0x8A,)) + pong[1:])
-            elif opcode == 0x8:
-                ended[index] = True
+            elif opcode == 0x8:  # the server closes this connection
+                end(index)
                 return
-            pos = end
+            pos = end_at
         partial[index] = data[pos:]
 
-    poller = select.epoll()
-    by_fd = {}
     for index, sock in enumerate(socks):
         poller.register(sock.fileno(), select.EPOLLIN)
         by_fd[sock.fileno()] = index
@@ -513,11 +530,21 @@ def _drive(socks: list[socket.socket], frames: list[list[bytes]], first: int, mo
             timeout = min(0.01, stop_at - now)
         else:
             timeout = max(0.0, next_tick - now)
-        for fd, _events in poller.poll(timeout):
-            read(by_fd[fd])
-    poller.close()
+        for fd, events in poller.poll(timeout):
+            index = by_fd[fd]
+            if ended[index]:  # (ended by an earlier event of this pass)
+                continue
+            if events & select.EPOLLOUT and backlog[index]:
+                outgoing.setdefault(index, [])
+            if events & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR):
+                read(index)
     tally.cpu_s = time.process_time() - cpu_started
-    tally.outcomes["unanswered"] = sum(len(d) for d in due_at)
+    tally.outcomes["unanswered"] = sum(len(d) for d in due_at) + lost
+    for index, sock in enumerate(socks):
+        if not ended[index] and not backlog[index]:  # (a close frame after half a frame would corrupt it)
+            with contextlib.suppress(OSError):
+                sock.send(_CLOSE_FRAME)
+    poller.close()
     return tally
 
 
