@@ -202,20 +202,12 @@ def _client_class() -> Any:
             while pos < n:
                 if on_text is None or self.protocol.state is not State.OPEN:
                     break
-                first, second = data[pos], data[pos + 1] if n - pos > 1 else 0
-                length = second & 0x7F
-                head = pos + 2
-                if length == 126:
-                    length = int.from_bytes(data[head : head + 2], "big")
-                    head += 2
-                elif length == 127:
-                    length = int.from_bytes(data[head : head + 8], "big")
-                    head += 8
-                end = head + length
-                if head > n or end > n:  # cut by the read: the rest comes with the next one
+                bounds = _frame_bounds(data, pos)
+                if bounds is None:  # cut by the read: the rest comes with the next one
                     self.partial = data[pos:]
                     return
-                if second & 0x80 or length > READ_MAX_FRAME_BYTES or first != 0x81:
+                head, end = bounds
+                if data[pos + 1] & 0x80 or end - head > READ_MAX_FRAME_BYTES or data[pos] != 0x81:
                     break  # not an unmasked final text frame: the library reads from here on
                 pos = end
                 on_text(data[head:end])
@@ -237,6 +229,26 @@ def _client_class() -> Any:
                 self.transport.write(b"".join(outgoing))
 
     return LoadClient
+
+
+def _frame_bounds(data: bytes, pos: int) -> tuple[int, int] | None:
+    """(start, end) of the payload of the server frame at `pos` (RFC 6455 section 5.2: 7-bit,
+    16-bit or 64-bit length, no mask key), or None when `data` ends before the frame does."""
+    n = len(data)
+    if n - pos < 2:
+        return None
+    length = data[pos + 1] & 0x7F
+    head = pos + 2
+    if length == 126:
+        length = int.from_bytes(data[head : head + 2], "big")
+        head += 2
+    elif length == 127:
+        length = int.from_bytes(data[head : head + 8], "big")
+        head += 8
+    end = head + length
+    if head > n or end > n:
+        return None
+    return head, end
 
 
 async def _login(url: str, key_id: str, secret: str, create_connection: Any = None) -> Any:
@@ -471,19 +483,12 @@ def _drive(socks: list[socket.socket], frames: list[list[bytes]], first: int, mo
             partial[index] = b""
         n = len(data)
         pos = 0
-        while n - pos >= 2:
-            first_byte, second = data[pos], data[pos + 1]
-            length = second & 0x7F
-            head = pos + 2
-            if length == 126:
-                length = int.from_bytes(data[head : head + 2], "big")
-                head += 2
-            elif length == 127:
-                length = int.from_bytes(data[head : head + 8], "big")
-                head += 8
-            end_at = head + length
-            if head > n or end_at > n:  # cut by the read: the rest comes with the next one
+        while pos < n:
+            bounds = _frame_bounds(data, pos)
+            if bounds is None:  # cut by the read: the rest comes with the next one
                 break
+            head, end_at = bounds
+            first_byte = data[pos]
             opcode = first_byte & 0x0F
             if first_byte == 0x81:
                 on_text(index, data[head:end_at])
