@@ -1,6 +1,10 @@
 """The edge of the exchange: the WebSocket gateway, its Python client, API
 keys, and the ``bulkex`` command line (``api.cli``)."""
 
+from matching._native import native_path
+
+__path__ = native_path(__name__, __path__)  # the compiled build, when it matches these sources
+
 from api._client import Client, LocalBook, RequestError
 from api._errors import ErrorCode
 from api._handlers import HANDLERS

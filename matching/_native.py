@@ -1,9 +1,9 @@
-"""The compiled build: the hot modules of the core compiled to C with mypyc.
+"""The compiled build: the hot modules of the core and the gateway compiled to C with mypyc.
 
 bulkex runs the same source either way. ``python3 dev.py native`` compiles
 the modules in ``NATIVE_MODULES`` into ``.native/packages/`` at the project root and
 writes ``.native/manifest.json`` with the SHA-256 of every compiled source
-and the interpreter's tag. Each core package's ``__init__`` calls
+and the interpreter's tag. Each package's ``__init__`` (matching, clearing, exchange, api) calls
 ``native_path`` first: when the manifest matches the sources on disk
 exactly, ``.native/<package>`` goes in front of the package's ``__path__``
 so the compiled modules load instead of the ``.py`` files; otherwise (no
@@ -37,8 +37,17 @@ NATIVE_MODULES = (
     "clearing/_ledger.py",
     "clearing/_risk.py",
     "exchange/_core.py",
+    "api/_server.py",
+    "api/_session.py",
+    "api/_handlers.py",
+    "api/_limits.py",
+    "api/_marketdata.py",
+    "api/_private.py",
+    "api/_views.py",
 )
-"""Sources compiled by ``python3 dev.py native``, relative to the project root."""
+"""Sources compiled by ``python3 dev.py native``, relative to the project root: the core's
+(book, engine, ledger, risk, the exchange core) and the gateway's per-order path (frames in,
+handlers, rate limits, the read models, market data and private streams, answers out)."""
 
 MANIFEST = "manifest.json"
 PACKAGES_FOLDER = "packages"

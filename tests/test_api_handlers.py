@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from api._errors import ApiError, ErrorCode
 from api._handlers import HANDLERS, PARSED_PRICES_PER_INSTRUMENT, Submit
+from api._keys import ApiKey
+from api._limits import GatewayLimits
 from api._marketdata import InstrumentData
 from api._protocol import NewOrderRequest
+from api._server import Gateway
+from api._session import Connection
 from exchange import Ack, parse_instruments
 from matching import ACCEPTED, BUY, CANCELLED, DUPLICATE, REJECTED, SELL, TRADE, CancelReason, NewOrder, RejectCode
 
 
-def _gateway() -> Any:
+def _gateway() -> Gateway:
     (instrument,) = parse_instruments(
         {"instrument": [{
             "symbol": "RB", "commodity": "steel", "product": "rebar", "grade": "g", "warehouse_group": "W",
@@ -23,20 +26,25 @@ def _gateway() -> Any:
             "min_lots": 1, "max_lots": 500,
         }]}
     )  # fmt: skip
-    market = SimpleNamespace(instruments={"RB": InstrumentData(instrument)})
-    return SimpleNamespace(
-        market=market,
-        parsed_prices={},
-        price=lambda symbol, ticks: market.instruments[symbol].instrument.ticks_to_price(ticks),
-    )
+    # a real gateway (the handlers are compiled and check their arguments' types) with nothing
+    # behind it: the handler under test reads only the instruments and the parsed prices
+    gateway = Gateway(None, None, None, GatewayLimits(), None)  # type: ignore[arg-type]
+    gateway.market.instruments["RB"] = InstrumentData(instrument)
+    return gateway
 
 
-def _submit(gateway: Any, **fields: Any) -> Submit:
+def _trader(account: str) -> Connection:
+    conn = Connection(None, GatewayLimits(), 0.0, 1)  # type: ignore[arg-type]
+    conn.key = ApiKey("k1", "trader", account, "", 0, None, b"")
+    return conn
+
+
+def _submit(gateway: Gateway, **fields: Any) -> Submit:
     request = NewOrderRequest.model_validate(
         {"type": "new_order", "id": "r1", "instrument": "RB", "client_order_id": "c1", "side": "buy",
          "price": "3501.00", "quantity_lots": 5, **fields}
     )  # fmt: skip
-    outcome = HANDLERS.handlers["new_order"].run(gateway, SimpleNamespace(account="M1"), request)  # type: ignore[arg-type]
+    outcome = HANDLERS.handlers["new_order"].run(gateway, _trader("M1"), request)
     assert type(outcome) is Submit
     return outcome
 

@@ -102,6 +102,28 @@ def test_compiled_build_gives_the_same_events_and_state_as_the_source() -> None:
     assert compiled["hashes"] == source["hashes"]
 
 
+def test_the_gateway_runs_the_same_tests_in_plain_python() -> None:
+    """The suite runs the gateway compiled; its per-order path (the handlers, the read models, the
+    feeds) must still work as plain Python, where no C compiler is at hand: the handlers' tests and
+    a real server and client (a local book against the server's after random orders, on SQLite)
+    run again in a fresh interpreter with ``BULKEX_NATIVE=0``, and must have run there as source."""
+    _require_build()
+    env = {**os.environ, "BULKEX_NATIVE": "0"}
+    done = subprocess.run(  # noqa: PLW1510 - the return code is asserted
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_api_handlers.py",
+         "tests/test_api_gateway.py::test_local_book_equals_server_after_random_orders[sqlite-writer-process]"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    assert "5 passed" in done.stdout, done.stdout[-2000:]
+    which = subprocess.run(  # noqa: PLW1510 - the return code is asserted
+        [sys.executable, "-c", "import api._server as s, api._views as v; print(s.__file__); print(v.__file__)"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert which.returncode == 0, which.stderr[-2000:]
+    assert all(line.endswith(".py") for line in which.stdout.split()), which.stdout
+
+
 def _fake_build(folder: Path, sources: dict[str, str]) -> None:
     from matching._native import interpreter_tag
 
