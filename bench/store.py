@@ -7,7 +7,8 @@ and turned into rows exactly as the sequencer's batch does (journal records,
 ``BatchProjection`` with the warehouse events handed on, ``WarehouseRows``);
 then, timed, each is written through ``Store.prepare`` and ``Store.execute`` in
 a transaction of its own into a fresh database, as the committer process writes
-them (every PostgreSQL batch through COPY, ``text_batch_rows=0``).
+them (every PostgreSQL batch through COPY, ``text_batch_rows=0``; SQLite rows through
+``executemany``, ``sqlite_row_statements``).
 
 Figures per command: the time to prepare the statements (Python), the time to
 execute and commit them, the writing process's CPU, and, for a PostgreSQL
@@ -90,6 +91,7 @@ def measure(url: str, batches: list[Batch]) -> dict[str, Any]:
     """Write the batches (the first, the opening, untimed) one transaction each."""
     upgrade(url)
     store = Store(url, text_batch_rows=0)
+    store.sqlite_row_statements = True  # as the committer process writes
     store.lock()
     store.connect()
     try:

@@ -239,6 +239,7 @@ def committer_main() -> None:  # pragma: no cover - runs in the committer proces
     conn = Connection(fd)
     store = Store(url, commit_timeout_ms, text_batch_rows=0)  # every batch through COPY (see PG_TEXT_BATCH_ROWS)
     store.sqlite_lock_wait_ms = SQLITE_LOCK_WAIT_MS
+    store.sqlite_row_statements = True  # SQLite: executemany (this thread holds the interpreter lock alone meanwhile)
     try:
         store.connect(data_lock=True)
     except BaseException as exc:
