@@ -674,7 +674,7 @@ class GatewayServer:
         if self.server is not None:
             self.server.close(close_connections=False)
         await gateway.wait_idle(SHUTDOWN_DRAIN_S)
-        await asyncio.gather(*(conn.drain(SHUTDOWN_DRAIN_S) for conn in tuple(gateway.connections)))
+        await asyncio.gather(*[conn.drain(SHUTDOWN_DRAIN_S) for conn in tuple(gateway.connections)])
         for conn in tuple(gateway.connections):
             if not conn.closing:
                 conn.closing = True
