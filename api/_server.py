@@ -6,10 +6,8 @@
                       in one pass, rate limits, login and role, handler
            handler ──► core command, queued for this pass of the loop
            end of the pass ──► Sequencer.submit_batch (one queue operation, one ticket)
-    writer: apply, journal, commit ──► listener(batch): the answers read on the
-           event loop itself (the writer process's pipe is one of its sockets; an
-           in-process sequencer's threads use call_soon_threadsafe) ──►
-           Gateway._on_batch (event loop):
+    writer threads: apply, journal, commit ──► listener(batch)
+           ──call_soon_threadsafe──► Gateway._on_batch (event loop):
                       market data, private streams, read models (balances,
                       receipts, deals), then each command's answer
            ──► Connection.push ──► Outbox: one socket write per connection
@@ -23,7 +21,7 @@ Every request gets exactly one answer. A command is answered only after its
 journal commit. Work is batched at each hand-over: one ``submit_batch`` per
 pass of the loop (not one queue operation and thread wake-up per command, nor
 a ticket per command: the answers come from the listener),
-one reader callback (or ``call_soon_threadsafe``) per committed batch, one write per connection
+one ``call_soon_threadsafe`` per committed batch, one write per connection
 per pass. A valid frame is decoded and validated in one pydantic pass
 (``REQUESTS.parse_json``); anything else is decoded step by step so that its
 error is the documented one.
@@ -43,7 +41,6 @@ import logging
 import re
 import signal
 import ssl
-import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
@@ -127,7 +124,6 @@ class Gateway:
         self.queries = queries
         self.limits = limits
         self.loop = loop
-        self.loop_thread = threading.get_ident()  # built on the loop's thread
         self.clock_ns = clock_ns
         self.market = MarketData()
         self.private = PrivateStreams(self.price, limits.private_ring_messages)
@@ -386,12 +382,8 @@ class Gateway:
                 self._fail_pending("the sequencer stopped; restart the exchange to recover from the journal")
 
     def on_commit(self, batch: Sequence[tuple[Any, Ack]]) -> None:
-        """The sequencer's listener: on the loop's own thread when the writer process's answers are
-        read there (``WriterProcess.attach``), else from the writer's thread."""
-        if threading.get_ident() == self.loop_thread:
-            self._on_batch(batch)
-        else:
-            self.loop.call_soon_threadsafe(self._on_batch, batch)
+        """The sequencer's listener (writer thread)."""
+        self.loop.call_soon_threadsafe(self._on_batch, batch)
 
     def _on_batch(self, batch: Sequence[tuple[Any, Ack]]) -> None:
         self.market.apply_batch(batch)
@@ -614,7 +606,6 @@ class GatewayServer:
         if self.settings.writer_process:
             # started from the loop's thread: the writer process dies with the thread that started it
             sequencer = WriterProcess.from_settings(self.settings)
-            sequencer.attach(loop)  # its answers are read on this loop: no thread hands them over
             sequencer.open()
         else:
             sequencer = Sequencer.from_settings(self.settings)

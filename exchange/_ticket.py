@@ -25,21 +25,14 @@ _LOCK = threading.Lock()
 _PENDING: Any = object()
 
 
-Drive = Callable[["Ticket[Any]", "float | None"], bool]
-"""``drive(ticket, timeout)``: brings the answer about in the waiting thread itself and returns
-True (the ticket may still be pending when `timeout` ran out), or returns False at once: the
-waiter then waits as usual."""
-
-
 class Ticket(Generic[T]):
-    __slots__ = ("_callbacks", "_drive", "_error", "_event", "_value")
+    __slots__ = ("_callbacks", "_error", "_event", "_value")
 
-    def __init__(self, drive: Drive | None = None) -> None:
+    def __init__(self) -> None:
         self._value: Any = _PENDING
         self._error: BaseException | None = None
         self._event: threading.Event | None = None
         self._callbacks: list[Callable[[Ticket[T]], None]] | None = None
-        self._drive = drive  # a resolver that needs the waiting thread (``WriterProcess.attach``)
 
     def done(self) -> bool:
         return self._value is not _PENDING or self._error is not None
@@ -79,9 +72,6 @@ class Ticket(Generic[T]):
     def result(self, timeout: float | None = None) -> T:
         """The value, waiting up to `timeout` seconds; raises the error it was resolved with,
         or TimeoutError."""
-        drive = self._drive
-        if not self.done() and drive is not None and drive(self, timeout) and not self.done():
-            raise TimeoutError(f"no answer within {timeout} s")  # (driven in this thread: nothing else will)
         if not self.done():
             with _LOCK:
                 if self._event is None:

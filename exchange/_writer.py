@@ -6,9 +6,9 @@
       journal records encoded here ──("submit", records)──► decoded to commands
       (a command that cannot be journaled                   Sequencer.submit_records:
       is refused at once, as in-process)                    apply, journal, commit
-    the event loop (attach) ◄──("acks", [Ack, ...])── listener, after each commit
-    or a reader thread: pairs each Ack with its command,
-      resolves tickets, calls the listeners: the same (command, Ack) pairs
+    reader thread ◄──("acks", [Ack, ...])── listener, after each commit
+      pairs each Ack with its command, resolves tickets,
+      calls the listeners: the same (command, Ack) pairs
 
 One interpreter lock per process: the gateway's event loop (frames, answers,
 feeds) and the writer's threads (core, journal, commit) no longer take turns
@@ -37,17 +37,14 @@ leaves a writer holding the journal's lock.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import marshal
 import os
 import pickle
-import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -66,7 +63,7 @@ from exchange._instruments import load_instruments
 from exchange._recovery import RecoveryReport, decode_snapshot, encode_snapshot
 from exchange._sequencer import Ack, Listener, Sequencer
 from exchange._settings import Settings
-from exchange._ticket import Drive, Ticket
+from exchange._ticket import Ticket
 
 __all__ = ["LOCK_WAIT_S", "START_TIMEOUT_S", "WriterProcess", "writer_main"]
 
@@ -87,8 +84,6 @@ _PICKLED = b"P"
 _ACKS = b"A"
 _SUBMIT = b"S"
 _new_ack = tuple.__new__
-_LENGTH = struct.Struct("!i")  # multiprocessing.connection's frame header
-_LONG_LENGTH = struct.Struct("!Q")  # ... after -1, for a message over 2 GiB
 
 
 def _write(conn: Connection, lock: threading.Lock, data: bytes) -> None:
@@ -113,11 +108,8 @@ def _encode_acks(acks: list[Ack]) -> bytes:
 
 def _recv(conn: Connection) -> Any:
     """The next message: ("acks", [Ack, ...]), ("submit", records) or a pickled tuple."""
-    return _decode(conn.recv_bytes())
-
-
-def _decode(data: bytes) -> Any:
     # The peer is this exchange's other process, over a socket pair no one else holds.
+    data = conn.recv_bytes()
     head = data[:1]
     if head == _ACKS:
         return "acks", [_new_ack(Ack, values) for values in marshal.loads(memoryview(data)[1:])]  # noqa: S302
@@ -146,12 +138,6 @@ class WriterProcess:
         self._in_flight = 0
         self._stopped: str | None = "not started"
         self._reader: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None  # attach(): the answers are read on this loop
-        self._loop_thread = 0
-        self._reading: socket.socket | None = None  # attached: the read side of the pipe, while registered
-        self._buffer = bytearray()  # attached: bytes read and not yet a whole message
-        self._read_over = threading.Event()  # attached: the loop read "closed" or the pipe's end
-        self._drive: Drive | None = None  # attached: tickets waited on in the loop's thread read the pipe
         self._core: Core | None = None
         self._closed = threading.Event()
 
@@ -205,32 +191,13 @@ class WriterProcess:
             self._core = decode_snapshot(seq, state_hash, compressed)
         return self._core
 
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Read the writer's answers on `loop` (its selector wakes on the pipe) instead of a
-        thread of their own: tickets are resolved and listeners called in the loop's thread, with
-        no thread to wake and no interpreter lock to hand over for each batch. Call it from the
-        loop's thread, before ``start``."""
-        assert self._reader is None, "attach before start"
-        assert self._reading is None, "attach before start"
-        self._loop = loop
-        self._loop_thread = threading.get_ident()
-        self._drive = self._wait_on_loop_thread
-
     def start(self) -> None:
         if self._process is None:
             self.open()
         assert self._reader is None, "already started"
-        assert self._reading is None, "already started"
         _ = self.core  # the copy of the state at the start (what ``core`` gives from now on)
         self._call(("start",), START_TIMEOUT_S)
         self._stopped = None
-        conn = self._conn
-        assert conn is not None
-        if self._loop is not None:
-            self._read_over.clear()
-            self._reading = socket.socket(fileno=os.dup(conn.fileno()))  # reads with MSG_DONTWAIT: sends stay blocking
-            self._loop.add_reader(self._reading.fileno(), self._readable)
-            return
         self._reader = threading.Thread(target=self._read, name="bulkex-writer-reader", daemon=True)
         self._reader.start()
 
@@ -244,15 +211,6 @@ class WriterProcess:
         if self._reader is not None:
             self._reader.join()
             self._reader = None
-        elif self._reading is not None:
-            loop = self._loop
-            if threading.get_ident() == self._loop_thread:  # the loop is here, not reading: read to the end now
-                self._pump(blocking=True)
-            else:
-                while not self._read_over.wait(0.1):  # the loop reads to the end ...
-                    if loop is None or not loop.is_running():  # ... unless it no longer runs
-                        self._pump(blocking=True)
-                        break
         else:
             with contextlib.suppress(EOFError, OSError):
                 while _recv(conn)[0] != "closed":
@@ -282,7 +240,7 @@ class WriterProcess:
 
     @property
     def running(self) -> bool:
-        return (self._reader is not None or self._reading is not None) and self._stopped is None
+        return self._reader is not None and self._stopped is None
 
     def _call(self, request: tuple[Any, ...] | None, timeout_s: float) -> tuple[str, Any]:
         """A request of the start-up dialogue (None: only its answer), answered before ``start``."""
@@ -305,18 +263,18 @@ class WriterProcess:
     # --------------------------------------------------------------- submit
 
     def submit(self, command: Any) -> Ticket[Ack]:
-        ticket: Ticket[Ack] = Ticket(self._drive)
+        ticket: Ticket[Ack] = Ticket()
         self._submit((command,), _ONE, ticket)
         return ticket
 
     def submit_many(self, commands: Sequence[Any]) -> list[Ticket[Ack]]:
         commands = tuple(commands)
-        tickets: list[Ticket[Ack]] = [Ticket(self._drive) for _ in commands]
+        tickets: list[Ticket[Ack]] = [Ticket() for _ in commands]
         self._submit(commands, _EACH, tickets)
         return tickets
 
     def submit_batch(self, commands: Sequence[Any]) -> Ticket[list[Ack]]:
-        ticket: Ticket[list[Ack]] = Ticket(self._drive)
+        ticket: Ticket[list[Ack]] = Ticket()
         self._submit(tuple(commands), _GROUP, ticket)
         return ticket
 
@@ -324,11 +282,7 @@ class WriterProcess:
         conn = self._conn
         if self._stopped is not None or conn is None:
             raise WriterStopped(self._stopped or "closed")
-        assert self._reader is not None or self._reading is not None, "start() the writer before submitting"
-        if not commands:  # nothing to answer later: an empty group holds no place in the answers' order
-            if how == _GROUP:
-                answer.set_result([])
-            return
+        assert self._reader is not None, "start() the writer before submitting"
         records = encode_records(commands)  # here: a command that cannot be journaled is refused at once
         data = _SUBMIT + marshal.dumps(records)  # (kind, body, crc32): plain values
         with self._send_lock:  # the groups' order is the order they are sent in
@@ -370,88 +324,6 @@ class WriterProcess:
             log.exception("the writer process's answer could not be read")
             reason = "the writer process's answer could not be read"
         self._stop(reason)
-
-    def _wait_on_loop_thread(self, ticket: Ticket[Any], timeout: float | None) -> bool:
-        """A ticket's ``result`` called on the loop's thread while attached (set-up code, tests):
-        the loop, blocked in this call, cannot read the answer, so this call reads the pipe until
-        the ticket resolves or `timeout` runs out. Elsewhere (False): the caller waits as usual."""
-        if threading.get_ident() != self._loop_thread:
-            return False
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not ticket.done() and (sock := self._reading) is not None:
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                break
-            if select.select([sock], [], [], remaining)[0]:
-                self._pump(blocking=False)
-        return True
-
-    def _readable(self) -> None:
-        """The loop's reader callback (attached): the whole messages that have arrived."""
-        self._pump(blocking=False)
-
-    def _pump(self, blocking: bool) -> None:
-        """Attached: read the pipe (without waiting, or to its end when `blocking`: at close on the
-        loop's thread) and handle each whole message as the reader thread would. Messages are
-        framed as multiprocessing's Connection frames them (a signed 32-bit length, or -1 and a
-        64-bit one)."""
-        sock = self._reading
-        if sock is None:
-            return
-        buffer = self._buffer
-        reason = ""
-        try:
-            while not reason:
-                try:
-                    data = sock.recv(1 << 20) if blocking else sock.recv(1 << 20, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    return
-                if not data:
-                    reason = "the writer process exited (EOFError)"
-                    break
-                buffer += data
-                position = 0
-                while len(buffer) - position >= 4:
-                    (size,) = _LENGTH.unpack_from(buffer, position)
-                    head = 4
-                    if size == -1:
-                        if len(buffer) - position < 12:
-                            break
-                        (size,) = _LONG_LENGTH.unpack_from(buffer, position + 4)
-                        head = 12
-                    end = position + head + size
-                    if len(buffer) < end:
-                        break
-                    kind, value = _decode(bytes(buffer[position + head : end]))
-                    position = end
-                    if kind == "acks":
-                        self._acknowledge(value)
-                    elif kind == "stopped":
-                        self._stop(value)
-                    elif kind == "closed":
-                        reason = "closed"
-                        break
-                del buffer[:position]
-                if not blocking and not reason:
-                    return
-        except OSError as exc:
-            reason = f"the writer process exited ({type(exc).__name__})"
-        except Exception:
-            log.exception("the writer process's answer could not be read")
-            reason = "the writer process's answer could not be read"
-        self._detach(reason)
-
-    def _detach(self, reason: str) -> None:
-        """Attached, the answers are over: the pipe's read side leaves the loop; stopped."""
-        sock, self._reading = self._reading, None
-        if sock is not None:
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                loop.remove_reader(sock.fileno())
-            sock.close()
-        self._buffer.clear()
-        self._stop(reason)
-        self._read_over.set()
 
     def _acknowledge(self, acks: list[Ack]) -> None:
         """Pair a committed batch's acks with the oldest groups (tickets resolved and listeners

@@ -5,7 +5,6 @@ and a dead server takes its writer (and the journal's lock) with it."""
 
 from __future__ import annotations
 
-import asyncio
 import marshal
 import os
 import random
@@ -13,7 +12,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -116,75 +114,6 @@ def test_the_writer_process_answers_exactly_as_the_sequencer_in_process(tmp_path
     assert [a for _c, a in seen] == acks
     with Sequencer(url) as there:
         assert there.state_hash() == expected_hash, seed
-
-
-@pytest.mark.parametrize("closed_from", ["loop", "another thread"])
-def test_attached_to_an_event_loop_the_answers_are_the_same_and_read_on_the_loop(
-    tmp_path: Path, closed_from: str
-) -> None:
-    """``attach``: the answers are read by the loop's selector (no reader thread), the listeners
-    run on the loop's thread, large answers (a 2,000-command group's acks, about half a megabyte:
-    several reads) arrive whole, a ticket waited on in the loop's thread reads the pipe itself, and a
-    close from either thread answers everything queued."""
-    seed = random.randrange(1 << 30)
-    commands = _commands(seed, 3000)
-    with Sequencer(f"sqlite:///{tmp_path / 'here.db'}") as here:
-        here.list_on_first_start(load_instruments(Settings().instruments_file))
-        expected = _events(here.execute(commands))
-
-    async def run() -> tuple[list[Any], list[Any], set[int], int]:
-        loop = asyncio.get_running_loop()
-        writer = WriterProcess(_settings(f"sqlite:///{tmp_path / 'there.db'}"))
-        writer.attach(loop)
-        writer.open()
-        seen: list[Any] = []
-        threads: set[int] = set()
-
-        def listener(pairs: Any) -> None:
-            threads.add(threading.get_ident())
-            seen.extend(pairs)
-
-        writer.listeners.append(listener)
-        writer.list_on_first_start()
-        writer.start()
-        assert writer.running
-        assert not [t for t in threading.enumerate() if t.name == "bulkex-writer-reader"], "no reader thread"
-        first = writer.submit(commands[0]).result(timeout=60)  # waited on the loop's thread: read here
-        group = writer.submit_batch(commands[1:2000])
-        rest = writer.submit_many(commands[2000:])
-        answered: asyncio.Future[None] = loop.create_future()
-
-        def resolved(_ticket: Any) -> None:  # (called on the loop's thread: the answers are read there)
-            if not answered.done():
-                answered.set_result(None)
-
-        rest[-1].add_done_callback(resolved)
-        await asyncio.wait_for(answered, 60)  # read by the loop's selector while this waits
-        acks = [first, *group.result(timeout=0), *(t.result(timeout=0) for t in rest)]
-        empty = writer.submit_batch(commands[:0])  # an empty group is answered at once, in its place
-        assert writer.submit_many(commands[:0]) == []
-        assert empty.result(timeout=0) == []
-        last = writer.submit(make_cancel_order(ACCOUNTS[0], 1))  # queued; close answers it
-        if closed_from == "loop":
-            writer.close()
-        else:
-            await asyncio.to_thread(writer.close)
-        assert [writer.running] == [False]
-        assert last.done()
-        assert last.exception() is None
-        return acks, seen, threads, loop_thread
-
-    loop_thread = 0
-
-    def main() -> tuple[list[Any], list[Any], set[int], int]:
-        nonlocal loop_thread
-        loop_thread = threading.get_ident()
-        return asyncio.run(run())
-
-    acks, seen, threads, on_thread = main()
-    assert _events(acks) == expected, seed
-    assert [c for c, _a in seen][: len(commands)] == commands, "the listeners get the very commands, in order"
-    assert threads == {on_thread}, "listeners ran on the loop's thread only"
 
 
 def test_the_core_copy_is_the_writers_state_and_close_commits_what_is_queued(tmp_path: Path) -> None:
