@@ -283,6 +283,10 @@ class WriterProcess:
         if self._stopped is not None or conn is None:
             raise WriterStopped(self._stopped or "closed")
         assert self._reader is not None, "start() the writer before submitting"
+        if not commands:  # nothing to answer later: an empty group holds no place in the answers' order
+            if how == _GROUP:
+                answer.set_result([])
+            return
         records = encode_records(commands)  # here: a command that cannot be journaled is refused at once
         data = _SUBMIT + marshal.dumps(records)  # (kind, body, crc32): plain values
         with self._send_lock:  # the groups' order is the order they are sent in

@@ -116,6 +116,25 @@ def test_the_writer_process_answers_exactly_as_the_sequencer_in_process(tmp_path
         assert there.state_hash() == expected_hash, seed
 
 
+def test_an_empty_group_is_answered_at_once_and_the_next_answers_stay_paired(tmp_path: Path) -> None:
+    """An empty submission is answered at once: it takes no place in the order of the answers
+    (it used to, and the next batch's answers were then paired with the wrong group)."""
+    commands = _commands(5, 200)
+    with WriterProcess(_settings(f"sqlite:///{tmp_path / 'x.db'}")) as writer:
+        writer.list_on_first_start()
+        writer.start()
+        empty = writer.submit_batch([])
+        assert empty.result(timeout=0) == []
+        assert writer.submit_many([]) == []
+        acks = writer.submit_batch(commands).result(timeout=60)
+        assert [writer.submit_batch([]).result(timeout=0)] == [[]]
+        last = writer.submit(commands[0]).result(timeout=60)
+        assert writer.running
+    assert len(acks) == len(commands)
+    assert [a.seq for a in acks] == list(range(acks[0].seq, acks[0].seq + len(commands)))
+    assert last.seq == acks[-1].seq + 1
+
+
 def test_the_core_copy_is_the_writers_state_and_close_commits_what_is_queued(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
     commands = _commands(7, 600)
