@@ -90,8 +90,7 @@ def _process_cpu_s(pid: int) -> float | None:
 def measure(url: str, batches: list[Batch]) -> dict[str, Any]:
     """Write the batches (the first, the opening, untimed) one transaction each."""
     upgrade(url)
-    store = Store(url, text_batch_rows=0)
-    store.sqlite_row_statements = True  # as the committer process writes
+    store = Store(url, text_batch_rows=0, sqlite_row_statements=True)  # as the committer process writes
     store.lock()
     store.connect()
     try:

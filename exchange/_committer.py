@@ -237,9 +237,10 @@ def committer_main() -> None:  # pragma: no cover - runs in the committer proces
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # the writer decides when to stop
         signal.signal(stop_signal, signal.SIG_IGN)
     conn = Connection(fd)
-    store = Store(url, commit_timeout_ms, text_batch_rows=0)  # every batch through COPY (see PG_TEXT_BATCH_ROWS)
+    # every PostgreSQL batch through COPY (see PG_TEXT_BATCH_ROWS); SQLite rows through executemany (this
+    # thread holds the interpreter lock alone while a batch executes)
+    store = Store(url, commit_timeout_ms, text_batch_rows=0, sqlite_row_statements=True)
     store.sqlite_lock_wait_ms = SQLITE_LOCK_WAIT_MS
-    store.sqlite_row_statements = True  # SQLite: executemany (this thread holds the interpreter lock alone meanwhile)
     try:
         store.connect(data_lock=True)
     except BaseException as exc:

@@ -127,6 +127,12 @@ _SQLITE_UPDATE_ROWS = (
     + _STATUS_SQL.format(open="?4", filled="filled_lots + ?2", cancelled="cancelled_lots + ?3")
     + " WHERE order_id = ?1"
 )
+_SQLITE_PROJECTIONS = (
+    (_SQLITE_ORDERS, _SQLITE_ORDER_ROWS),
+    (_SQLITE_UPDATE, _SQLITE_UPDATE_ROWS),
+    (_SQLITE_TRADES, _SQLITE_TRADE_ROWS),
+)
+"""A batch's order inserts, order updates and trades: (json_each statement, executemany statement)."""
 _SQLITE_SNAPSHOT = "INSERT INTO snapshots (seq, ts_ns, state_hash, body) VALUES (?, ?, ?, ?)"
 _SQLITE_PRUNE_SNAPSHOTS = "DELETE FROM snapshots WHERE seq NOT IN (SELECT seq FROM snapshots ORDER BY seq DESC LIMIT ?)"
 _dumps = orjson.dumps
@@ -319,7 +325,11 @@ class Store:
     """The one writer's connection to the database (open() takes the lock)."""
 
     def __init__(
-        self, url: str, commit_timeout_ms: int = DEFAULT_COMMIT_TIMEOUT_MS, text_batch_rows: int = PG_TEXT_BATCH_ROWS
+        self,
+        url: str,
+        commit_timeout_ms: int = DEFAULT_COMMIT_TIMEOUT_MS,
+        text_batch_rows: int = PG_TEXT_BATCH_ROWS,
+        sqlite_row_statements: bool = False,
     ) -> None:
         assert commit_timeout_ms >= 0, commit_timeout_ms
         assert text_batch_rows >= 0, text_batch_rows
@@ -334,7 +344,7 @@ class Store:
         self._lock_conn: Any = None
         self._data_locked = False  # the data connection holds DATA_LOCK_KEY (PostgreSQL)
         self.sqlite_lock_wait_ms: int | None = None  # SQLite: busy timeout of the data connection, if not the default
-        self.sqlite_row_statements = False  # SQLite: rows through executemany, not json_each (see above)
+        self.sqlite_row_statements = sqlite_row_statements  # SQLite: executemany, not json_each (see above)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -508,27 +518,22 @@ class Store:
     @staticmethod
     def _prepare_sqlite(b: Batch, row_statements: bool) -> Prepared:
         steps: list[_Step] = [(_EXECUTE, "BEGIN IMMEDIATE", None)]
-        if row_statements:
-            if b.records:
-                first_seq, ts_ns = b.first_seq, b.ts_ns
-                journal = [(first_seq + i, ts_ns, kind, body, crc) for i, (kind, body, crc) in enumerate(b.records)]
+        if b.records:
+            if row_statements:
+                first, ts_ns = b.first_seq, b.ts_ns
+                journal = [(first + i, ts_ns, kind, body, crc) for i, (kind, body, crc) in enumerate(b.records)]
                 steps.append((_EXECUTE_MANY, _SQLITE_JOURNAL_ROWS, journal))
-            if b.order_inserts:
-                steps.append((_EXECUTE_MANY, _SQLITE_ORDER_ROWS, b.order_inserts))
-            if b.order_updates:
-                steps.append((_EXECUTE_MANY, _SQLITE_UPDATE_ROWS, b.order_updates))
-            if b.trades:
-                steps.append((_EXECUTE_MANY, _SQLITE_TRADE_ROWS, b.trades))
-        else:
-            if b.records:
+            else:
                 rows = [(kind, body.decode(), crc) for kind, body, crc in b.records]
                 steps.append((_EXECUTE, _SQLITE_JOURNAL, (b.first_seq, b.ts_ns, _dumps(rows))))
-            if b.order_inserts:
-                steps.append((_EXECUTE, _SQLITE_ORDERS, (_dumps(b.order_inserts),)))
-            if b.order_updates:
-                steps.append((_EXECUTE, _SQLITE_UPDATE, (_dumps(b.order_updates),)))
-            if b.trades:
-                steps.append((_EXECUTE, _SQLITE_TRADES, (_dumps(b.trades),)))
+        for table_rows, (as_json, as_rows) in zip(
+            (b.order_inserts, b.order_updates, b.trades), _SQLITE_PROJECTIONS, strict=True
+        ):
+            if table_rows:
+                steps.append(
+                    (_EXECUTE_MANY, as_rows, table_rows) if row_statements
+                    else (_EXECUTE, as_json, (_dumps(table_rows),))
+                )  # fmt: skip
         if b.warehouse:
             steps.extend((_EXECUTE_MANY, sql, rows) for sql, rows in sqlite_warehouse_steps(b.warehouse))
         if b.snapshot is not None:
