@@ -40,6 +40,7 @@ from sqlalchemy import Engine
 from exchange._codec import JournalRecordBody
 from exchange._db import is_sqlite, make_engine, sqlite_path
 from exchange._errors import DatabaseTimeout, WriterLocked
+from exchange._projections import ORDER_COLUMNS, TRADE_COLUMNS
 from exchange._settings import DEFAULT_COMMIT_TIMEOUT_MS
 from exchange._warehouse_projection import WarehouseRows, pg_warehouse_text, sqlite_warehouse_steps
 
@@ -64,23 +65,22 @@ READ_CHUNK_ROWS = 20_000
 JournalRecord = tuple[int, int, str, Any, int]  # seq, ts_ns, kind, body (bytes or memoryview), crc32
 SnapshotRecord = tuple[int, int, str, bytes]  # seq, ts_ns, state_hash, compressed body
 
-_ORDER_INSERT_COLUMNS = (
-    "order_id, account, instrument, client_order_id, side, time_in_force, price_ticks, quantity_lots, "
-    "filled_lots, open_lots, cancelled_lots, status, last_seq"
-)
-_TRADE_INSERT_COLUMNS = (
-    "trade_id, seq, ts_ns, instrument, price_ticks, quantity_lots, buy_order_id, buy_account, "
-    "sell_order_id, sell_account, aggressor"
-)
+_ORDER_INSERT_COLUMNS = ", ".join(ORDER_COLUMNS)  # the projection's rows, column for column
+_TRADE_INSERT_COLUMNS = ", ".join(TRADE_COLUMNS)
 _STATUS_SQL = (
     "CASE WHEN {open} > 0 THEN (CASE WHEN {filled} > 0 THEN 'partially_filled' ELSE 'open' END) "
     "WHEN {cancelled} > 0 THEN 'cancelled' ELSE 'filled' END"
 )
 
 
-def _json_columns(count: int) -> str:
-    """The fields 0 .. count-1 of one row (json_each's `value`) of a JSON array of rows."""
-    return ", ".join(f"json_extract(value, '$[{i}]')" for i in range(count))
+def _json_columns(columns: tuple[str, ...]) -> str:
+    """One row's fields (json_each's `value`, an array) in the order of `columns`."""
+    return ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
+
+
+def _placeholders(columns: tuple[str, ...]) -> str:
+    """A `?` for each of `columns`."""
+    return ", ".join("?" * len(columns))
 
 
 # SQLite, two ways to send a batch's rows (``Store.sqlite_row_statements``):
@@ -101,8 +101,8 @@ _SQLITE_JOURNAL = (
     "SELECT ?1 + key, ?2, json_extract(value, '$[0]'), CAST(json_extract(value, '$[1]') AS BLOB), "
     "json_extract(value, '$[2]') FROM json_each(?3)"
 )
-_SQLITE_ORDERS = f"INSERT INTO orders ({_ORDER_INSERT_COLUMNS}) SELECT {_json_columns(13)} FROM json_each(?)"
-_SQLITE_TRADES = f"INSERT INTO trades ({_TRADE_INSERT_COLUMNS}) SELECT {_json_columns(11)} FROM json_each(?)"
+_SQLITE_ORDERS = f"INSERT INTO orders ({_ORDER_INSERT_COLUMNS}) SELECT {_json_columns(ORDER_COLUMNS)} FROM json_each(?)"
+_SQLITE_TRADES = f"INSERT INTO trades ({_TRADE_INSERT_COLUMNS}) SELECT {_json_columns(TRADE_COLUMNS)} FROM json_each(?)"
 _SQLITE_UPDATE = (
     "UPDATE orders SET filled_lots = orders.filled_lots + v.df, cancelled_lots = orders.cancelled_lots + v.dc, "
     "open_lots = v.open_lots, price_ticks = COALESCE(v.price, orders.price_ticks), "
@@ -119,8 +119,8 @@ _SQLITE_UPDATE = (
     "WHERE orders.order_id = v.order_id"
 )
 _SQLITE_JOURNAL_ROWS = "INSERT INTO journal (seq, ts_ns, kind, body, crc32) VALUES (?, ?, ?, ?, ?)"
-_SQLITE_ORDER_ROWS = f"INSERT INTO orders ({_ORDER_INSERT_COLUMNS}) VALUES ({', '.join('?' * 13)})"
-_SQLITE_TRADE_ROWS = f"INSERT INTO trades ({_TRADE_INSERT_COLUMNS}) VALUES ({', '.join('?' * 11)})"
+_SQLITE_ORDER_ROWS = f"INSERT INTO orders ({_ORDER_INSERT_COLUMNS}) VALUES ({_placeholders(ORDER_COLUMNS)})"
+_SQLITE_TRADE_ROWS = f"INSERT INTO trades ({_TRADE_INSERT_COLUMNS}) VALUES ({_placeholders(TRADE_COLUMNS)})"
 _SQLITE_UPDATE_ROWS = (
     "UPDATE orders SET filled_lots = filled_lots + ?2, cancelled_lots = cancelled_lots + ?3, open_lots = ?4, "
     "price_ticks = COALESCE(?5, price_ticks), quantity_lots = COALESCE(?6, quantity_lots), last_seq = ?7, status = "
