@@ -160,11 +160,17 @@ def hash_state(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def _risk_reject(out: list[Event], seq: int, account: str, reference: str) -> None:
-    """Answer a clearing refusal (the C_ORDER_REJECTED just appended) as a matching REJECTED."""
+def _risk_refusal(out: list[Event], account: str) -> tuple[int, str]:
+    """The matching reject code and detail answering a clearing refusal (the C_ORDER_REJECTED just appended)."""
     refusal = out[-1]
     code = _RISK_TO_REJECT.get(refusal[4], _RC_INSUFFICIENT_FUNDS)
     detail = refusal[5] if refusal[4] != ClearingCode.UNKNOWN_MEMBER else f"member {account} has no funds: register it"
+    return code, detail
+
+
+def _risk_reject(out: list[Event], seq: int, account: str, reference: str) -> None:
+    """Answer a clearing refusal (the C_ORDER_REJECTED just appended) as a matching REJECTED."""
+    code, detail = _risk_refusal(out, account)
     out.append((REJECTED, seq, account, reference, code, detail))
 
 
@@ -251,15 +257,16 @@ class Core:
                     reject: int = _RC_INSUFFICIENT_RECEIPTS
                     if named:
                         reject = _LOCK_TO_REJECT.get(code, reject)
-                    out.append((REJECTED, seq, c.account, c.client_order_id, reject, detail))
+                    self.matching.refuse_new_order(c, seq, reject, detail, out)
                     return
         elif named:
-            out.append((REJECTED, seq, c.account, c.client_order_id, _RC_RECEIPTS_ON_BUY, ""))
+            self.matching.refuse_new_order(c, seq, _RC_RECEIPTS_ON_BUY, "", out)
             return
         if not self.clearing.freeze_order(seq, c.account, c.instrument, side, price, qty, seq, out):
             if locked:
                 self.warehouse.unlock_order(seq, qty, seq, ts_ns, out)
-            _risk_reject(out, seq, c.account, c.client_order_id)
+            code, detail = _risk_refusal(out, c.account)
+            self.matching.refuse_new_order(c, seq, code, detail, out)
             return
         start = len(out)
         self.matching.new_order(c, seq, out)

@@ -173,7 +173,9 @@ class SetTradingState:
 
     AUCTION -> CONTINUOUS uncrosses the call auction first. Moving to CLOSED
     expires DAY orders, forgets the day's client order ids and, if the
-    instrument traded, makes the last trade price the next reference price.
+    instrument traded, makes the last trade price the next reference price;
+    it never trades (a call auction closed or halted before its uncross
+    leaves its GTC orders crossed for the next one).
     """
 
     KIND: ClassVar[str] = "set_trading_state"

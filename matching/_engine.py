@@ -87,6 +87,7 @@ _RC_PRICE_OUT_OF_BAND: Final = int(RejectCode.PRICE_OUT_OF_BAND)
 _RC_QUANTITY_ABOVE_MAX: Final = int(RejectCode.QUANTITY_ABOVE_MAX)
 _RC_QUANTITY_BELOW_MIN: Final = int(RejectCode.QUANTITY_BELOW_MIN)
 _RC_TOO_MANY_INSTRUMENTS: Final = int(RejectCode.TOO_MANY_INSTRUMENTS)
+_RC_TOO_MANY_LEVELS: Final = int(RejectCode.TOO_MANY_LEVELS)
 _RC_TOO_MANY_ORDERS: Final = int(RejectCode.TOO_MANY_ORDERS)
 _RC_UNKNOWN_INSTRUMENT: Final = int(RejectCode.UNKNOWN_INSTRUMENT)
 _RC_UNKNOWN_ORDER: Final = int(RejectCode.UNKNOWN_ORDER)
@@ -257,6 +258,22 @@ class MatchingEngine:
         mine[seq] = order
         out.append((BOOK, seq_o, symbol, side, price_o, level_total))
 
+    def refuse_new_order(self, c: NewOrder, seq: int, code: int, detail: str, out: list[Event]) -> None:
+        """Answer a new order that another state machine refused before it reached the book
+        (pre-trade risk, warehouse receipts) with REJECTED `code`, remembering its client order id
+        as a rejection of matching's own is remembered: a repeat is answered with this first answer
+        (DUPLICATE) and applied nowhere. An id matching itself would refuse is not remembered."""
+        assert 0 < code <= _CODE_MASK, code
+        account = c.account
+        clid = c.client_order_id
+        ids = self.client_ids.get(account)
+        if 0 < len(clid) <= _MAX_CLIENT_ORDER_ID_CHARS and clid.isprintable():
+            if ids is None:
+                ids = self.client_ids[account] = {}
+            if clid not in ids and len(ids) < self._max_client_ids:
+                ids[clid] = seq << _CODE_BITS | code
+        out.append((REJECTED, seq, account, clid, code, detail))
+
     def _new_order_checked(self, c: NewOrder, seq: int, out: list[Event]) -> None:
         """Every new order that the fast path does not take: all checks, the
         auction, post-only, FOK and market orders."""
@@ -386,26 +403,33 @@ class MatchingEngine:
 
     def _fillable(self, book: Book, side: int, price: int, qty: int, account: str, stp: int) -> bool:
         """Whether `qty` lots would trade in full at `price` or better, walking
-        the opposite side in priority order as matching would, self-trade
-        prevention included."""
+        the opposite side in priority order as matching would: self-trade
+        prevention included, and within ``max_fills_per_order`` trades (the
+        limit that would cancel the rest of the order)."""
         available = 0
+        fills_left = self.limits.max_fills_per_order
         levels = book.levels[1 - side]
+        level_lots = book.level_lots[1 - side]
         for level_price in book.sorted_prices(1 - side):
             if level_price > price if side == BUY else level_price < price:
                 return False
-            if stp == STP_NONE:
-                available += book.level_lots[1 - side][level_price]
-            else:
-                for maker in levels[level_price].values():
-                    if maker.account == account:
-                        if stp != STP_CANCEL_OLDEST:
-                            return False
-                        continue
-                    available += maker.open_lots
-                    if available >= qty:
-                        return True
-            if available >= qty:
-                return True
+            level = levels[level_price]
+            if stp == STP_NONE and available + level_lots[level_price] < qty and len(level) < fills_left:
+                # the whole level trades and the order goes on: no need to walk it
+                available += level_lots[level_price]
+                fills_left -= len(level)
+                continue
+            for maker in level.values():
+                if stp != STP_NONE and maker.account == account:
+                    if stp != STP_CANCEL_OLDEST:
+                        return False
+                    continue  # cancelled by the incoming order, no trade
+                available += maker.open_lots
+                if available >= qty:
+                    return True
+                fills_left -= 1
+                if not fills_left:
+                    return False
         return False
 
     def _rest(
@@ -764,6 +788,11 @@ class MatchingEngine:
         old_open = order.open_lots
         symbol = book.symbol
         base = order.filled_lots + order.cancelled_lots
+        if base < total < book.min_lots:
+            # (a total at or below what is done ends the order whatever the minimum, see below)
+            code = _RC_QUANTITY_BELOW_MIN
+            out.append((REJECTED, seq, account, str(order_id), code, f"minimum {book.instrument.min_lots} lots"))
+            return
         if total <= base:
             # At or below what is already done: the order ends, its open lots cancelled.
             out.append((AMENDED, seq, order_id, account, symbol, old_price, order.ordered_lots, 0, False))
@@ -792,8 +821,19 @@ class MatchingEngine:
             code = _RC_POST_ONLY_WOULD_CROSS
             out.append((REJECTED, seq, account, str(order_id), code, f"best opposite {opposite}"))
             return
-        # Loses priority: off its level, then in again as if new.
         levels = book.levels[side]
+        if (
+            price != old_price
+            and price not in levels
+            and (state == AUCTION or not may_cross)
+            and len(levels) - (len(levels[old_price]) == 1) >= self.limits.max_levels_per_side
+        ):
+            # it would rest on a new level the side has no room for: refused, the order unchanged
+            # (one that trades first has its rest cancelled there, as a new order's would be)
+            limit = self.limits.max_levels_per_side
+            out.append((REJECTED, seq, account, str(order_id), _RC_TOO_MANY_LEVELS, f"limit {limit} levels a side"))
+            return
+        # Loses priority: off its level, then in again as if new.
         level = levels[old_price]
         del level[order_id]
         level_total = lots[old_price] - old_open
@@ -953,7 +993,8 @@ class MatchingEngine:
 
     def _close(self, book: Book, seq: int, out: list[Event]) -> None:
         """Expire DAY orders; the last trade price becomes the reference; when
-        every instrument is closed the day's client order ids are forgotten."""
+        every instrument is closed the day's client order ids are forgotten.
+        Nothing trades."""
         day_orders = sorted(
             order.order_id
             for side in book.levels
@@ -968,9 +1009,9 @@ class MatchingEngine:
             book.set_reference(book.last_price_ticks)
         if all(b.state == CLOSED for b in self.books.values()):
             self.client_ids.clear()
-        # a crossed book can only be left by an auction that closed without uncrossing
-        if book.is_crossed():
-            self._uncross(book, seq, out)
+        # Closing never trades: a book closed from the call auction (or from a halt during it) may
+        # stay crossed; its GTC orders wait for the next auction's uncross (or the next move to
+        # CONTINUOUS, which uncrosses first).
 
     def _publish_indicative(self, book: Book, seq: int, out: list[Event]) -> None:
         indicative = uncross(
