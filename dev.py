@@ -152,7 +152,7 @@ def test(extra: list[str]) -> int:
     steps: list[list[str | Path]] = [
         [_bin("ruff"), "check", "."],
         [_bin("ruff"), "format", "--check", "."],
-        [_bin("mypy"), "--strict", *PACKAGES],
+        [_bin("mypy"), "--strict", *PACKAGES, "tests"],  # tests/ as tests.*: explicit_package_bases in pyproject
         [_bin("python"), "-m", "pytest", "-q", *extra],
     ]
     failed = [" ".join(str(a) for a in step[:2]) for step in steps if _run(step) != 0]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -24,7 +26,7 @@ settings.load_profile("bulkex")
 POSTGRES_ADMIN_URL = os.environ.get("BULKEX_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def _admin_connection():  # type: ignore[no-untyped-def]
+def _admin_connection() -> Any:  # psycopg2 has no type information
     import psycopg2
 
     conn = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=3)
@@ -68,7 +70,7 @@ def _reset_postgres(url: str) -> None:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database, once SQLite and once PostgreSQL."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'bulkex.db'}"

@@ -34,8 +34,8 @@ from clearing.bankfiles import (
     write_camt054,
     write_text_file,
 )
-from exchange import Core, Sequencer, Settings, catch_up_clearing, load_instruments, make_engine, stocking_commands
-from matching import ACCEPTED, BUY, CONTINUOUS, REJECTED, SELL, NewOrder, SetTradingState
+from exchange import Ack, Core, Sequencer, Settings, catch_up_clearing, load_instruments, make_engine, stocking_commands
+from matching import ACCEPTED, BUY, CONTINUOUS, REJECTED, SELL, Event, NewOrder, SetTradingState
 
 INSTRUMENTS = load_instruments(Settings().instruments_file)
 BANK = "ICBC"
@@ -73,7 +73,7 @@ def deposit_file(path: Path, file_id: str, deposits: list[tuple[str, str, int]])
 
 def test_order_the_member_cannot_afford_never_reaches_the_book() -> None:
     core = Core()
-    out: list = []
+    out: list[Event] = []
     inst = INSTRUMENTS[0]
     core.apply(__import__("matching").ListInstrument(inst), 1, 0, out)
     core.apply(SetTradingState(inst.symbol, CONTINUOUS), 2, 0, out)
@@ -279,7 +279,7 @@ def test_two_withdrawals_racing_for_the_same_money(database_url: str) -> None:
         sequencer.execute([RegisterMember("M1", BANK, "SUB-M1"), BankDeposit(BANK, "R1", "M1", amount, DATE)])
         sequencer.start()
         barrier = threading.Barrier(2)
-        acks: list = [None, None]
+        acks: list[Ack | None] = [None, None]
 
         def request(i: int) -> None:
             barrier.wait()
@@ -290,7 +290,9 @@ def test_two_withdrawals_racing_for_the_same_money(database_url: str) -> None:
             t.start()
         for t in threads:
             t.join()
-        outcomes = [any(e[0] == C_WITHDRAWAL for e in ack.events) for ack in acks]
+        answered = [ack for ack in acks if ack is not None]
+        assert len(answered) == 2, acks
+        outcomes = [any(e[0] == C_WITHDRAWAL for e in ack.events) for ack in answered]
         assert sorted(outcomes) == [False, True], "exactly one withdrawal freezes the money"
         clearing = sequencer.core.clearing
         assert clearing.ledger.available("M1") == 0

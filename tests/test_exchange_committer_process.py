@@ -11,14 +11,6 @@ import time
 from typing import Any
 
 import pytest
-from test_exchange_sequencer import (
-    INSTRUMENTS,
-    assert_projections_match_replay,
-    execute_sql,
-    fake_clock,
-    fetch,
-    opening,
-)
 
 from exchange import (
     DatabaseTimeout,
@@ -33,6 +25,14 @@ from exchange import (
 from exchange._committer import SQLITE_LOCK_WAIT_MS, CommitterProcess, pack, unpack
 from exchange._store import DATA_LOCK_KEY, Batch, Store
 from exchange._warehouse_projection import WarehouseRows
+from tests.test_exchange_sequencer import (
+    INSTRUMENTS,
+    assert_projections_match_replay,
+    execute_sql,
+    fake_clock,
+    fetch,
+    opening,
+)
 
 TABLES = ("journal", "orders", "trades", "warehouse_receipts", "warehouse_deliveries", "warehouse_stock")
 

@@ -19,10 +19,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
+from typing import Any
 
-from test_exchange_sequencer import INSTRUMENTS, assert_projections_match_replay, fetch
-
-from exchange import Sequencer, decode
+from exchange import Ack, Sequencer, decode
+from tests.test_exchange_sequencer import INSTRUMENTS, assert_projections_match_replay, fetch
 
 ROUNDS = 3
 
@@ -40,7 +41,7 @@ def child(url: str, seed: int, committer_process: bool) -> None:
         sequencer.execute(simulation_setup(INSTRUMENTS, simulated_accounts(50)))
     out = sys.stdout
 
-    def print_acks(pairs) -> None:  # type: ignore[no-untyped-def]
+    def print_acks(pairs: Sequence[tuple[Any, Ack]]) -> None:
         out.write("".join(f"{ack.seq} {type(command).KIND}\n" for command, ack in pairs))
         out.flush()
 
@@ -100,8 +101,8 @@ def test_sigkill_loses_nothing_acknowledged(database_url: str, tmp_path) -> None
         acked: dict[int, str] = {}
         for line in lines:
             if line.endswith(b"\n") and line != b"ready\n":
-                seq, kind = line.decode().split()
-                acked[int(seq)] = kind
+                seq_text, kind = line.decode().split()
+                acked[int(seq_text)] = kind
         assert acked, f"round {round_number} (seed {master_seed}): nothing was acknowledged before the kill"
 
         print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -15,7 +16,7 @@ from matching import AUCTION, BREAK, CLOSED, CONTINUOUS, HALTED, SetTradingState
 PACKAGED = Settings().instruments_file
 
 
-def _data() -> dict:
+def _data() -> dict[str, Any]:
     return tomllib.loads(PACKAGED.read_text())
 
 
@@ -74,7 +75,7 @@ def test_repeated_symbol() -> None:
     [({"at": "25:00", "state": "auction"}, "not a time of day"), ({"at": "9:00", "state": "auction"}, "HH:MM"),
      ({"at": "09:00", "state": "lunch"}, "state must be one of"), ({"at": "09:00"}, "exactly the keys")],
 )  # fmt: skip
-def test_bad_schedule(phase: dict, message: str) -> None:
+def test_bad_schedule(phase: dict[str, str], message: str) -> None:
     data = _data()
     data["schedules"]["day"][1] = phase
     with pytest.raises(ConfigError, match=message):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -185,7 +186,7 @@ def test_exported_rows_list_their_fields_in_the_declared_order(tmp_path: Path) -
     assert orders, "orders rest"
     assert deals, "the flow traded"
     for order in orders:
-        row = order.to_list()
+        row: list[Any] = order.to_list()  # the record's fields, passed back positionally below
         assert row == [getattr(order, name) for name in ORDER_FIELDS]
         assert Order(*row).to_list() == row  # every constructor argument, in its place
     for deal in deals:

@@ -8,12 +8,14 @@ import textwrap
 import zlib
 from collections.abc import Callable
 from itertools import count
+from typing import Any
 
 import orjson
 import pytest
 from sqlalchemy import text
 
 from exchange import (
+    Ack,
     Core,
     JournalCorrupt,
     JournalGap,
@@ -30,7 +32,7 @@ from exchange import (
     simulated_accounts,
     simulation_setup,
 )
-from matching import CONTINUOUS, NewOrder, SetTradingState
+from matching import CONTINUOUS, Event, NewOrder, SetTradingState
 
 INSTRUMENTS = load_instruments(Settings().instruments_file)
 
@@ -40,7 +42,7 @@ def fake_clock() -> Callable[[], int]:
     return lambda: next(ticks)
 
 
-def opening(sequencer: Sequencer) -> list:
+def opening(sequencer: Sequencer) -> list[Any]:
     """List the instruments, then open them, register and fund the simulated members and give
     them warehouse receipts to sell."""
     sequencer.list_on_first_start(INSTRUMENTS)
@@ -49,7 +51,7 @@ def opening(sequencer: Sequencer) -> list:
     )
 
 
-def run_flow(url: str, commands_count: int, seed: int = 7, clock=None, **options) -> tuple[str, list]:
+def run_flow(url: str, commands_count: int, seed: int = 7, clock=None, **options) -> tuple[str, list[Ack]]:
     """Sequence the instruments, an opening and `commands_count` simulated orders; (state hash, acks)."""
     with Sequencer(url, clock=clock or fake_clock(), **options) as sequencer:
         acks = sequencer.execute(opening(sequencer))
@@ -65,7 +67,7 @@ def execute_sql(url: str, sql: str) -> None:
     engine.dispose()
 
 
-def fetch(url: str, sql: str) -> list:
+def fetch(url: str, sql: str) -> list[tuple[Any, ...]]:
     engine = make_engine(url)
     with engine.connect() as conn:
         rows = [tuple(r) for r in conn.execute(text(sql))]
@@ -183,7 +185,7 @@ def assert_projections_match_replay(url: str) -> None:
     core = Core()
     model = OrdersModel()
     for seq, ts_ns, kind, body, crc in fetch(url, "SELECT seq, ts_ns, kind, body, crc32 FROM journal ORDER BY seq"):
-        out: list = []
+        out: list[Event] = []
         core.apply(decode(seq, kind, bytes(body), crc), seq, ts_ns, out)
         model.add(out, ts_ns)
     orders = fetch(

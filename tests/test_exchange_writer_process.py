@@ -86,7 +86,8 @@ def test_the_writer_process_answers_exactly_as_the_sequencer_in_process(tmp_path
         assert writer.core.matching.books, "the copy holds the listed books"
         writer.listeners.append(seen.extend)
         writer.start()
-        assert writer.running
+        running = writer.running  # read into a local: mypy would keep writer.running narrowed past close()
+        assert running
         # the three ways to submit, interleaved: one ticket, a ticket each, one for a group
         tickets: list[Any] = []
         index = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,31 @@ def _require_build() -> None:
         pytest.skip(why)
 
 
+# pytest's closing line: "5 passed in 4.42s", "4 passed, 1 skipped, 2 deselected in 65.12s (0:01:05)"
+_SUMMARY = re.compile(r"=*\s*(\d+ \w+(?:, \d+ \w+)*) in \d+(?:\.\d+)?s\b.*")
+
+
+def _outcome_counts(stdout: str) -> dict[str, int]:
+    """The counts on the last summary line of a pytest run's output, by outcome ("passed", "skipped", ...)."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", stdout)  # in case the environment forces colour
+    for line in reversed(plain.splitlines()):
+        if match := _SUMMARY.fullmatch(line.strip()):
+            return {word: int(count) for count, word in re.findall(r"(\d+) (\w+)", match.group(1))}
+    raise AssertionError(f"no pytest summary line in: {stdout[-2000:]}")
+
+
+def test_the_pytest_summary_line_is_read_whole() -> None:
+    assert _outcome_counts("....\n5 passed in 4.42s\n") == {"passed": 5}
+    assert _outcome_counts(
+        "FAILED tests/x.py::t - assert 0\n1 failed, 4 passed, 1 skipped, 2 deselected, 3 warnings, 1 error in 65.12s"
+        " (0:01:05)\n"
+    ) == {"failed": 1, "passed": 4, "skipped": 1, "deselected": 2, "warnings": 3, "error": 1}
+    assert _outcome_counts("\x1b[32m\x1b[1m6 passed\x1b[0m\x1b[32m in 0.10s\x1b[0m\n") == {"passed": 6}
+    assert _outcome_counts("== 2 passed, 1 xfailed in 1.00s ==") == {"passed": 2, "xfailed": 1}
+    with pytest.raises(AssertionError, match="no pytest summary line"):
+        _outcome_counts("collected 0 items\n")
+
+
 def test_compiled_build_gives_the_same_events_and_state_as_the_source() -> None:
     _require_build()
     compiled = _run_streams({}, 12_000)
@@ -115,7 +141,9 @@ def test_the_gateway_runs_the_same_tests_in_plain_python() -> None:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
-    assert "5 passed" in done.stdout, done.stdout[-2000:]
+    counts = _outcome_counts(done.stdout)  # every collected test ran and passed: none skipped or deselected
+    assert counts.get("passed", 0) >= 5, (counts, done.stdout[-2000:])
+    assert set(counts) <= {"passed", "warning", "warnings"}, (counts, done.stdout[-2000:])
     which = subprocess.run(  # noqa: PLW1510 - the return code is asserted
         [sys.executable, "-c", "import api._server as s, api._views as v; print(s.__file__); print(v.__file__)"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,

@@ -12,10 +12,9 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from test_exchange_sequencer import INSTRUMENTS, fake_clock
-
 from exchange import Core, DeliveryDesk, OrderFlow, Sequencer, encode, simulated_accounts, simulation_setup
 from matching import CONTINUOUS, REJECTED, SELL, ListInstrument, NewOrder, RejectCode, SetTradingState
+from tests.test_exchange_sequencer import INSTRUMENTS, fake_clock
 from warehouse import DL_SETTLED, W_REJECTED, ConfirmDelivery, PayDeal
 
 COMMANDS = 5_000

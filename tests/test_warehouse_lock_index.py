@@ -17,8 +17,8 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_warehouse_engine import COAL, HRC, REBAR, Harness
 
+from tests.test_warehouse_engine import COAL, HRC, REBAR, Harness
 from warehouse import (
     ACTIVE,
     W_REJECTED,
@@ -145,13 +145,13 @@ def test_index_choice_equals_sorting_everything(
                 h.steel(number, holder, tonnes * 1_000, operator=operator, instrument=inst.symbol)
         elif kind == "lock":
             _, holder, name, lots = s
-            inst = eng.instruments[BY_NAME[name].symbol]
+            terms = eng.instruments[BY_NAME[name].symbol]
             order_id += 1
-            expected = reference_cover(h, holder, inst, lots * inst.lot_weight_kg)
-            out = h.cmd(LockReceipts(order_id, holder, inst.symbol, lots))
+            expected = reference_cover(h, holder, terms, lots * terms.lot_weight_kg)
+            out = h.cmd(LockReceipts(order_id, holder, terms.symbol, lots))
             refused = [e for e in out if e[0] == W_REJECTED]
-            got = (refused[0][3], []) if refused else (0, list(eng.locks[order_id].receipts))
-            assert got == expected, (s, got, expected)
+            choice = (refused[0][3], []) if refused else (0, list(eng.locks[order_id].receipts))
+            assert choice == expected, (s, choice, expected)
         elif kind == "grow" and eng.locks:
             _, i, lots = s
             lock_id = sorted(eng.locks)[i % len(eng.locks)]
@@ -159,8 +159,8 @@ def test_index_choice_equals_sorting_everything(
             extra_kg = lots * eng.instruments[lock.instrument].lot_weight_kg
             before = list(lock.receipts)
             code, new = reference_grow(h, lock_id, extra_kg)
-            out: list[Any] = []
-            got, _detail = eng.grow_lock(lock_id, lots, h.seq + 1, h.ts, out)
+            events: list[Any] = []
+            got, _detail = eng.grow_lock(lock_id, lots, h.seq + 1, h.ts, events)
             h.seq += 1
             assert got == code, (s, got, code)
             if not got:
@@ -192,8 +192,7 @@ def test_index_choice_equals_sorting_everything(
 def test_over_weight_taking_exactly_whole_receipts_splits_none() -> None:
     """The extra weight of an over-weight delivery comes oldest first from the
     seller's other receipts here; when it equals whole receipts none is split."""
-    from test_warehouse_engine import funded
-
+    from tests.test_warehouse_engine import funded
     from warehouse import DELIVERED, DL_SETTLED, ConfirmDelivery, PayDeal
 
     h = Harness()
