@@ -99,7 +99,7 @@ def _cancel_withdrawal(gateway: Gateway, conn: Connection, r: CancelWithdrawalRe
         done = gateway.views.withdrawals[r.withdrawal_id]
         return {"seq": ack.seq, "ts_ns": ack.ts_ns, "duplicate": False, "withdrawal": dict(done)}
 
-    return Submit(CancelWithdrawal(r.withdrawal_id, key.key_id), finish)
+    return Submit(CancelWithdrawal(r.withdrawal_id, key.actor), finish)
 
 
 # ---------------------------------------------------------------- receipts
@@ -150,22 +150,22 @@ def _void_receipt(gateway: Gateway, conn: Connection, r: VoidReceiptRequest) -> 
 
 
 def _freeze_receipt(gateway: Gateway, conn: Connection, r: FreezeReceiptRequest) -> Submit:
-    return Submit(FreezeReceipt(r.number, _key(conn).key_id, r.reason), _receipt_finish(gateway, r.number))
+    return Submit(FreezeReceipt(r.number, _key(conn).actor, r.reason), _receipt_finish(gateway, r.number))
 
 
 def _unfreeze_receipt(gateway: Gateway, conn: Connection, r: UnfreezeReceiptRequest) -> Submit:
-    return Submit(UnfreezeReceipt(r.number, _key(conn).key_id, r.reason), _receipt_finish(gateway, r.number))
+    return Submit(UnfreezeReceipt(r.number, _key(conn).actor, r.reason), _receipt_finish(gateway, r.number))
 
 
 # ------------------------------------------------------------------- deals
 
 
 def _declare_default(gateway: Gateway, conn: Connection, r: DeclareDefaultRequest) -> Submit:
-    return Submit(DeclareDefault(r.deal_id, _key(conn).key_id), _deal_finish(gateway, r.deal_id, None))
+    return Submit(DeclareDefault(r.deal_id, _key(conn).actor), _deal_finish(gateway, r.deal_id, None))
 
 
 def _settle_delivery(gateway: Gateway, conn: Connection, r: SettleDeliveryRequest) -> Submit:
-    return Submit(SettleDelivery(r.deal_id, _key(conn).key_id), _deal_finish(gateway, r.deal_id, None))
+    return Submit(SettleDelivery(r.deal_id, _key(conn).actor), _deal_finish(gateway, r.deal_id, None))
 
 
 def _sweep_deadlines(gateway: Gateway, conn: Connection, r: SweepDeadlinesRequest) -> Submit:
@@ -187,7 +187,7 @@ def _sweep_deadlines(gateway: Gateway, conn: Connection, r: SweepDeadlinesReques
             "refused": refused,
         }  # fmt: skip
 
-    return Submit(SweepDeadlines(_key(conn).key_id), finish)
+    return Submit(SweepDeadlines(_key(conn).actor), finish)
 
 
 # ------------------------------------------------------------- instruments
@@ -202,7 +202,7 @@ def _require_receipts(gateway: Gateway, conn: Connection, r: RequireReceiptsRequ
         required = r.instrument in gateway.views.receipts_required
         return {"seq": ack.seq, "ts_ns": ack.ts_ns, "instrument": r.instrument, "receipts_required": required}
 
-    return Submit(RequireReceipts(r.instrument, r.required, _key(conn).key_id), finish)
+    return Submit(RequireReceipts(r.instrument, r.required, _key(conn).actor), finish)
 
 
 def _instrument(r: ListInstrumentRequest) -> Instrument:
@@ -248,7 +248,7 @@ def _add_warehouse(gateway: Gateway, conn: Connection, r: AddWarehouseRequest) -
         return {"seq": ack.seq, "ts_ns": ack.ts_ns, "warehouse_id": r.warehouse_id, "name": r.name,
                 "groups": list(r.groups)}  # fmt: skip
 
-    return Submit(AddWarehouse(r.warehouse_id, r.name, r.groups, _key(conn).key_id), finish)
+    return Submit(AddWarehouse(r.warehouse_id, r.name, r.groups, _key(conn).actor), finish)
 
 
 def _add_operator(gateway: Gateway, conn: Connection, r: AddOperatorRequest) -> Submit:
@@ -257,7 +257,7 @@ def _add_operator(gateway: Gateway, conn: Connection, r: AddOperatorRequest) -> 
         warehouse = gateway.views.operators[r.operator_id]
         return {"seq": ack.seq, "ts_ns": ack.ts_ns, "operator_id": r.operator_id, "warehouse_id": warehouse}
 
-    return Submit(AddOperator(r.operator_id, r.warehouse_id, _key(conn).key_id), finish)
+    return Submit(AddOperator(r.operator_id, r.warehouse_id, _key(conn).actor), finish)
 
 
 def _resolve_break(gateway: Gateway, conn: Connection, r: ResolveBreakRequest) -> Submit:
@@ -268,7 +268,7 @@ def _resolve_break(gateway: Gateway, conn: Connection, r: ResolveBreakRequest) -
         still_open = sum(1 for b in gateway.views.breaks.values() if b["bank"] == bank)
         return {"seq": ack.seq, "ts_ns": ack.ts_ns, "break_id": r.break_id, "open_breaks": still_open}
 
-    return Submit(ResolveBreak(r.break_id, _key(conn).key_id, r.note), finish)
+    return Submit(ResolveBreak(r.break_id, _key(conn).actor, r.note), finish)
 
 
 TRADER = frozenset({"trader"})

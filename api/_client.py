@@ -11,6 +11,11 @@ and ignores deltas until it arrives. Private channels remember the last seq
 and the server's epoch; ``reconnect`` logs in again and resumes each one from
 the next seq, so nothing is missed (REPLAY_UNAVAILABLE, after a server restart
 or a long absence, is counted in ``replay_lost`` and the stream restarts).
+A gap in a private stream on a live connection (seq != last + 1, or a
+heartbeat showing a later seq) is counted in ``private_gaps`` and mended the
+same way: the client drops that message and every later one, unsubscribes and
+subscribes again from last + 1 with the epoch, and the server replays the
+missed messages in order.
 """
 
 from __future__ import annotations
@@ -138,6 +143,8 @@ class Client:
         self._fresh: set[str] = set()  # private channels whose next subscribe answer sets the seq
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self.private_gaps = 0  # gaps seen in private streams on a live connection (each mended by a replay)
+        self._mending: dict[str, asyncio.Task[None]] = {}  # private channel -> its resubscription from last + 1
 
     # -------------------------------------------------------- connection
 
@@ -344,7 +351,9 @@ class Client:
             last = self.private_seq.get(channel, 0)
             if message["seq"] <= last:
                 return  # already seen (a replay overlapping what arrived)
-            assert message["seq"] == last + 1, (channel, last, message["seq"])
+            if message["seq"] != last + 1:
+                self._mend(channel)  # this and later messages come again in the replay from last + 1
+                return
             self.private_seq[channel] = message["seq"]
             self.private_messages.setdefault(channel, []).append(message)
         elif kind == "heartbeat":
@@ -356,8 +365,27 @@ class Client:
                         book.gaps += 1
                         book.synced = False
                         self._resync(book)
+                elif entry["channel"] in self.private_seq and entry["seq"] > self.private_seq[entry["channel"]]:
+                    self._mend(entry["channel"])  # a message lost with nothing after it yet to show the gap
         if self.on_message is not None:
             self.on_message(message)
+
+    def _mend(self, channel: str) -> None:
+        """A gap in a private stream: resubscribe from the next seq expected (once per gap; the
+        messages that arrive meanwhile are dropped, the replay brings them again in order)."""
+        if self.ws is None or channel in self._fresh or channel in self._mending:
+            return
+        self.private_gaps += 1
+        task = asyncio.get_running_loop().create_task(self._resubscribe(channel))
+        self._mending[channel] = task
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _resubscribe(self, channel: str) -> None:
+        try:
+            await self.request("unsubscribe", channel=channel, account=self.private_accounts.get(channel))
+            await self._subscribe_private(channel, resume=True)
+        finally:
+            del self._mending[channel]
 
     def _resync(self, book: LocalBook) -> None:
         ws = self.ws

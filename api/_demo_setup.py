@@ -39,6 +39,7 @@ __all__ = [
     "DEMO_OPERATOR",
     "DEMO_TAKERS",
     "DEMO_WAREHOUSE",
+    "EXAMPLE",
     "demo_desk",
     "prepare_demo",
     "print_demo",
@@ -58,17 +59,14 @@ SETTLE_EVERY_S = 0.5
 """How often the demo's delivery desk sends the payments and confirmations that fell due."""
 
 EXAMPLE = """\
-import asyncio
-from api import Client
-
+import asyncio, api
 async def main() -> None:
-    async with Client("{url}", "{key_id}", "{secret}") as client:
-        book = await client.subscribe_book("{symbol}")
+    async with api.Client("{url}", "{key_id}", "{secret}") as client:
         print(await client.place_order("{symbol}", "buy", "{price}", 2))
-        print(book.levels())
-
 asyncio.run(main())
 """
+"""The client example ``print_demo`` shows: five lines that connect, sign in, place an order and
+print the answer (tests/test_api_demo_example.py runs it as printed)."""
 
 
 def demo_desk(settings: Settings) -> DeliveryDesk:
@@ -214,7 +212,8 @@ def print_demo(
         write(f"simulated makers {makers} and takers {takers} trade through the socket (--no-simulate: off);")
         write("they pay their deals and the simulation warehouses' operators confirm delivery, so deals settle")
         write("by delivery versus payment and the goods move to the buyers")
-    write("connect with (save as try.py, run with .venv/bin/python try.py):")
+    write("connect with (save as try.py, run with .venv/bin/python try.py: it signs in, places an order for")
+    write(f"{DEMO_ACCOUNTS[0]} and prints the answer):")
     write("")
     for line in EXAMPLE.format(url=url, key_id=key_id, secret=secret, symbol=symbol, price=price).splitlines():
         write("    " + line)

@@ -14,7 +14,8 @@ response: ``accepted``, or ``error`` with one of these codes.
     ├── channels:  UNKNOWN_CHANNEL, ALREADY_SUBSCRIBED, NOT_SUBSCRIBED,
     │              REPLAY_UNAVAILABLE
     ├── service:   BUSY (the sequencer's queue is full), UNAVAILABLE (stopping
-    │              or stopped)
+    │              or stopped), INTERNAL_ERROR (the gateway failed on the
+    │              request: logged; with the seq when it was sequenced)
     ├── parties:   UNKNOWN_BANK (a pledge to a bank that supervises no member)
     ├── core:      every reject code of the matching core, by the same name
     │              (UNKNOWN_INSTRUMENT, PRICE_OFF_TICK, PRICE_OUT_OF_BAND,
@@ -75,6 +76,7 @@ class ErrorCode(StrEnum):
     # service
     BUSY = "BUSY"
     UNAVAILABLE = "UNAVAILABLE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
     # parties
     UNKNOWN_BANK = "UNKNOWN_BANK"
     # core (same names as matching.RejectCode)
@@ -231,6 +233,10 @@ _OWN_MESSAGES: dict[ErrorCode, str] = {
     ),
     ErrorCode.BUSY: "the exchange is busy (its command queue is full); retry shortly",
     ErrorCode.UNAVAILABLE: "the exchange is shutting down or stopped; reconnect later",
+    ErrorCode.INTERNAL_ERROR: (
+        "the gateway failed while handling this request (logged for the operators; the connection stays "
+        "open); with a seq the command was sequenced: query orders or fills for its outcome before retrying"
+    ),
     ErrorCode.UNKNOWN_BANK: "no partner bank with this id supervises a member; pledge to a bank from `balances`",
 }
 

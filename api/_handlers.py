@@ -22,7 +22,7 @@ import hmac
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from api._errors import ApiError, ErrorCode
 from api._marketdata import STATE_WIRE_NAMES
@@ -39,6 +39,7 @@ from api._protocol import (
     PingRequest,
     SetTradingStateRequest,
     SnapshotRequest,
+    StateName,
     SubscribeRequest,
     UnsubscribeRequest,
 )
@@ -48,6 +49,7 @@ from matching import (
     ACCEPTED,
     AMENDED,
     AUCTION,
+    BREAK,
     CANCELLED,
     CLOSED,
     CONTINUOUS,
@@ -83,7 +85,10 @@ _SIDES = {"buy": 0, "sell": 1}
 _TIFS = {"gtc": 0, "day": 1, "ioc": 2, "fok": 3}
 _TYPES = {"limit": 0, "market": 1}
 _STP = {"none": 0, "cancel_newest": 1, "cancel_oldest": 2, "cancel_both": 3, "decrement": 4}
-_STATES = {"closed": CLOSED, "auction": AUCTION, "continuous": CONTINUOUS, "halted": HALTED}
+_STATES = {"closed": CLOSED, "auction": AUCTION, "continuous": CONTINUOUS, "halted": HALTED, "break": BREAK}
+"""The trading states staff may set, by wire name: every state of the core (the schedule's midday
+break too); the core refuses a move its state machine has not (BAD_STATE)."""
+assert set(_STATES) == set(get_args(StateName)), "the wire's states and the handler's must be the same"
 PARSED_PRICES_PER_INSTRUMENT = 4096
 """Wire prices remembered with their ticks per instrument (``_ticks``); when full, all are forgotten."""
 
@@ -296,6 +301,8 @@ def _new_order(gateway: Gateway, conn: Connection, r: NewOrderRequest) -> Submit
         fills, filled, cancelled = _fills(gateway, ack, order_id)
         open_lots = r.quantity_lots - filled - cancelled
         assert open_lots >= 0, ack
+        if open_lots:
+            gateway.entered(conn, order_id)  # its owner (amend), its session (cancel-on-disconnect)
         return {
             "order_id": order_id, "client_order_id": r.client_order_id, "seq": ack.seq, "ts_ns": ack.ts_ns,
             "duplicate": False, "status": order_status(filled, open_lots, cancelled), "filled_lots": filled,
@@ -318,7 +325,8 @@ def _amend_order(gateway: Gateway, conn: Connection, r: AmendOrderRequest) -> Su
     order = gateway.order_instrument(conn.account, r.order_id)
     price_ticks = _ticks(gateway, order, r.price) if order else 0
     if not order:
-        # Unknown here: let the core answer (UNKNOWN_ORDER or NOT_YOUR_ORDER), with a price that parses anywhere.
+        # Not an open order of the caller's (another member's is answered as one that does not exist,
+        # so its price is not read here): let the core answer UNKNOWN_ORDER, whatever the price.
         price_ticks = 1
 
     def finish(ack: Ack) -> dict[str, Any]:

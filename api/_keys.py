@@ -14,12 +14,22 @@ used. Storing a derived key instead of the secret means the secret itself is
 never on disk (a user who reused it elsewhere is not exposed), and sealing it
 with a pepper from the environment (``BULKEX_API_KEY_PEPPER``, never in the
 database) means a copy of the database alone cannot sign a login. Without a
-pepper the seal is keyed with the empty string and protects nothing: set one
-in production. Changing the pepper invalidates every key.
+pepper the seal is keyed with the empty string and protects nothing: whoever
+reads the api_keys table (a backup, a replica, a leaked dump) holds the
+signing key of every key and can log in as anyone, staff included. So
+``bulkex serve`` refuses to start without a pepper of at least
+MIN_PEPPER_CHARS characters (``pepper_problem``) unless told
+``--insecure-no-pepper`` or run as the demo (``--demo``). Changing the pepper
+invalidates every key: create keys with the pepper the server runs with.
 
 Roles: ``trader`` (subject: the member account it acts for), ``operator``
 (subject: its operator account in the warehouse core, which acts for one
-warehouse), ``bank`` (subject: the bank), ``staff`` (subject empty).
+warehouse), ``bank`` (subject: the bank), ``staff`` (subject: the person who
+holds the key, a user name of 1 to MAX_STAFF_SUBJECT_CHARS letters, digits and
+``.``, ``_``, ``@``, ``-``). ``bulkex keys create staff`` requires the name:
+maker-checker must compare people, and one person may hold several staff
+keys (``ApiKey.actor`` is the identity to record and compare). A staff key
+made without a name by code (the test harness) acts as its own key id.
 """
 
 from __future__ import annotations
@@ -27,8 +37,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,13 +49,18 @@ from sqlalchemy import BigInteger, Column, Engine, MetaData, String, Table, inse
 from exchange import make_engine, upgrade
 
 __all__ = [
+    "MAX_STAFF_SUBJECT_CHARS",
+    "MIN_PEPPER_CHARS",
+    "PEPPER_ENV",
     "ROLES",
+    "STAFF_PREFIX",
     "ApiKey",
     "KeyStore",
     "Role",
     "create_key",
     "derive_signing_key",
     "list_keys",
+    "pepper_problem",
     "revoke_key",
     "sign_login",
 ]
@@ -51,8 +68,14 @@ __all__ = [
 Role = Literal["trader", "operator", "bank", "staff"]
 ROLES: tuple[Role, ...] = ("trader", "operator", "bank", "staff")
 PEPPER_ENV = "BULKEX_API_KEY_PEPPER"
+MIN_PEPPER_CHARS = 16
+"""The shortest pepper ``bulkex serve`` accepts (a random 32-byte token is 43 characters)."""
 MAX_SUBJECT_CHARS = 64
+MAX_STAFF_SUBJECT_CHARS = 48
+"""A staff key's person: recorded in the core as ``staff:<name>``, within clearing's 64-character ids."""
 MAX_LABEL_CHARS = 200
+STAFF_PREFIX = "staff:"
+_STAFF_NAME = re.compile(r"[A-Za-z0-9._@-]+")
 
 _metadata = MetaData()
 api_keys = Table(
@@ -92,6 +115,16 @@ def _pepper(pepper: str | None) -> str:
     return os.environ.get(PEPPER_ENV, "") if pepper is None else pepper
 
 
+def pepper_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """Why the pepper in the environment does not protect the stored keys (None: it does)."""
+    pepper = (os.environ if environ is None else environ).get(PEPPER_ENV, "")
+    if not pepper:
+        return f"{PEPPER_ENV} is not set"
+    if len(pepper) < MIN_PEPPER_CHARS:
+        return f"{PEPPER_ENV} has {len(pepper)} characters, fewer than {MIN_PEPPER_CHARS}"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     key_id: str
@@ -106,13 +139,26 @@ class ApiKey:
     def revoked(self) -> bool:
         return self.revoked_ts_ns is not None
 
+    @property
+    def actor(self) -> str:
+        """Who acts with this key, as the core should record it for maker-checker: a staff key's
+        person (``staff:<name>``: two keys of one person are one approver), else the key id."""
+        if self.role == "staff" and self.subject:
+            return STAFF_PREFIX + self.subject
+        return self.key_id
 
-def _check(role: str, subject: str, label: str) -> None:
+
+def _check(role: str, subject: str, label: str, *, staff_name_required: bool = False) -> None:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if role == "staff":
-        if subject:
-            raise ValueError("a staff key acts for no member, operator account or bank: leave the subject empty")
+        named = 1 <= len(subject) <= MAX_STAFF_SUBJECT_CHARS and _STAFF_NAME.fullmatch(subject) is not None
+        if (subject or staff_name_required) and not named:
+            raise ValueError(
+                "a staff key names the person who holds it (maker-checker compares people, not keys): "
+                f"1 to {MAX_STAFF_SUBJECT_CHARS} letters, digits, '.', '_', '@' or '-', e.g. "
+                "`bulkex keys create staff li.wei`"
+            )
     elif not (1 <= len(subject) <= MAX_SUBJECT_CHARS) or not subject.isprintable() or " " in subject:
         raise ValueError(f"a {role} key needs a subject of 1 to {MAX_SUBJECT_CHARS} printable characters, no spaces")
     if len(label) > MAX_LABEL_CHARS:
@@ -131,9 +177,18 @@ class KeyStore:
     def close(self) -> None:
         self.engine.dispose()
 
-    def create(self, role: str, subject: str = "", label: str = "", now_ns: int | None = None) -> tuple[str, str]:
-        """A new key; returns (key_id, secret). The secret is not kept: show it once."""
-        _check(role, subject, label)
+    def create(
+        self,
+        role: str,
+        subject: str = "",
+        label: str = "",
+        now_ns: int | None = None,
+        *,
+        staff_name_required: bool = False,
+    ) -> tuple[str, str]:
+        """A new key; returns (key_id, secret). The secret is not kept: show it once. A staff key's
+        subject is the person's name (required with `staff_name_required`, as ``create_key`` does)."""
+        _check(role, subject, label, staff_name_required=staff_name_required)
         key_id = "k" + secrets.token_hex(12)
         secret = secrets.token_urlsafe(32)
         sealed = _xor(derive_signing_key(key_id, secret), _seal_pad(key_id, self.pepper)).hex()
@@ -186,10 +241,12 @@ class KeyStore:
 
 
 def create_key(database_url: str, role: str, subject: str = "", label: str = "") -> tuple[str, str]:
-    """`bulkex keys create`: a new key (schema brought up to date first); returns (key_id, secret)."""
+    """`bulkex keys create`: a new key (schema brought up to date first); returns (key_id, secret).
+    A staff key must name its person."""
+    _check(role, subject, label, staff_name_required=True)  # before touching the database
     store = KeyStore(database_url, migrate=True)
     try:
-        return store.create(role, subject, label)
+        return store.create(role, subject, label, staff_name_required=True)
     finally:
         store.close()
 

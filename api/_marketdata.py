@@ -15,6 +15,13 @@ and auction indicative, and publishes five channels per instrument:
     ticker  the day's statistics after each trade or state change
     state   trading state, reference price and auction indicative
 
+The day is the exchange's calendar day, China Standard Time (UTC+8). The
+statistics roll over to a new day (open, high, low, last, volume, turnover and
+trade count start again) whenever a trade, a state change or a ticker message
+(published or asked for as a snapshot) falls on a later day than the one they
+count: a ticker published at the morning's state change never shows
+yesterday's figures.
+
 Sequence numbers of trades, ticker and state count their own messages per
 instrument, gapless. Every book and top message carries ``checksum``: the
 CRC-32 (unsigned) of the UTF-8 string
@@ -26,19 +33,27 @@ with prices exactly as on the wire (e.g. ``bids:3500.00:12,3499.00:3;asks:3501.0
 
 Everything runs on the gateway's event loop: ``apply_batch`` is called with
 the sequencer's post-commit batches, ``load`` once at start with the
-recovered core.
+recovered core and the ``TradeHistory`` that ``read_trade_history`` reads
+from the ``trades`` table (the read model written in the same transaction as
+the journal, so it holds exactly the trades of the recovered core): the
+current day's statistics and the last TRADES_KEPT trades of each instrument,
+as they were before the restart. The core keeps no trades (a deal has no
+time), so the table is where they come from; the read is a few indexed
+queries whatever the table's size (see ``read_trade_history``).
 """
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from typing import Any, Protocol
 
 import orjson
 from sortedcontainers import SortedDict
+from sqlalchemy import Connection, Engine, column, func, select, table
 
 from api._limits import BOOK_TOP_LEVELS, CHECKSUM_LEVELS, TRADES_KEPT
 from exchange import Ack, Core
@@ -59,13 +74,32 @@ from matching import (
     ListInstrument,
 )
 
-__all__ = ["STATE_WIRE_NAMES", "InstrumentData", "MarketData", "Subscriber", "book_checksum"]
+__all__ = [
+    "STATE_WIRE_NAMES",
+    "InstrumentData",
+    "MarketData",
+    "Subscriber",
+    "TradeHistory",
+    "book_checksum",
+    "exchange_day",
+    "read_trade_history",
+]
 
 STATE_WIRE_NAMES = {CLOSED: "closed", AUCTION: "auction", CONTINUOUS: "continuous", HALTED: "halted", BREAK: "break"}
 _AGGRESSOR = {0: "buy", 1: "sell", -1: "auction"}
 _NS_PER_DAY = 86_400 * 1_000_000_000
 _UTC_OFFSET_NS = 8 * 3_600 * 1_000_000_000  # exchange calendar day: China Standard Time
 _dumps = orjson.dumps
+_trades_table = table(
+    "trades",
+    column("trade_id"), column("ts_ns"), column("instrument"), column("price_ticks"), column("quantity_lots"),
+    column("aggressor"),
+)  # fmt: skip
+
+
+def exchange_day(ts_ns: int) -> int:
+    """The exchange's calendar day (China Standard Time) of a time, as days since 1970-01-01."""
+    return (ts_ns + _UTC_OFFSET_NS) // _NS_PER_DAY
 
 
 class Subscriber(Protocol):
@@ -145,15 +179,140 @@ class InstrumentData:
         return max(1, ref - ref * bps // 10_000), ref + ref * bps // 10_000
 
 
+class TradeHistory:
+    """What the trades table says at the start: the statistics of the day `day` per instrument
+    (``totals``: open, high, low and last price in ticks, volume in lots, the sum of price_ticks *
+    quantity_lots, trade count; instruments without a trade that day are absent) and each
+    instrument's last TRADES_KEPT trades, oldest first (``recent``: trade_id, ts_ns, price_ticks,
+    quantity_lots, aggressor as in the table)."""
+
+    __slots__ = ("day", "recent", "totals")
+
+    def __init__(
+        self,
+        day: int,
+        totals: dict[str, tuple[int, int, int, int, int, int, int]],
+        recent: dict[str, list[tuple[int, int, int, int, int]]],
+    ) -> None:
+        self.day = day
+        self.totals = totals
+        self.recent = recent
+
+
+def read_trade_history(engine: Engine, symbols: Iterable[str], now_ns: int) -> TradeHistory:
+    """Read the day of `now_ns` and the recent trades from the trades table (for ``MarketData.load``).
+
+    Cheap whatever the table's size: trade ids grow with the sequencer's time stamps (trades get
+    ids in seq order and a batch's stamp never goes back), so the day's first trade is found by a
+    binary search on the primary key (a few dozen one-row lookups); the day's totals are one
+    aggregate over the ids from there, and each instrument's recent trades one indexed query."""
+    day = exchange_day(now_ns)
+    day_start_ns = day * _NS_PER_DAY - _UTC_OFFSET_NS
+    t = _trades_table.c
+    totals: dict[str, tuple[int, int, int, int, int, int, int]] = {}
+    recent: dict[str, list[tuple[int, int, int, int, int]]] = {}
+    with engine.connect() as conn:
+        first_id = _first_trade_since(conn, day_start_ns)
+        if first_id is not None:
+            query = (
+                select(
+                    t.instrument, func.min(t.trade_id), func.max(t.trade_id), func.min(t.price_ticks),
+                    func.max(t.price_ticks), func.sum(t.quantity_lots), func.sum(t.price_ticks * t.quantity_lots),
+                    func.count(),
+                )
+                .where(t.trade_id >= first_id)
+                .group_by(t.instrument)
+            )  # fmt: skip
+            groups = conn.execute(query).all()
+            ends = {int(g[1]) for g in groups} | {int(g[2]) for g in groups}
+            price_of = {
+                int(r[0]): int(r[1])
+                for r in conn.execute(select(t.trade_id, t.price_ticks).where(t.trade_id.in_(sorted(ends)))).all()
+            }
+            for g in groups:
+                totals[str(g[0])] = (
+                    price_of[int(g[1])], int(g[4]), int(g[3]), price_of[int(g[2])], int(g[5]), int(g[6]), int(g[7])
+                )  # fmt: skip
+        for symbol in symbols:
+            rows = conn.execute(
+                select(t.trade_id, t.ts_ns, t.price_ticks, t.quantity_lots, t.aggressor)
+                .where(t.instrument == symbol)
+                .order_by(t.trade_id.desc())
+                .limit(TRADES_KEPT)
+            ).all()
+            recent[symbol] = [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in reversed(rows)]
+    return TradeHistory(day, totals, recent)
+
+
+def _first_trade_since(conn: Connection, since_ns: int) -> int | None:
+    """The id of the first trade stamped at or after `since_ns` (None: no such trade)."""
+    t = _trades_table.c
+    last = conn.execute(select(t.trade_id, t.ts_ns).order_by(t.trade_id.desc()).limit(1)).first()
+    if last is None or int(last[1]) < since_ns:
+        return None
+    low = int(conn.execute(select(func.min(t.trade_id))).scalar_one())
+    high = int(last[0])
+    # the smallest value v whose first trade at or after v is stamped since `since_ns` (true at `high`)
+    while low < high:
+        middle = (low + high) // 2
+        row = conn.execute(
+            select(t.trade_id, t.ts_ns).where(t.trade_id >= middle).order_by(t.trade_id).limit(1)
+        ).first()
+        assert row is not None, middle  # `high` itself is a trade id
+        if int(row[1]) >= since_ns:
+            high = middle
+        else:
+            low = int(row[0]) + 1
+    row = conn.execute(select(t.trade_id).where(t.trade_id >= low).order_by(t.trade_id).limit(1)).first()
+    assert row is not None, low
+    return int(row[0])
+
+
+def _roll(data: InstrumentData, ts_ns: int) -> None:
+    """Start a new day's statistics when `ts_ns` falls on a later exchange day than they count."""
+    day = exchange_day(ts_ns)
+    if day > data.day:
+        data.day = day
+        data.open_ticks = data.high_ticks = data.low_ticks = data.last_ticks = 0
+        data.volume_lots = data.turnover_fen = data.trade_count = 0
+
+
+def _restore(data: InstrumentData, history: TradeHistory) -> None:
+    """The day's statistics and the recent trades of one instrument, from the trades table."""
+    symbol = data.instrument.symbol
+    price = data.price
+    for trade_id, ts_ns, price_ticks, quantity_lots, aggressor in history.recent.get(symbol, []):
+        data.trades.append(
+            {
+                "trade_id": trade_id,
+                "ts_ns": ts_ns,
+                "price": price(price_ticks),
+                "quantity_lots": quantity_lots,
+                "aggressor": _AGGRESSOR[aggressor],
+            }
+        )
+    data.day = history.day
+    totals = history.totals.get(symbol)
+    if totals is not None:
+        data.open_ticks, data.high_ticks, data.low_ticks, data.last_ticks = totals[0], totals[1], totals[2], totals[3]
+        data.volume_lots = totals[4]
+        data.turnover_fen = data.instrument.notional_fen(totals[5], 1)
+        data.trade_count = totals[6]
+
+
 class MarketData:
-    def __init__(self) -> None:
+    def __init__(self, clock_ns: Callable[[], int] = time.time_ns) -> None:
         self.instruments: dict[str, InstrumentData] = {}
         self.subscribers: dict[tuple[str, str], set[Subscriber]] = {}
+        # when a ticker snapshot is built (for the day roll-over); published messages use their command's stamp
+        self.clock_ns = clock_ns
 
     # ------------------------------------------------------------ building
 
-    def load(self, core: Core) -> None:
-        """Take the books, states and indicatives of the recovered core (before the writer thread starts)."""
+    def load(self, core: Core, history: TradeHistory | None = None) -> None:
+        """Take the books, states and indicatives of the recovered core (before the writer thread
+        starts) and, from `history` (``read_trade_history`` on the same database), the day's
+        statistics and the recent trades. Without a history they start empty."""
         for symbol, book in core.matching.books.items():
             data = InstrumentData(book.instrument)
             data.state = book.state
@@ -165,6 +324,8 @@ class MarketData:
             for price, lots in book.level_lots[SELL].items():
                 if lots:
                     data.asks[price] = lots
+            if history is not None:
+                _restore(data, history)
             self.instruments[symbol] = data
 
     def apply_batch(self, batch: Sequence[tuple[Any, Ack]]) -> None:
@@ -218,6 +379,7 @@ class MarketData:
                 trades.setdefault(symbol, []).append(trade)
             elif kind == STATE:
                 data = instruments[event[2]]
+                _roll(data, ts_ns)
                 data.state = event[3]
                 data.reference_ticks = event[4]
                 if states is None:
@@ -237,23 +399,22 @@ class MarketData:
                 data = instruments[symbol]
                 data.trades_seq += 1
                 self._send(("trades", symbol), lambda d=data, t=items: self._trades_message(d, t, False))
-                self._publish_ticker(data)
+                self._publish_ticker(data, ts_ns)
         if states is not None:
             for symbol in states:
                 data = instruments[symbol]
                 data.state_seq += 1
                 self._send(("state", symbol), lambda d=data: self._state_message(d))
                 if trades is None or symbol not in trades:
-                    self._publish_ticker(data)
+                    self._publish_ticker(data, ts_ns)
 
     def _count_trade(self, data: InstrumentData, price: int, qty: int, ts_ns: int) -> None:
-        day = (ts_ns + _UTC_OFFSET_NS) // _NS_PER_DAY
-        if day != data.day:
-            data.day = day
+        _roll(data, ts_ns)
+        if data.trade_count == 0:
             data.open_ticks = data.high_ticks = data.low_ticks = price
-            data.volume_lots = data.turnover_fen = data.trade_count = 0
-        data.high_ticks = max(data.high_ticks, price)
-        data.low_ticks = min(data.low_ticks, price)
+        else:
+            data.high_ticks = max(data.high_ticks, price)
+            data.low_ticks = min(data.low_ticks, price)
         data.last_ticks = price
         data.volume_lots += qty
         data.turnover_fen += data.instrument.notional_fen(price, qty)
@@ -297,7 +458,8 @@ class MarketData:
             for subscriber in tuple(top_subs):
                 subscriber.push(message)
 
-    def _publish_ticker(self, data: InstrumentData) -> None:
+    def _publish_ticker(self, data: InstrumentData, ts_ns: int) -> None:
+        _roll(data, ts_ns)
         data.ticker_seq += 1
         self._send(("ticker", data.instrument.symbol), lambda: self._ticker_message(data))
 
@@ -324,6 +486,7 @@ class MarketData:
         if channel == "trades":
             return self._trades_message(data, list(data.trades), True)
         if channel == "ticker":
+            _roll(data, self.clock_ns())
             return self._ticker_message(data)
         assert channel == "state", channel
         return self._state_message(data)

@@ -23,8 +23,10 @@ An operator key's subject is its operator account in the warehouse core
 core itself refuses an operator on another warehouse's receipts or
 deliveries (NOT_YOUR_WAREHOUSE). Identities recorded in the core: an
 operator by its operator account, staff and requesters of withdrawals by
-their key id (so maker-checker compares keys: the staff key that requested a
-withdrawal cannot approve it).
+their actor (``ApiKey.actor``: ``staff:<person>`` for a staff key created with
+a person's name, as ``bulkex keys create staff`` requires, else the key id), so
+maker-checker compares people: the person who requested a withdrawal cannot
+approve it, not even with another of their staff keys.
 """
 
 from __future__ import annotations
@@ -259,7 +261,7 @@ def _bank_files(gateway: Gateway, conn: Connection, r: BankFilesRequest) -> dict
 
 def _request_withdrawal(gateway: Gateway, conn: Connection, r: RequestWithdrawalRequest) -> Submit:
     member = _member(gateway, conn, r.account)
-    command = RequestWithdrawal(member, r.withdrawal_id, amount_to_fen(r.amount), _key(conn).key_id)
+    command = RequestWithdrawal(member, r.withdrawal_id, amount_to_fen(r.amount), _key(conn).actor)
 
     def finish(ack: Ack) -> dict[str, Any]:
         _refused(ack)
@@ -278,7 +280,7 @@ def _approve_withdrawal(gateway: Gateway, conn: Connection, r: ApproveWithdrawal
         w = gateway.views.withdrawals[r.withdrawal_id]
         return {"seq": ack.seq, "ts_ns": ack.ts_ns, "duplicate": False, "withdrawal": dict(w)}
 
-    return Submit(ApproveWithdrawal(r.withdrawal_id, _key(conn).key_id), finish)
+    return Submit(ApproveWithdrawal(r.withdrawal_id, _key(conn).actor), finish)
 
 
 # ------------------------------------------------------------ goods: commands
@@ -307,7 +309,7 @@ def _pay_deal(gateway: Gateway, conn: Connection, r: PayDealRequest) -> Submit:
 
 def _resolve_dispute(gateway: Gateway, conn: Connection, r: ResolveDisputeRequest) -> Submit:
     amount_fen = amount_to_fen(r.amount) if r.amount is not None else 0
-    command = ResolveDispute(r.deal_id, _key(conn).key_id, r.resolution, amount_fen)
+    command = ResolveDispute(r.deal_id, _key(conn).actor, r.resolution, amount_fen)
     return Submit(command, _deal_finish(gateway, r.deal_id, None))
 
 

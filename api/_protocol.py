@@ -112,6 +112,7 @@ __all__ = [
     "SettleDeliveryRequest",
     "SnapshotRequest",
     "SplitReceiptRequest",
+    "StateName",
     "StatePush",
     "StatementInfo",
     "SubscribeRequest",
@@ -270,7 +271,8 @@ class MassCancelRequest(WireModel):
 
 
 class SetTradingStateRequest(WireModel):
-    """Staff only: halt, resume, open or close an instrument."""
+    """Staff only: halt, resume, open or close an instrument, or move it to the midday break. The
+    core's state machine decides which moves exist (another is BAD_STATE)."""
 
     type: Literal["set_trading_state"]
     id: RequestId

@@ -56,10 +56,19 @@ def serve_command(
         float,
         typer.Option(help="With --demo: requests per second of all simulated traders together.", min=0.1, max=1000),
     ] = 5.0,
+    insecure_no_pepper: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-no-pepper",
+            help="Serve although BULKEX_API_KEY_PEPPER is not set (a local trial): whoever reads the database "
+            "can then log in with any key.",
+        ),
+    ] = False,
 ) -> None:
     """Start the exchange: sequencer, core, journal and the WebSocket endpoint (Ctrl-C stops it gracefully)."""
     import logging
 
+    from api._keys import pepper_problem
     from api._server import GatewayServer, serve
     from exchange import ExchangeError
 
@@ -68,6 +77,14 @@ def serve_command(
     if (tls_cert is None) != (tls_key is None):
         typer.echo("error: give both --tls-cert and --tls-key, or neither", err=True)
         raise typer.Exit(2)
+    problem = pepper_problem()
+    if problem is not None:
+        if not (demo or insecure_no_pepper):
+            typer.echo(_no_pepper_message(problem), err=True)
+            raise typer.Exit(2)
+        logging.getLogger("bulkex.serve").warning(
+            "%s: the stored API keys are not sealed (%s)", problem, "--demo" if demo else "--insecure-no-pepper"
+        )
 
     settings = _settings(database_url, host, port)
     example: tuple[str, str] | None = None
@@ -103,6 +120,20 @@ def serve_command(
         raise typer.Exit(1) from None
 
 
+def _no_pepper_message(problem: str) -> str:
+    from api._keys import MIN_PEPPER_CHARS, PEPPER_ENV
+
+    return (
+        f"error: {problem}. Without a pepper the api_keys table holds what signs a login: anyone who reads the "
+        f"database (a backup, a replica, a copy) can log in with every key, staff keys included.\n"
+        f"Set a random secret of at least {MIN_PEPPER_CHARS} characters in the environment of the server and of "
+        "`bulkex keys create`, kept outside the database, e.g.\n"
+        f"    export {PEPPER_ENV}=\"$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')\"\n"
+        "then create the keys again (a key made under another pepper, or none, no longer signs in).\n"
+        "A local trial may pass --insecure-no-pepper instead; `bulkex serve --demo` needs no pepper."
+    )
+
+
 keys_app = typer.Typer(help="API keys of the WebSocket gateway.", no_args_is_help=True)
 
 
@@ -110,13 +141,17 @@ keys_app = typer.Typer(help="API keys of the WebSocket gateway.", no_args_is_hel
 def keys_create(
     role: Annotated[str, typer.Argument(help="trader, operator, bank or staff")],
     subject: Annotated[
-        str, typer.Argument(help="member account, operator account (bulkex warehouse operator) or bank ('' for staff)")
+        str,
+        typer.Argument(
+            help="member account, operator account (bulkex warehouse operator), bank, or for staff the user name "
+            "of the person who holds the key (required: maker-checker compares people)"
+        ),
     ] = "",
     label: Annotated[str, typer.Option(help="A note to recognise the key by.")] = "",
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create a key; the secret is printed once and never stored."""
-    from api._keys import create_key
+    from api._keys import PEPPER_ENV, create_key, pepper_problem
 
     try:
         key_id, secret = create_key(_settings(database_url).database_url, role, subject, label)
@@ -126,6 +161,14 @@ def keys_create(
     typer.echo(f"key_id: {key_id}")
     typer.echo(f"secret: {secret}")
     typer.echo("keep the secret now: it is not stored and cannot be shown again")
+    problem = pepper_problem()
+    if problem is not None:
+        typer.echo(
+            f"warning: {problem}: this key is sealed without a pepper; a server that has one will not accept it "
+            f"(and `bulkex serve` without one needs --insecure-no-pepper): set {PEPPER_ENV} as the server has it "
+            "and create the key again",
+            err=True,
+        )
 
 
 @keys_app.command("revoke")

@@ -18,7 +18,13 @@ costs CPU per frame and memory per connection for messages of a few hundred
 bytes (docs/protocol.md).
 
 Every request gets exactly one answer. A command is answered only after its
-journal commit. Work is batched at each hand-over: one ``submit_batch`` per
+journal commit. An unexpected exception while a request is handled (a
+programming error) is logged and answered INTERNAL_ERROR (with the seq when
+the command was sequenced); the connection stays open. Frames that are not
+requests (malformed JSON, too large, binary) take a token of the
+connection's rate limit as requests do.
+
+Work is batched at each hand-over: one ``submit_batch`` per
 pass of the loop (not one queue operation and thread wake-up per command, nor
 a ticket per command: the answers come from the listener),
 one ``call_soon_threadsafe`` per committed batch, one write per connection
@@ -31,6 +37,12 @@ requests UNAVAILABLE, wait for every submitted command's answer, let the
 send queues drain, close the connections (1001, applying cancel-on-
 disconnect), then close the sequencer, which commits whatever is queued.
 Nothing acknowledged is lost: an answer is only ever sent after its commit.
+
+Cancel-on-disconnect is per session: a session that asked for it remembers the
+ids of the orders it entered that rested (``Gateway.entered``); when it closes,
+those still open are cancelled, one CancelOrder each, submitted as one internal
+group. An order of it still on its way to the sequencer is cancelled when its
+answer comes. The member's other sessions keep their orders.
 """
 
 from __future__ import annotations
@@ -60,15 +72,16 @@ from api._errors import ApiError, ErrorCode, error_message
 from api._handlers import HANDLERS, Handler, Submit
 from api._keys import ApiKey, KeyStore
 from api._limits import CLOSE_GOING_AWAY, CLOSE_POLICY, GatewayLimits, TokenBucket
-from api._marketdata import MarketData
+from api._marketdata import MarketData, read_trade_history
 from api._private import PrivateStreams
-from api._protocol import PRIVATE_CHANNELS, REQUESTS
+from api._protocol import CHANNELS, PRIVATE_CHANNELS, REQUESTS
 from api._queries import Queries
 from api._session import Connection, GatewayConnection, Outbox
 from api._views import Views
 from exchange import (
     COLLECTOR_CHECK_S,
     Ack,
+    Core,
     Freezer,
     QueueFull,
     Sequencer,
@@ -79,7 +92,7 @@ from exchange import (
     serving_process,
     session_commands,
 )
-from matching import MassCancel
+from matching import make_cancel_order
 
 __all__ = [
     "SCHEDULE_INTERVAL_S",
@@ -101,6 +114,13 @@ SWEEP_AFTER_CYCLE_HINTS = 10_000
 asyncio's and the WebSocket library's objects) after which the loop sweeps (exchange/_gc.py)."""
 SHUTDOWN_DRAIN_S = 5.0
 """How long shutdown waits for answers and send queues before closing connections."""
+ORDER_OWNERS_PRUNE_AT = 65_536
+"""Owners of resting orders the gateway remembers (an amend's price is read against the instrument of
+the caller's own order only) before it forgets those of orders no longer open; while the open ones
+alone reach it, twice as many."""
+SESSION_ORDERS_PRUNE_AT = 1_024
+"""Order ids a cancel-on-disconnect session remembers before it forgets those of orders no longer
+open; while the open ones alone reach it, twice as many."""
 _CST = timedelta(hours=8)
 _dumps = orjson.dumps
 _loads = orjson.loads
@@ -133,6 +153,8 @@ class Gateway:
         self.key_buckets: dict[str, TokenBucket] = {}
         self.nonces: dict[str, dict[str, int]] = {}
         self.parsed_prices: dict[str, dict[str, int]] = {}  # symbol -> wire price -> ticks (api._handlers._ticks)
+        self.order_accounts: dict[int, str] = {}  # resting order id -> its account (see entered)
+        self._owners_prune_at = ORDER_OWNERS_PRUNE_AT
         # id(command) -> (connection, request id, request type, finish, command)
         self.pending: dict[int, tuple[Connection, str, str, Callable[[Ack], dict[str, Any]], Any]] = {}
         self.internal: set[asyncio.Future[None]] = set()
@@ -150,7 +172,43 @@ class Gateway:
         return self.market.instruments[symbol].instrument.ticks_to_price(price_ticks)
 
     def order_instrument(self, account: str, order_id: int) -> str | None:
+        """The instrument of `account`'s open order `order_id`; None for any other id: another
+        member's order is answered exactly as one that does not exist (docs/protocol.md)."""
+        if self.order_accounts.get(order_id) != account:
+            return None
         return self.private.open_orders.get(order_id)
+
+    def entered(self, conn: Connection, order_id: int) -> None:
+        """A new order of `conn` rests as `order_id` (new_order's finish, once the batch's events are
+        folded into the read models): remember its owner and, for a cancel-on-disconnect session,
+        that this session entered it; a session already gone has it cancelled at once."""
+        owners = self.order_accounts
+        owners[order_id] = conn.account
+        if len(owners) >= self._owners_prune_at:
+            open_orders = self.private.open_orders
+            self.order_accounts = owners = {i: a for i, a in owners.items() if i in open_orders}
+            self._owners_prune_at = max(ORDER_OWNERS_PRUNE_AT, 2 * len(owners))
+        if not conn.cancel_on_disconnect:
+            return
+        if conn in self.connections:
+            mine = conn.entered_orders
+            mine.add(order_id)
+            if len(mine) >= max(conn.entered_prune_at, SESSION_ORDERS_PRUNE_AT):
+                open_orders = self.private.open_orders
+                conn.entered_orders = mine = {i for i in mine if i in open_orders}
+                conn.entered_prune_at = 2 * len(mine)
+        elif order_id in self.private.open_orders and self.sequencer.running:
+            self.submit_internal_group([make_cancel_order(conn.account, order_id)])
+
+    def load_orders(self, core: Core) -> None:
+        """The resting orders of the recovered core (before the writer thread starts): their owners,
+        and their instruments for an amend's price."""
+        open_orders = self.private.open_orders
+        owners = self.order_accounts
+        for order_id, order in core.matching.orders.items():
+            open_orders[order_id] = order.instrument
+            owners[order_id] = order.account
+        self._owners_prune_at = max(ORDER_OWNERS_PRUNE_AT, 2 * len(owners))
 
     async def lookup_key(self, key_id: str) -> ApiKey | None:
         return await asyncio.to_thread(self.keys.get, key_id)
@@ -173,6 +231,7 @@ class Gateway:
         seen[nonce] = now_ms
 
     def answer(self, conn: Connection, request_id: str, request_type: str, result: dict[str, Any]) -> None:
+        conn.answered += 1
         conn.push(_dumps({"type": "accepted", "id": request_id, "request": request_type, "result": result}))
 
     def error(
@@ -182,71 +241,90 @@ class Gateway:
                                 "message": error_message(code, detail)}  # fmt: skip
         if seq is not None:
             body["seq"] = seq
+        conn.answered += 1
         conn.push(_dumps(body))
 
     # ------------------------------------------------------------- frames
 
     def on_frame(self, conn: Connection, message: str | bytes) -> None:
-        limits = self.limits
-        now_s = time.monotonic()
-        if isinstance(message, bytes):
+        """One frame: its answer, or its request's handler (which answers now or later). Never
+        raises: an unexpected exception is logged and answered INTERNAL_ERROR, unless the request
+        was answered already (a handler that answers itself and fails afterwards)."""
+        answered = conn.answered
+        request: Any = None
+        request_id: str | None = None
+        try:
+            limits = self.limits
+            now_s = time.monotonic()
+            if isinstance(message, bytes):
+                if not conn.bucket.take(now_s):
+                    self.error(conn, None, ErrorCode.RATE_LIMITED)
+                    return
+                self.error(conn, None, ErrorCode.BINARY_FRAME)
+                return
+            if len(message) > limits.max_message_bytes or (
+                len(message) * 4 > limits.max_message_bytes and len(message.encode()) > limits.max_message_bytes
+            ):
+                if not conn.bucket.take(now_s):  # garbage counts as a request does
+                    self.error(conn, None, ErrorCode.RATE_LIMITED)
+                    return
+                self.error(conn, None, ErrorCode.MESSAGE_TOO_LARGE, f"at most {limits.max_message_bytes} bytes")
+                return
+            # Fast path: a valid request is decoded and validated in one pass. Anything else takes the
+            # step-by-step path below, which tells which error it is.
+            try:
+                request = REQUESTS.parse_json(message)
+            except ValidationError:
+                request = None
+            if request is not None:
+                request_type: str = request.type
+                if not conn.bucket.take(now_s):
+                    self.error(conn, request.id, ErrorCode.RATE_LIMITED)
+                    return
+                handler = HANDLERS.handlers.get(request_type)
+                if handler is None:
+                    self.error(conn, request.id, ErrorCode.UNKNOWN_TYPE, repr(request_type)[:80])
+                    return
+                self._dispatch(conn, request, request_type, handler, now_s)
+                return
+            try:
+                data = _loads(message)
+            except orjson.JSONDecodeError as exc:
+                if not conn.bucket.take(now_s):
+                    self.error(conn, None, ErrorCode.RATE_LIMITED)
+                    return
+                self.error(conn, None, ErrorCode.MALFORMED_JSON, str(exc)[:200])
+                return
+            if type(data) is not dict:
+                if not conn.bucket.take(now_s):
+                    self.error(conn, None, ErrorCode.RATE_LIMITED)
+                    return
+                self.error(conn, None, ErrorCode.MALFORMED_JSON, "expected a JSON object")
+                return
+            raw_id = data.get("id")
+            if type(raw_id) is str and 1 <= len(raw_id) <= 64 and _PRINTABLE_ID(raw_id):
+                request_id = raw_id  # (never echo an id the protocol's RequestId pattern refuses)
             if not conn.bucket.take(now_s):
-                self.error(conn, None, ErrorCode.RATE_LIMITED)
+                self.error(conn, request_id, ErrorCode.RATE_LIMITED)
                 return
-            self.error(conn, None, ErrorCode.BINARY_FRAME)
-            return
-        if len(message) > limits.max_message_bytes or (
-            len(message) * 4 > limits.max_message_bytes and len(message.encode()) > limits.max_message_bytes
-        ):
-            conn.bucket.take(now_s)
-            self.error(conn, None, ErrorCode.MESSAGE_TOO_LARGE, f"at most {limits.max_message_bytes} bytes")
-            return
-        # Fast path: a valid request is decoded and validated in one pass. Anything else takes the
-        # step-by-step path below, which tells which error it is.
-        try:
-            request: Any = REQUESTS.parse_json(message)
-        except ValidationError:
-            request = None
-        if request is not None:
-            request_type: str = request.type
-            if not conn.bucket.take(now_s):
-                self.error(conn, request.id, ErrorCode.RATE_LIMITED)
+            raw_type = data.get("type")
+            model = REQUESTS.models.get(raw_type) if type(raw_type) is str else None
+            handler = HANDLERS.handlers.get(raw_type) if type(raw_type) is str else None
+            if model is None or handler is None:
+                self.error(conn, request_id, ErrorCode.UNKNOWN_TYPE, repr(raw_type)[:80])
                 return
-            handler = HANDLERS.handlers.get(request_type)
-            if handler is None:
-                self.error(conn, request.id, ErrorCode.UNKNOWN_TYPE, repr(request_type)[:80])
+            try:
+                request = model.model_validate(data)
+            except ValidationError as exc:
+                self.error(conn, request_id, _schema_code(exc), _describe(exc))
                 return
-            self._dispatch(conn, request, request_type, handler, now_s)
-            return
-        try:
-            data = _loads(message)
-        except orjson.JSONDecodeError as exc:
-            conn.bucket.take(now_s)
-            self.error(conn, None, ErrorCode.MALFORMED_JSON, str(exc)[:200])
-            return
-        if type(data) is not dict:
-            conn.bucket.take(now_s)
-            self.error(conn, None, ErrorCode.MALFORMED_JSON, "expected a JSON object")
-            return
-        request_id = data.get("id")
-        if type(request_id) is not str or not (1 <= len(request_id) <= 64) or not _PRINTABLE_ID(request_id):
-            request_id = None  # never echo an id the protocol's RequestId pattern refuses
-        if not conn.bucket.take(now_s):
-            self.error(conn, request_id, ErrorCode.RATE_LIMITED)
-            return
-        raw_type = data.get("type")
-        model = REQUESTS.models.get(raw_type) if type(raw_type) is str else None
-        handler = HANDLERS.handlers.get(raw_type) if type(raw_type) is str else None
-        if model is None or handler is None:
-            self.error(conn, request_id, ErrorCode.UNKNOWN_TYPE, repr(raw_type)[:80])
-            return
-        try:
-            request = model.model_validate(data)
-        except ValidationError as exc:
-            self.error(conn, request_id, ErrorCode.INVALID_FIELD, _describe(exc))
-            return
-        assert type(raw_type) is str
-        self._dispatch(conn, request, raw_type, handler, now_s)
+            assert type(raw_type) is str
+            self._dispatch(conn, request, raw_type, handler, now_s)
+        except Exception as exc:
+            log.exception("a frame could not be handled")
+            if conn.answered == answered:
+                rid = request_id if request is None else request.id
+                self.error(conn, rid, ErrorCode.INTERNAL_ERROR, type(exc).__name__)
 
     def _dispatch(self, conn: Connection, request: Any, request_type: str, handler: Handler, now_s: float) -> None:
         """A valid request: shutdown, login and role, key rate, duplicate id, then its handler."""
@@ -403,20 +481,30 @@ class Gateway:
                 result = finish(ack)
             except ApiError as exc:
                 self.error(conn, rid, exc.code, exc.detail, getattr(exc, "seq", ack.seq))
+            except Exception as exc:
+                # sequenced and committed, then the answer failed: the seq tells the client where to look
+                log.exception("the answer to %s %r (seq %d) failed", request_type, rid, ack.seq)
+                self.error(conn, rid, ErrorCode.INTERNAL_ERROR, type(exc).__name__, ack.seq)
             else:
                 self.answer(conn, rid, request_type, result)
         if not pending:
             self._idle.set()
 
     def submit_internal(self, command: Any) -> None:
-        """A command of the gateway itself (schedule, cancel-on-disconnect); its answer is only logged.
-        Commands of clients queued in this pass go first (a cancel-on-disconnect follows the session's
-        last orders)."""
+        """A command of the gateway itself (the schedule, set-up); see submit_internal_group."""
+        self.submit_internal_group((command,))
+
+    def submit_internal_group(self, commands: Sequence[Any]) -> None:
+        """Commands of the gateway itself (schedule, cancel-on-disconnect), submitted as one group:
+        they are sequenced together, in order, and nobody is answered (``wait_idle`` waits for
+        them). Commands of clients queued in this pass go first (a cancel-on-disconnect follows the
+        session's last orders)."""
+        assert commands, "an empty group"
         self._submit_queued()
         try:
-            ticket = self.sequencer.submit(command)
+            ticket = self.sequencer.submit_batch(commands)
         except (QueueFull, WriterStopped) as exc:
-            log.warning("could not submit %r: %s", command, exc)
+            log.warning("could not submit %d commands (%r first): %s", len(commands), commands[0], exc)
             return
         future: asyncio.Future[None] = self.loop.create_future()
         self.internal.add(future)
@@ -470,7 +558,14 @@ class Gateway:
                 if not sessions:
                     del self.sessions[conn.key.key_id]
             if conn.cancel_on_disconnect and conn.account and self.sequencer.running:
-                self.submit_internal(MassCancel(conn.account, ""))
+                # this session's orders that are still open (an order still on its way is cancelled
+                # when its answer comes: Gateway.entered); the member's other sessions keep theirs
+                account = conn.account
+                open_orders = self.private.open_orders
+                cancels = [make_cancel_order(account, i) for i in sorted(conn.entered_orders) if i in open_orders]
+                conn.entered_orders = set()
+                if cancels:
+                    self.submit_internal_group(cancels)
         if isinstance(conn.ws, GatewayConnection):
             conn.ws.direct = None
         conn.closing = True
@@ -540,6 +635,22 @@ class Gateway:
 
 _PRINTABLE_ID = re.compile(r"[\x21-\x7e]+").fullmatch
 """An id worth echoing: the RequestId pattern of the protocol (printable ASCII, no space)."""
+
+
+def _schema_code(exc: ValidationError) -> ErrorCode:
+    """UNKNOWN_CHANNEL when the one thing wrong is a `channel` that names no channel (a string outside
+    the protocol's channels); else INVALID_FIELD (a known channel where the request takes another
+    kind, or a channel that is no string, is INVALID_FIELD)."""
+    errors = exc.errors()
+    if not errors:
+        return ErrorCode.INVALID_FIELD
+    for error in errors:
+        value = error.get("input")
+        if error["loc"] != ("channel",) or error["type"] != "literal_error" or type(value) is not str:
+            return ErrorCode.INVALID_FIELD
+        if value in CHANNELS:
+            return ErrorCode.INVALID_FIELD
+    return ErrorCode.UNKNOWN_CHANNEL
 
 
 def _describe(exc: ValidationError) -> str:
@@ -617,8 +728,12 @@ class GatewayServer:
             keys = KeyStore(self.settings.database_url)
             queries = Queries(self.settings.database_url)
             gateway = Gateway(sequencer, keys, queries, self.limits, loop)
-            gateway.market.load(sequencer.core)
+            history = await asyncio.to_thread(
+                read_trade_history, queries.engine, sequencer.core.matching.books, gateway.market.clock_ns()
+            )  # the day's statistics and recent trades survive a restart
+            gateway.market.load(sequencer.core, history)
             gateway.views.load(sequencer.core)
+            gateway.load_orders(sequencer.core)
             sequencer.listeners.append(gateway.on_commit)
             sequencer.start()
         except BaseException:

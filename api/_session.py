@@ -204,7 +204,7 @@ class GatewayConnection(ServerConnection):
             message = bytes(data)
         try:
             direct(message)
-        except Exception:
+        except Exception:  # a last resort: Gateway.on_frame answers its own failures (INTERNAL_ERROR)
             log.exception("a frame could not be handled")
             self.protocol.fail(CloseCode.INTERNAL_ERROR, "internal error")
             self.send_data()
@@ -272,6 +272,11 @@ class Connection:
         self.key: ApiKey | None = None
         self.session_id = ""
         self.cancel_on_disconnect = False
+        # with cancel_on_disconnect: the ids of orders this session entered that rested (those no
+        # longer open are dropped when the set reaches entered_prune_at, see Gateway.entered)
+        self.entered_orders: set[int] = set()
+        self.entered_prune_at = 0
+        self.answered = 0  # answers (accepted or error) sent to this connection's requests
         self.in_flight: set[str] = set()  # request ids awaiting their answer
         self.pending_commands = 0
         # (channel, instrument or account) -> True

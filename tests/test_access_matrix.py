@@ -36,6 +36,7 @@ from api._harness import RunningExchange, running_exchange
 from api._keys import derive_signing_key, sign_login
 from api._limits import GatewayLimits
 from api._protocol import PRIVATE_CHANNELS, PUBLIC_CHANNELS, REQUESTS
+from exchange import Sequencer
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -61,7 +62,7 @@ def test_registered_roles_match_the_policy() -> None:
     for request_type, roles in POLICY.items():
         handler = HANDLERS.handlers.get(request_type)
         assert handler is not None, request_type
-        assert handler.roles == roles, (request_type, handler.roles)
+        assert handler.roles == frozenset(roles), (request_type, handler.roles)
     for request_type in ("login", "ping", "instruments", "subscribe", "unsubscribe", "snapshot"):
         assert HANDLERS.handlers[request_type].roles is None, request_type
     assert set(HANDLERS.handlers) <= set(REQUESTS.models), "a handler without a request model"
@@ -179,6 +180,8 @@ def _private_answer(channel: str, role: str | None, account: str | None) -> str 
 def test_every_request_type_is_refused_to_every_role_that_must_not_use_it(tmp_path: Path) -> None:
     async def body() -> None:
         async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}") as ex:
+            sequencer = ex.sequencer
+            assert isinstance(sequencer, Sequencer)  # running_exchange's default: in this process
             keys = _keys(ex)
             tried = refused = 0
             for request_type, handler in sorted(HANDLERS.handlers.items()):
@@ -187,7 +190,7 @@ def test_every_request_type_is_refused_to_every_role_that_must_not_use_it(tmp_pa
                 assert handler.roles <= ALL_ROLES, (request_type, handler.roles)
                 for role in [None, *sorted(ALL_ROLES)]:
                     raw = await _connect(ex, role, keys)
-                    seq, state = ex.sequencer.committed_seq, ex.sequencer.state_hash()
+                    seq, state = sequencer.committed_seq, sequencer.state_hash()
                     answer = await raw.ask(example(request_type, f"{request_type}-{role}"))
                     await raw.ws.close()
                     tried += 1
@@ -200,8 +203,8 @@ def test_every_request_type_is_refused_to_every_role_that_must_not_use_it(tmp_pa
                         assert f"key may not send {request_type}" not in answer.get("message", ""), answer
                         continue
                     refused += 1
-                    assert ex.sequencer.committed_seq == seq, (request_type, role, "journal grew")
-                    assert ex.sequencer.state_hash() == state, (request_type, role, "state changed")
+                    assert sequencer.committed_seq == seq, (request_type, role, "journal grew")
+                    assert sequencer.state_hash() == state, (request_type, role, "state changed")
             print(f"access matrix: {tried} (request type, role) pairs tried, {refused} refused as they must be")
             assert refused > 0
 

@@ -11,12 +11,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from test_api_operations import RB, assert_views_match_core, check_private, close_all, refused, run, setup, steel
 
 from api._client import Client
 from api._harness import running_exchange
 from clearing import BankBalance, CloseDay, CloseStatement
-from exchange import SIMULATION_FUNDING_FEN
+from exchange import SIMULATION_FUNDING_FEN, Sequencer
+from tests.test_api_operations import RB, assert_views_match_core, check_private, close_all, refused, run, setup, steel
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,7 +33,8 @@ async def goods(op: Client, holder: Client, number: str, weight_kg: int, instrum
     """Register a steel receipt at the operator's warehouse and have its holder confirm it."""
     await op.request("register_receipt", **{**steel(number, holder.session["subject"], weight_kg),
                                             "instrument": instrument})  # fmt: skip
-    return (await holder.request("confirm_receipt", number=number))["receipt"]
+    receipt: dict[str, Any] = (await holder.request("confirm_receipt", number=number))["receipt"]
+    return receipt
 
 
 async def deal(seller: Client, buyer: Client, instrument: str = RB, lots: int = 10) -> int:
@@ -45,6 +46,8 @@ async def deal(seller: Client, buyer: Client, instrument: str = RB, lots: int = 
 def test_split_merge_pledge_freeze_void_and_load_out_withdrawal(database_url: str) -> None:
     async def main() -> None:
         async with running_exchange(database_url) as ex:
+            sequencer = ex.sequencer
+            assert isinstance(sequencer, Sequencer)  # running_exchange's default: in this process
             c = await setup(ex)
             seller, other, op1, op2, bank, staff = c["SELLER"], c["OTHER"], c["op1"], c["op2"], c["bank"], c["staff"]
             other_bank = Client(ex.url, *ex.bank_key("OTHERBANK"))
@@ -81,9 +84,9 @@ def test_split_merge_pledge_freeze_void_and_load_out_withdrawal(database_url: st
             assert [s["state"] for s in merged["sources"]] == ["merged", "merged"]
             number = m["number"]
             # pledge to a bank: only the holder, only to a partner bank; the pledged receipt is not for sale
-            seq_before = ex.sequencer.last_seq
+            seq_before = sequencer.last_seq
             await refused(seller.request("pledge_receipt", number=number, bank="NOBANK"), "UNKNOWN_BANK")
-            assert ex.sequencer.last_seq == seq_before  # answered by the gateway, nothing sequenced
+            assert sequencer.last_seq == seq_before  # answered by the gateway, nothing sequenced
             await refused(other.request("pledge_receipt", number=number, bank="SIMBANK"), "NOT_YOUR_RECEIPT")
             pledged = await seller.request("pledge_receipt", number=number, bank="SIMBANK")
             assert (pledged["receipt"]["state"], pledged["receipt"]["pledgee"]) == ("pledged", "SIMBANK")
@@ -94,11 +97,11 @@ def test_split_merge_pledge_freeze_void_and_load_out_withdrawal(database_url: st
             assert [r["number"] for r in await bank.receipts()] == [number]
             assert await other_bank.receipts() == []
             # only the bank it is pledged to releases it; a frozen pledge waits for staff
-            hash_before = ex.sequencer.state_hash()
+            hash_before = sequencer.state_hash()
             await refused(other_bank.request("release_pledge", number=number), "NOT_PLEDGEE")
             await refused(other_bank.request("release_pledge", number="R2"), "NOT_PLEDGEE")
             await refused(seller.request("release_pledge", number=number), "FORBIDDEN")
-            assert ex.sequencer.state_hash() == hash_before
+            assert sequencer.state_hash() == hash_before
             frozen = await staff.request("freeze_receipt", number=number, reason="ownership disputed")
             assert frozen["receipt"]["state"] == "frozen"
             await refused(bank.request("release_pledge", number=number), "BAD_RECEIPT_STATE")
@@ -137,14 +140,16 @@ def test_split_merge_pledge_freeze_void_and_load_out_withdrawal(database_url: st
 def test_cancel_withdrawal_and_a_retried_settlement(tmp_path: Any) -> None:
     async def main() -> None:
         async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}") as ex:
+            sequencer = ex.sequencer
+            assert isinstance(sequencer, Sequencer)  # running_exchange's default: in this process
             c = await setup(ex)
             seller, buyer, other, op1, staff = c["SELLER"], c["BUYER"], c["OTHER"], c["op1"], c["staff"]
             full = (await buyer.balances())[0]
             await buyer.request("request_withdrawal", withdrawal_id="w-big", amount="2000000.00")
-            seq_before = ex.sequencer.last_seq
+            seq_before = sequencer.last_seq
             await refused(other.request("cancel_withdrawal", withdrawal_id="w-big"), "UNKNOWN_REQUEST")
             await refused(other.request("cancel_withdrawal", withdrawal_id="w-none"), "UNKNOWN_REQUEST")
-            assert ex.sequencer.last_seq == seq_before  # another member's id is refused before the sequencer
+            assert sequencer.last_seq == seq_before  # another member's id is refused before the sequencer
             cancelled = await buyer.request("cancel_withdrawal", withdrawal_id="w-big")
             assert (cancelled["withdrawal"]["status"], cancelled["withdrawal"]["account"]) == ("cancelled", "BUYER")
             assert (await buyer.balances())[0] == full
@@ -165,9 +170,9 @@ def test_cancel_withdrawal_and_a_retried_settlement(tmp_path: Any) -> None:
             assert confirmed["settlement"] is not None
             assert confirmed["settlement"].startswith("INSUFFICIENT_FUNDS")
             assert confirmed["deal"]["delivery"]["state"] == "delivery_confirmed"
-            hash_before = ex.sequencer.state_hash()
+            hash_before = sequencer.state_hash()
             await refused(staff.request("settle_delivery", deal_id=deal_id), "INSUFFICIENT_FUNDS")
-            assert ex.sequencer.state_hash() == hash_before
+            assert sequencer.state_hash() == hash_before
             await refused(buyer.request("settle_delivery", deal_id=deal_id), "FORBIDDEN")
             await buyer.request("cancel_withdrawal", withdrawal_id="w-all")
             settled = await staff.request("settle_delivery", deal_id=deal_id)
@@ -185,9 +190,11 @@ def test_cancel_withdrawal_and_a_retried_settlement(tmp_path: Any) -> None:
 def test_listing_the_receipt_rule_defaults_and_the_deadline_sweep(tmp_path: Any) -> None:
     async def main() -> None:
         async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}") as ex:
+            sequencer = ex.sequencer
+            assert isinstance(sequencer, Sequencer)  # running_exchange's default: in this process
             c = await setup(ex)
             seller, buyer, other, op1, staff = c["SELLER"], c["BUYER"], c["OTHER"], c["op1"], c["staff"]
-            seq_before = ex.sequencer.last_seq
+            seq_before = sequencer.last_seq
             await refused(staff.request("list_instrument", **{**LISTING, "reference_price": "3500.50"}),
                           "PRICE_OFF_TICK")  # fmt: skip
             inverted = {**LISTING, "min_lots": 5, "max_lots": 2}
@@ -195,11 +202,11 @@ def test_listing_the_receipt_rule_defaults_and_the_deadline_sweep(tmp_path: Any)
             await refused(staff.request("list_instrument", **{**LISTING, "symbol": RB}), "INSTRUMENT_EXISTS")
             await refused(staff.request("require_receipts", instrument="GOLD-999", required=False),
                           "UNKNOWN_INSTRUMENT")  # fmt: skip
-            assert ex.sequencer.last_seq == seq_before
-            hash_before = ex.sequencer.state_hash()
+            assert sequencer.last_seq == seq_before
+            hash_before = sequencer.state_hash()
             backwards = [{"at": "10:00", "state": "continuous"}, {"at": "09:00", "state": "auction"}]
             await refused(staff.request("list_instrument", **{**LISTING, "sessions": backwards}), "BAD_INSTRUMENT")
-            assert ex.sequencer.state_hash() == hash_before
+            assert sequencer.state_hash() == hash_before
             # a new instrument, with deadlines on the trade day: listed closed, under the receipt rule
             listed = await staff.request("list_instrument", **LISTING)
             info = listed["instrument"]

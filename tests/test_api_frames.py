@@ -180,6 +180,7 @@ def test_the_frame_boundary_is_told_from_the_library_parser_state() -> None:
     """The gateway takes over reading only where the websockets parser waits for a new frame with
     nothing buffered: never inside a frame, even when the bytes read so far were all consumed."""
     from websockets.frames import Frame as LibraryFrame
+    from websockets.http11 import Request
     from websockets.server import ServerProtocol
 
     from api._session import at_frame_boundary
@@ -191,6 +192,7 @@ def test_the_frame_boundary_is_told_from_the_library_parser_state() -> None:
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     (request,) = protocol.events_received()
+    assert isinstance(request, Request)
     protocol.send_response(protocol.accept(request))
     assert at_frame_boundary(protocol)
     raw = frame(TEXT, ping_request("a"))

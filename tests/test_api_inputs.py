@@ -24,6 +24,7 @@ from api._harness import running_exchange
 from api._keys import derive_signing_key, sign_login
 from api._limits import GatewayLimits
 from api._protocol import PUSHES, REQUESTS, RESULTS, Accepted, ErrorResponse
+from exchange import Sequencer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -99,21 +100,23 @@ BAD_FRAMES: list[tuple[str, str | bytes, str]] = [
 def test_bad_inputs_get_their_error_and_change_nothing(tmp_path: Any) -> None:
     async def main() -> None:
         async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}") as ex:
+            sequencer = ex.sequencer
+            assert isinstance(sequencer, Sequencer)  # running_exchange's default: in this process
             key_id, secret = ex.trader_key("M1")
             async with connect(ex.url, max_size=None) as ws:
                 # before login
                 reply = await answer(ws, order())
                 assert reply["code"] == "NOT_AUTHENTICATED"
                 assert (await answer(ws, login_frame(key_id, secret)))["type"] == "accepted"
-                seq_before = ex.sequencer.last_seq
-                hash_before = ex.sequencer.state_hash()
+                seq_before = sequencer.last_seq
+                hash_before = sequencer.state_hash()
                 for name, frame, code in BAD_FRAMES:
                     reply = await answer(ws, frame)
                     assert reply["type"] == "error", name
                     assert reply["code"] == code, (name, reply)
                     assert reply["message"], name
-                assert ex.sequencer.last_seq == seq_before
-                assert ex.sequencer.state_hash() == hash_before
+                assert sequencer.last_seq == seq_before
+                assert sequencer.state_hash() == hash_before
                 # a core reject is sequenced, answered with the core's code and the seq, and the book is unchanged
                 reply = await answer(ws, order(price="9999.00"))
                 assert reply["code"] == "PRICE_OUT_OF_BAND"
@@ -135,6 +138,8 @@ def test_bad_inputs_get_their_error_and_change_nothing(tmp_path: Any) -> None:
 def test_authentication_failures(tmp_path: Any) -> None:
     async def main() -> None:
         async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}") as ex:
+            sequencer = ex.sequencer
+            assert isinstance(sequencer, Sequencer)  # running_exchange's default: in this process
             key_id, secret = ex.trader_key("M1")
             now = time.time_ns() // 1_000_000
             skew = GatewayLimits().auth_max_skew_ms
@@ -169,7 +174,7 @@ def test_authentication_failures(tmp_path: Any) -> None:
             instruments = [book.instrument for book in ex.sequencer.core.matching.books.values()]
             per_member = 2 + 2 * HARNESS_RECEIPTS_PER_INSTRUMENT * len(ex.symbols)
             expected = len(ex.symbols) * 2 + len(warehouse_commands(instruments)) + per_member * len(ex.funded)
-            assert ex.sequencer.last_seq == expected
+            assert sequencer.last_seq == expected
 
     run(main)
 
@@ -330,11 +335,11 @@ def test_fragmented_messages_keep_their_order_and_bad_utf8_closes_1007(tmp_path:
             async with connect(ex.url) as ws:
                 await ws.send(orjson.dumps({"type": "ping", "id": "a"}), text=True)
                 fragments = [b'{"type": "ping", ', b'"id": "b"}']
-                await ws.send(iter(fragments), text=True)  # type: ignore[arg-type]
+                await ws.send(iter(fragments), text=True)
                 await ws.send(orjson.dumps({"type": "ping", "id": "c"}), text=True)
                 await ws.send(b"\x00binary")
                 await ws.send(orjson.dumps({"type": "ping", "id": "d"}), text=True)
-                seen = []
+                seen: list[tuple[str | None, str | None]] = []
                 while len(seen) < 5:
                     message = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
                     if message["type"] in ("accepted", "error"):
@@ -470,6 +475,8 @@ def test_every_role_that_must_not_send_a_money_or_goods_request_is_refused(tmp_p
 
     async def main() -> None:
         async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}") as ex:
+            sequencer = ex.sequencer
+            assert isinstance(sequencer, Sequencer)  # running_exchange's default: in this process
             keys = {
                 "trader": ex.trader_key("M1"),
                 "operator": ex.warehouse("W1", ("EAST-STEEL",), "op1"),
@@ -478,7 +485,7 @@ def test_every_role_that_must_not_send_a_money_or_goods_request_is_refused(tmp_p
             }
             # every request with a role table is in the matrix (a new one must be added here)
             assert set(MONEY_AND_GOODS) == {t for t, h in HANDLERS.handlers.items() if h.roles is not None}
-            seq_before = ex.sequencer.last_seq
+            seq_before = sequencer.last_seq
             refused = 0
             for role, (key_id, secret) in keys.items():
                 async with connect(ex.url) as ws:
@@ -496,19 +503,24 @@ def test_every_role_that_must_not_send_a_money_or_goods_request_is_refused(tmp_p
                         assert reply["code"] == "FORBIDDEN", (role, request_type, reply)
                         refused += 1
             assert refused >= 70
-            assert ex.sequencer.last_seq == seq_before  # nothing reached the sequencer
+            assert sequencer.last_seq == seq_before  # nothing reached the sequencer
 
     run(main)
+
+
+Refusal = tuple[tuple[str, str], str, dict[str, Any], str]  # key, request type, its fields, the error code
 
 
 def test_bad_money_and_goods_inputs_get_their_error_and_change_nothing(tmp_path: Any) -> None:
     async def main() -> None:
         async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}") as ex:
+            sequencer = ex.sequencer
+            assert isinstance(sequencer, Sequencer)  # running_exchange's default: in this process
             trader = ex.trader_key("M1")
             operator = ex.warehouse("W1", ("EAST-STEEL",), "op1")
             ghost = ex.keys.create("operator", "ghost", "an operator account never opened")
             bank = ex.bank_key()
-            schema_errors = [
+            schema_errors: list[tuple[str, dict[str, Any]]] = [
                 ("register_receipt", {**STEEL_RECEIPT, "weight_kg": -5}),
                 ("register_receipt", {**STEEL_RECEIPT, "weight_kg": "20000"}),
                 ("register_receipt", {**STEEL_RECEIPT, "weight_kg": 20000.0}),
@@ -524,7 +536,7 @@ def test_bad_money_and_goods_inputs_get_their_error_and_change_nothing(tmp_path:
                 ("confirm_load_out", {"number": "R1", "weight_kg": -1}),
                 ("confirm_load_out", {"number": "R 1", "weight_kg": 1}),
             ]
-            trader_schema_errors = [
+            trader_schema_errors: list[tuple[str, dict[str, Any]]] = [
                 ("request_withdrawal", {"withdrawal_id": "w1", "amount": 100}),
                 ("request_withdrawal", {"withdrawal_id": "w1", "amount": "-5.00"}),
                 ("request_withdrawal", {"withdrawal_id": "w1", "amount": "1.001"}),
@@ -546,7 +558,7 @@ def test_bad_money_and_goods_inputs_get_their_error_and_change_nothing(tmp_path:
                 ("merge_receipts", {"numbers": "R1,R2"}),
                 ("withdraw_load_out", {"number": "R,1"}),
             ]
-            staff_schema_errors = [
+            staff_schema_errors: list[tuple[str, dict[str, Any]]] = [
                 ("freeze_receipt", {"number": "R1", "reason": ""}),
                 ("unfreeze_receipt", {"number": "R1"}),
                 ("declare_default", {"deal_id": 0}),
@@ -568,7 +580,7 @@ def test_bad_money_and_goods_inputs_get_their_error_and_change_nothing(tmp_path:
                 ("resolve_break", {"break_id": 0}),
                 ("resolve_break", {"break_id": 1, "note": "x" * 201}),
             ]
-            gateway_refusals = [  # answered before the sequencer
+            gateway_refusals: list[Refusal] = [  # answered before the sequencer
                 (trader, "cancel_withdrawal", {"withdrawal_id": "w-none"}, "UNKNOWN_REQUEST"),
                 (trader, "pledge_receipt", {"number": "R1", "bank": "NOBANK"}, "UNKNOWN_BANK"),
                 (ex.staff, "require_receipts", {"instrument": "GOLD-999", "required": True}, "UNKNOWN_INSTRUMENT"),
@@ -576,7 +588,7 @@ def test_bad_money_and_goods_inputs_get_their_error_and_change_nothing(tmp_path:
                 (ex.staff, "list_instrument", {**LISTING, "reference_price": "3500.50"}, "PRICE_OFF_TICK"),
                 (ex.staff, "list_instrument", {**LISTING, "min_lots": 9, "max_lots": 3}, "INVALID_FIELD"),
             ]
-            core_refusals = [  # sequenced, refused by the core, nothing changed
+            core_refusals: list[Refusal] = [  # sequenced, refused by the core, nothing changed
                 (operator, "register_receipt", {**STEEL_RECEIPT, "instrument": "GOLD-999"}, "UNKNOWN_INSTRUMENT"),
                 (operator, "register_receipt", {**STEEL_RECEIPT, "pieces": 0}, "BAD_PIECES"),
                 (operator, "register_receipt", {**STEEL_RECEIPT, "weight_kg": 10**11}, "BAD_WEIGHT"),
@@ -613,8 +625,8 @@ def test_bad_money_and_goods_inputs_get_their_error_and_change_nothing(tmp_path:
                                                                        {"at": "09:00", "state": "continuous"}]},
                  "BAD_INSTRUMENT"),
             ]  # fmt: skip
-            seq_before = ex.sequencer.last_seq
-            hash_before = ex.sequencer.state_hash()
+            seq_before = sequencer.last_seq
+            hash_before = sequencer.state_hash()
             receipts_before = set(ex.sequencer.core.warehouse.receipts)
             for key, errors in ((operator, schema_errors), (trader, trader_schema_errors),
                                 (ex.staff, staff_schema_errors)):  # fmt: skip
@@ -629,14 +641,14 @@ def test_bad_money_and_goods_inputs_get_their_error_and_change_nothing(tmp_path:
                     assert (await answer(ws, login_frame(*key)))["type"] == "accepted"
                     reply = await answer(ws, frame(request_type, f"g{n}", **body))
                     assert (reply["code"], reply.get("seq")) == (code, None), (request_type, body, reply)
-            assert ex.sequencer.last_seq == seq_before
+            assert sequencer.last_seq == seq_before
             for n, (key, request_type, body, code) in enumerate(core_refusals):
                 async with connect(ex.url) as ws:
                     assert (await answer(ws, login_frame(*key)))["type"] == "accepted"
                     reply = await answer(ws, frame(request_type, f"c{n}", **body))
                     assert reply["code"] == code, (request_type, body, reply)
                     assert reply["seq"] == seq_before + n + 1, reply
-            assert ex.sequencer.state_hash() == hash_before
+            assert sequencer.state_hash() == hash_before
             assert set(ex.sequencer.core.warehouse.receipts) == receipts_before
             # a refused withdrawal id is remembered (exactly once), and no money moves
             async with Client(ex.url, *trader) as client:

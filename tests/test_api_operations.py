@@ -19,7 +19,7 @@ from api._harness import RunningExchange, running_exchange
 from api._protocol import PUSHES
 from api._views import fen_to_cny
 from clearing import BankFileImport
-from exchange import SIMULATION_FUNDING_FEN
+from exchange import SIMULATION_FUNDING_FEN, Sequencer
 from exchange._warehouse_rule import RequireReceipts
 
 pytestmark = pytest.mark.timeout(120)
@@ -148,6 +148,8 @@ async def close_all(clients: dict[str, Client]) -> None:
 def test_receipt_to_settlement_and_load_out_over_the_gateway(database_url: str) -> None:
     async def main() -> None:
         async with running_exchange(database_url) as ex:
+            sequencer = ex.sequencer
+            assert isinstance(sequencer, Sequencer)  # running_exchange's default: in this process
             c = await setup(ex)
             seller, buyer, other, op1, op2 = c["SELLER"], c["BUYER"], c["OTHER"], c["op1"], c["op2"]
             assert op1.session["warehouse"] == "W1"
@@ -204,13 +206,13 @@ def test_receipt_to_settlement_and_load_out_over_the_gateway(database_url: str) 
             assert paid["deal"]["delivery"]["state"] == "paid"
             after = (await buyer.balances())[0]
             assert after["frozen_escrow"] != before["frozen_escrow"]
-            hash_before = ex.sequencer.state_hash()
+            hash_before = sequencer.state_hash()
             error = await refused(
                 op2.request("confirm_delivery", deal_id=deal_id, actual_weight_kg=98_765, quality_pass=True, pieces=49),
                 "NOT_YOUR_WAREHOUSE",
             )
-            assert error.seq == ex.sequencer.last_seq
-            assert ex.sequencer.state_hash() == hash_before
+            assert error.seq == sequencer.last_seq
+            assert sequencer.state_hash() == hash_before
             settled = await op1.request(
                 "confirm_delivery", deal_id=deal_id, actual_weight_kg=98_765, quality_pass=True, pieces=49
             )

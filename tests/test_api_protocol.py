@@ -90,7 +90,7 @@ def test_signing_key_is_derived_and_sealed(tmp_path: Any, monkeypatch: pytest.Mo
     signature = sign_login(key_id, key.signing_key, 1_700_000_000_000, "nonce-123")
     assert signature == sign_login(key_id, derive_signing_key(key_id, secret), 1_700_000_000_000, "nonce-123")
     assert signature != sign_login(key_id, key.signing_key, 1_700_000_000_001, "nonce-123")
-    for role, subject in (("trader", ""), ("staff", "M1"), ("king", "M1"), ("trader", "has space")):
+    for role, subject in (("trader", ""), ("staff", "li wei"), ("king", "M1"), ("trader", "has space")):
         with pytest.raises(ValueError, match=r"\w"):
             store.create(role, subject)
     assert store.revoke(key_id)
@@ -146,7 +146,8 @@ def test_slow_consumer_is_disconnected_at_the_queue_limit() -> None:
         await asyncio.sleep(0)  # the outbox runs, the transport takes nothing
         assert ws.transport.written == []
         assert len(conn.queue) == MAX_SEND_QUEUE_MESSAGES
-        assert not conn.closing
+        closing = conn.closing  # read into a local: mypy would keep conn.closing narrowed past push()
+        assert not closing
         conn.push(b"one too many")
         assert conn.closing
         await asyncio.sleep(0)
@@ -397,3 +398,49 @@ def test_protocol_doc_has_an_example_of_every_request_and_push() -> None:
     compact = re.sub(r"\s", "", text)
     missing = [t for t in [*REQUESTS.models, *PUSHES] if f'"type":"{t}"' not in compact]
     assert not missing, f"docs/protocol.md has no example of {missing}"
+
+
+def test_every_request_example_in_the_protocol_doc_is_a_valid_request() -> None:
+    """Every request example in docs/protocol.md, in a JSON code block or inline in the text (an
+    object whose first keys are a request `type` and its `id`), is read as the gateway reads a
+    frame (``REQUESTS.parse_json`` on the example's own text) and must be that request: the doc
+    cannot drift from the models. Request examples hold no placeholders (no `...`: only results
+    and pushes are shortened). An object of a request's type without an `id` second must be a push
+    of that name (`orders`, `balances`, `receipts`). Every request type has a valid example."""
+    import json
+    import re
+    from collections import Counter
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from api._protocol import PUSHES, REQUESTS
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text(encoding="utf-8")
+    decoder = json.JSONDecoder()
+    checked: Counter[str] = Counter()
+    problems: list[str] = []
+    for match in re.finditer(r'\{\s*"type"\s*:\s*"([A-Za-z_]+)"\s*(,\s*"id"\s*:)?', text):
+        name, with_id = match.group(1), match.group(2)
+        where = f"docs/protocol.md:{text.count(chr(10), 0, match.start()) + 1} ({name})"
+        if name not in REQUESTS.models:
+            continue
+        if not with_id:
+            if name not in PUSHES:
+                problems.append(f"{where}: a request example needs its id right after its type")
+            continue
+        try:
+            _value, end = decoder.raw_decode(text, match.start())
+        except json.JSONDecodeError as exc:
+            problems.append(f"{where}: not JSON ({exc})")
+            continue
+        try:
+            request = REQUESTS.parse_json(text[match.start() : end])
+        except ValidationError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        assert request.type == name, (where, request)  # type: ignore[attr-defined]
+        checked[name] += 1
+    assert not problems, "\n".join(problems)
+    assert set(checked) == set(REQUESTS.models), set(REQUESTS.models) - set(checked)
+    assert sum(checked.values()) >= len(REQUESTS.models)
