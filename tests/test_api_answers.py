@@ -154,10 +154,14 @@ def test_an_unexpected_failure_is_answered_internal_error_and_the_connection_sta
             orders = await answer(ws, {"type": "orders", "id": "q1"})
             assert [o["client_order_id"] for o in orders["result"]["orders"]] == ["c1"]
 
-            def snapshot_fails(*_args: object) -> bytes:
+            subscribe = HANDLERS.handlers["subscribe"]
+
+            def answers_then_fails(gateway: Any, conn: Any, request: Any) -> Any:
+                subscribe.run(gateway, conn, request)  # answers the request itself
                 raise RuntimeError("a programming error after the answer")
 
-            monkeypatch.setattr(ex.gateway.market, "snapshot", snapshot_fails)
+            # (a handler is replaced, not a method: the compiled build's classes take no monkeypatching)
+            monkeypatch.setitem(HANDLERS.handlers, "subscribe", Handler(answers_then_fails, subscribe.roles))
             reply = await answer(ws, {"type": "subscribe", "id": "s1", "channel": "book", "instrument": RB})
             assert (reply["type"], reply["id"]) == ("accepted", "s1"), reply  # once (answer() checks)
             assert not ws.close_code
