@@ -223,31 +223,44 @@ def read_trade_history(engine: Engine, symbols: Iterable[str], now_ns: int) -> T
                 .where(t.trade_id >= first_id)
                 .group_by(t.instrument)
             )  # fmt: skip
-            groups = conn.execute(query).all()
+            groups = _rows(conn, query)
             ends = {int(g[1]) for g in groups} | {int(g[2]) for g in groups}
-            price_of = {
-                int(r[0]): int(r[1])
-                for r in conn.execute(select(t.trade_id, t.price_ticks).where(t.trade_id.in_(sorted(ends)))).all()
-            }
+            ended = _rows(conn, select(t.trade_id, t.price_ticks).where(t.trade_id.in_(sorted(ends))))
+            price_of = {int(r[0]): int(r[1]) for r in ended}
             for g in groups:
                 totals[str(g[0])] = (
                     price_of[int(g[1])], int(g[4]), int(g[3]), price_of[int(g[2])], int(g[5]), int(g[6]), int(g[7])
                 )  # fmt: skip
         for symbol in symbols:
-            rows = conn.execute(
+            rows = _rows(
+                conn,
                 select(t.trade_id, t.ts_ns, t.price_ticks, t.quantity_lots, t.aggressor)
                 .where(t.instrument == symbol)
                 .order_by(t.trade_id.desc())
-                .limit(TRADES_KEPT)
-            ).all()
-            recent[symbol] = [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in reversed(rows)]
+                .limit(TRADES_KEPT),
+            )
+            recent[symbol] = [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows[::-1]]
     return TradeHistory(day, totals, recent)
+
+
+def _rows(conn: Connection, query: Any) -> list[tuple[Any, ...]]:
+    """The rows of `query` as plain tuples. The result goes through Any: the compiled build would
+    check SQLAlchemy's typed rows as tuples, which they are not."""
+    result: Any = conn.execute(query)
+    return [tuple(row) for row in result]
+
+
+def _first(conn: Connection, query: Any) -> tuple[Any, ...] | None:
+    """The first row of `query` as a plain tuple, or None (see _rows)."""
+    result: Any = conn.execute(query)
+    row = result.first()
+    return None if row is None else tuple(row)
 
 
 def _first_trade_since(conn: Connection, since_ns: int) -> int | None:
     """The id of the first trade stamped at or after `since_ns` (None: no such trade)."""
     t = _trades_table.c
-    last = conn.execute(select(t.trade_id, t.ts_ns).order_by(t.trade_id.desc()).limit(1)).first()
+    last = _first(conn, select(t.trade_id, t.ts_ns).order_by(t.trade_id.desc()).limit(1))
     if last is None or int(last[1]) < since_ns:
         return None
     low = int(conn.execute(select(func.min(t.trade_id))).scalar_one())
@@ -255,17 +268,15 @@ def _first_trade_since(conn: Connection, since_ns: int) -> int | None:
     # the smallest value v whose first trade at or after v is stamped since `since_ns` (true at `high`)
     while low < high:
         middle = (low + high) // 2
-        row = conn.execute(
-            select(t.trade_id, t.ts_ns).where(t.trade_id >= middle).order_by(t.trade_id).limit(1)
-        ).first()
+        row = _first(conn, select(t.trade_id, t.ts_ns).where(t.trade_id >= middle).order_by(t.trade_id).limit(1))
         assert row is not None, middle  # `high` itself is a trade id
         if int(row[1]) >= since_ns:
             high = middle
         else:
             low = int(row[0]) + 1
-    row = conn.execute(select(t.trade_id).where(t.trade_id >= low).order_by(t.trade_id).limit(1)).first()
-    assert row is not None, low
-    return int(row[0])
+    first = _first(conn, select(t.trade_id).where(t.trade_id >= low).order_by(t.trade_id).limit(1))
+    assert first is not None, low
+    return int(first[0])
 
 
 def _roll(data: InstrumentData, ts_ns: int) -> None:
