@@ -288,7 +288,8 @@ class MatchingEngine:
             return
         code, detail = self._check_new(c, len(ids))
         if code:
-            if code != _RC_BAD_CLIENT_ORDER_ID:
+            if code != _RC_BAD_CLIENT_ORDER_ID and len(ids) < self._max_client_ids:
+                # (past the limit of ids nothing more is remembered: the memory stays bounded)
                 ids[clid] = seq << _CODE_BITS | code
             out.append((REJECTED, seq, account, clid, code, detail))
             return
@@ -530,6 +531,8 @@ class MatchingEngine:
                     qty = self._self_trade(book, maker, qty, stp, taker_id, account, side, limit, seq, out)
                     total = lots.get(price, 0)
                     if self._stop_reason >= 0:
+                        if traded_here:  # (it traded on this level before the self-trade stop)
+                            book.last_price_ticks = price
                         self._finish_level(book, maker_side, price, level, total, seq, out)
                         return qty
                     continue
