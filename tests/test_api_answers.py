@@ -22,7 +22,7 @@ from api._harness import running_exchange
 from api._keys import derive_signing_key, sign_login
 from api._limits import GatewayLimits
 from api._protocol import Accepted, ErrorResponse
-from exchange import Ack
+from exchange import Ack, Sequencer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -150,7 +150,9 @@ def test_an_unexpected_failure_is_answered_internal_error_and_the_connection_sta
                      "price": "3500.00", "quantity_lots": 1}  # fmt: skip
             reply = await answer(ws, order)
             assert (reply["type"], reply["id"], reply["code"]) == ("error", "o1", "INTERNAL_ERROR"), reply
-            assert reply["seq"] == ex.sequencer.last_seq  # sequenced: the client learns where to look
+            sequencer = ex.sequencer
+            assert isinstance(sequencer, Sequencer)
+            assert reply["seq"] == sequencer.last_seq  # sequenced: the client learns where to look
             orders = await answer(ws, {"type": "orders", "id": "q1"})
             assert [o["client_order_id"] for o in orders["result"]["orders"]] == ["c1"]
 
@@ -243,13 +245,14 @@ def test_an_unknown_channel_and_a_repeated_request_id_get_their_codes(tmp_path: 
             ):
                 reply = await answer(ws, request)
                 assert (reply["type"], reply["id"], reply["code"]) == ("error", request["id"], "UNKNOWN_CHANNEL"), reply
-            for request in (
+            wrong: tuple[dict[str, object], ...] = (
                 {"type": "subscribe", "id": "e", "channel": 5, "instrument": RB},  # not a name: wrong type
                 {"type": "subscribe", "id": "f", "channel": "candles", "instrument": RB, "extra": 1},
                 {"type": "snapshot", "id": "g", "channel": "orders", "instrument": RB},  # a private channel
-            ):
-                reply = await answer(ws, request)
-                assert (reply["type"], reply["id"], reply["code"]) == ("error", request["id"], "INVALID_FIELD"), reply
+            )
+            for bad in wrong:
+                reply = await answer(ws, bad)
+                assert (reply["type"], reply["id"], reply["code"]) == ("error", bad["id"], "INVALID_FIELD"), reply
             await login(ws, ex.trader_key("M1"))
             ex.sequencer.listeners.insert(0, lambda _batch: time.sleep(0.3))  # answers wait for the writer
             order = {"type": "new_order", "id": "dup", "instrument": RB, "client_order_id": "c1", "side": "buy",

@@ -46,8 +46,8 @@ class LossyClient(Client):
     def _dispatch(self, message: dict[str, Any]) -> None:
         where = (message.get("type"), message.get("seq"))
         if where in self.lose:
-            self.lose.discard(where)  # type: ignore[arg-type]
-            self.lost.append(where)  # type: ignore[arg-type]
+            self.lose.discard(where)
+            self.lost.append(where)
             return
         super()._dispatch(message)
 
