@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,30 +20,16 @@ from api._handlers import HANDLERS, Handler, Submit
 from api._harness import running_exchange
 from api._keys import derive_signing_key, sign_login
 from api._limits import GatewayLimits
-from api._protocol import Accepted, ErrorResponse
 from exchange import Ack, Sequencer
+from tests.aio import next_answer, run
 
 pytestmark = pytest.mark.timeout(120)
 
 RB = "RB-HRB400E-20"
 
 
-def run(make: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(make())  # type: ignore[arg-type]
-
-
 def db(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'x.db'}"
-
-
-async def next_answer(ws: ClientConnection) -> dict[str, Any]:
-    """The next answer (pushes skipped), valid against the protocol's models."""
-    while True:
-        raw = await asyncio.wait_for(ws.recv(), 5)
-        message: dict[str, Any] = orjson.loads(raw)
-        if message["type"] in ("accepted", "error"):
-            (Accepted if message["type"] == "accepted" else ErrorResponse).model_validate_json(raw)
-            return message
 
 
 async def answers_until(ws: ClientConnection, last: str) -> list[dict[str, Any]]:

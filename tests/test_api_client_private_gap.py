@@ -7,8 +7,6 @@ order, and the reader keeps running (it used to stop on an assert, which
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,22 +14,11 @@ import pytest
 from api._client import Client
 from api._harness import running_exchange
 from api._limits import GatewayLimits
+from tests.aio import run, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 RB = "RB-HRB400E-20"
-
-
-def run(make: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(make())  # type: ignore[arg-type]
-
-
-async def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not predicate():
-        assert loop.time() < deadline, "timed out waiting"
-        await asyncio.sleep(0.01)
 
 
 class LossyClient(Client):

@@ -9,7 +9,6 @@ import ast
 import asyncio
 import sys
 import textwrap
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,11 @@ import pytest
 
 from api._demo_setup import print_demo
 from api._harness import running_exchange
+from tests.aio import run
 
 pytestmark = pytest.mark.timeout(120)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(make: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(make())  # type: ignore[arg-type]
 
 
 def printed_example(url: str, key_id: str, secret: str, symbol: str, price: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
@@ -18,16 +18,13 @@ from api._client import Client, RequestError
 from api._harness import running_exchange
 from exchange import Sequencer
 from matching import BUY, SELL
+from tests.aio import run, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 MODES = pytest.mark.parametrize("writer_process", [False, True], ids=["in-process", "writer-process"])
 
 RB = "RB-HRB400E-20"
 HC = "HC-Q235B-5.75"
-
-
-def run(make: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(make())  # type: ignore[arg-type]
 
 
 def core_levels(core: Any, symbol: str) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
@@ -37,14 +34,6 @@ def core_levels(core: Any, symbol: str) -> tuple[list[tuple[str, int]], list[tup
     bids = sorted(((p, q) for p, q in book.level_lots[BUY].items() if q), reverse=True)
     asks = sorted((p, q) for p, q in book.level_lots[SELL].items() if q)
     return [(price(p), q) for p, q in bids], [(price(p), q) for p, q in asks]
-
-
-async def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not predicate():
-        assert loop.time() < deadline, "timed out waiting"
-        await asyncio.sleep(0.01)
 
 
 async def random_flow(client: Client, rnd: random.Random, count: int, refs: dict[str, int]) -> int:

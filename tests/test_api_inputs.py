@@ -7,7 +7,6 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -23,27 +22,19 @@ from api._client import Client, RequestError
 from api._harness import running_exchange
 from api._keys import derive_signing_key, sign_login
 from api._limits import GatewayLimits
-from api._protocol import PUSHES, REQUESTS, RESULTS, Accepted, ErrorResponse
+from api._protocol import PUSHES, REQUESTS, RESULTS, Accepted
 from exchange import Sequencer
+from tests.aio import next_answer, run
 
 pytestmark = pytest.mark.timeout(120)
 
 RB = "RB-HRB400E-20"
 
 
-def run(make: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(make())  # type: ignore[arg-type]
-
-
 async def answer(ws: ClientConnection, frame: str | bytes) -> dict[str, Any]:
     """Send a frame and return the next response (skipping pushes)."""
     await ws.send(frame)
-    while True:
-        raw = await asyncio.wait_for(ws.recv(), 5)
-        message: dict[str, Any] = orjson.loads(raw)
-        if message["type"] in ("accepted", "error"):
-            (Accepted if message["type"] == "accepted" else ErrorResponse).model_validate_json(raw)
-            return message
+    return await next_answer(ws)
 
 
 def login_frame(key_id: str, secret: str, *, timestamp_ms: int | None = None, nonce: str | None = None,

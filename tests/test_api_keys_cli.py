@@ -4,8 +4,6 @@ staff key names the person who holds it, and maker-checker compares people."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +16,11 @@ from api._client import Client, RequestError
 from api._harness import running_exchange
 from api._keys import MIN_PEPPER_CHARS, PEPPER_ENV, KeyStore, pepper_problem
 from api.cli import app
+from tests.aio import run
 
 pytestmark = pytest.mark.timeout(120)
 
 GOOD_PEPPER = "x" * MIN_PEPPER_CHARS
-
-
-def run(make: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(make())  # type: ignore[arg-type]
 
 
 @pytest.fixture

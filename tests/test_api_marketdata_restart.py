@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -19,26 +18,16 @@ from api._client import Client
 from api._harness import running_exchange
 from api._limits import TRADES_KEPT
 from api._marketdata import InstrumentData, MarketData, read_trade_history
-from exchange import Ack, Sequencer, make_engine, parse_instruments
+from exchange import Ack, Sequencer, make_engine
 from matching import BUY, CONTINUOUS, STATE, TRADE
+from tests.aio import run, wait_for
+from tests.test_api_protocol import _instrument
 
 pytestmark = pytest.mark.timeout(120)
 
 RB = "RB-HRB400E-20"
 HC = "HC-Q235B-5.75"
 CST = timezone(timedelta(hours=8))
-
-
-def run(make: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(make())  # type: ignore[arg-type]
-
-
-async def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not predicate():
-        assert loop.time() < deadline, "timed out waiting"
-        await asyncio.sleep(0.01)
 
 
 async def trade_a_day(ex: Any) -> None:
@@ -119,28 +108,6 @@ def test_a_restarted_server_publishes_the_same_ticker_and_trades(tmp_path: Any) 
     run(main)
     assert before[("ticker", RB)]["trade_count"] == TRADES_KEPT + 5
     assert after == before
-
-
-def _instrument() -> Any:
-    return parse_instruments(
-        {
-            "instrument": [
-                {
-                    "symbol": "RB",
-                    "commodity": "steel",
-                    "product": "rebar",
-                    "grade": "g",
-                    "warehouse_group": "W",
-                    "lot_size_t": 10,
-                    "tick_fen": 100,
-                    "reference_price_ticks": 3500,
-                    "price_band_bps": 700,
-                    "min_lots": 1,
-                    "max_lots": 500,
-                }
-            ]
-        }
-    )[0]
 
 
 def _ns(day: int, hour: int, minute: int = 0, second: int = 0, ns: int = 0) -> int:

@@ -37,35 +37,22 @@ from matching import (
     Instrument,
     Limits,
     ListInstrument,
-    MatchingEngine,
     NewOrder,
     RejectCode,
     SetTradingState,
 )
+from tests.test_matching_engine import Venue as EngineVenue
+from tests.test_matching_engine import kinds
 
-RB = Instrument("RB", "steel", "rebar", "HRB400E 20mm", "east", 10, 100, 3500, 700, 5, 500)
+RB5 = Instrument("RB", "steel", "rebar", "HRB400E 20mm", "east", 10, 100, 3500, 700, 5, 500)
 """Minimum order 5 lots, maximum 500."""
 
 
-class Venue:
+class Venue(EngineVenue):
+    """An engine with RB5 listed (minimum order 5 lots) and open."""
+
     def __init__(self, limits: Limits | None = None, state: int = CONTINUOUS) -> None:
-        self.engine = MatchingEngine(limits)
-        self.seq = 0
-        self.do(ListInstrument(RB))
-        self.do(SetTradingState("RB", state))
-
-    def do(self, command: Any) -> list[Any]:
-        self.seq += 1
-        out: list[Any] = []
-        self.engine.apply(command, self.seq, out)
-        return out
-
-    def order(self, account: str, clid: str, side: int, price: int, qty: int, **kw: Any) -> list[Any]:
-        return self.do(NewOrder(account, "RB", clid, side, price, qty, **kw))
-
-
-def kinds(out: list[Any]) -> list[int]:
-    return [e[0] for e in out]
+        super().__init__(limits, state, RB5)
 
 
 # --------------------------------------------------------------- FOK and the fill limit
@@ -186,7 +173,7 @@ def test_an_amend_that_would_need_a_new_level_on_a_full_side_is_refused_and_the_
 
 
 def test_a_repeat_of_an_order_refused_by_pre_trade_risk_gets_the_first_answer() -> None:
-    inst = dataclasses.replace(RB, min_lots=1, receipts_required=False)
+    inst = dataclasses.replace(RB5, min_lots=1, receipts_required=False)
     core = Core()
     out: list[Any] = []
     date = "2026-12-07"

@@ -57,12 +57,13 @@ BAND_LOW, BAND_HIGH = 3500 - 245, 3500 + 245
 
 
 class Venue:
-    """An engine with RB listed and open, and a sequence counter."""
+    """An engine with RB (or another instrument of that symbol) listed and open, and a sequence counter."""
 
-    def __init__(self, limits: Limits | None = None, state: int = CONTINUOUS) -> None:
+    def __init__(self, limits: Limits | None = None, state: int = CONTINUOUS, instrument: Instrument = RB) -> None:
+        assert instrument.symbol == "RB", instrument.symbol
         self.engine = MatchingEngine(limits)
         self.seq = 0
-        self.do(ListInstrument(RB))
+        self.do(ListInstrument(instrument))
         self.do(SetTradingState("RB", state))
 
     def do(self, command: Any) -> list[Any]:

@@ -26,6 +26,7 @@ profile), which replays it exactly.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,11 +194,17 @@ class EngineAgainstModel(RuleBasedStateMachine):
 
     @invariant()
     def engine_invariants(self) -> None:
-        self.engine.check_invariants()
-        for order_id, (ordered, filled, cancelled) in self.tracked.items():
-            order = self.engine.orders.get(order_id)
-            open_lots = order.open_lots if order else 0
-            assert filled + open_lots + cancelled == ordered, (order_id, ordered, filled, open_lots, cancelled)
+        assert_conserved(self.engine, self.tracked)
+
+
+def assert_conserved(engine: MatchingEngine, tracked: Mapping[int, Sequence[int]]) -> None:
+    """The engine's own invariants, and filled + open + cancelled = ordered for every order seen
+    (`tracked`: order id -> lots ordered, filled and cancelled, summed from the events)."""
+    engine.check_invariants()
+    for order_id, (ordered, filled, cancelled) in tracked.items():
+        order = engine.orders.get(order_id)
+        open_lots = order.open_lots if order else 0
+        assert filled + open_lots + cancelled == ordered, (order_id, ordered, filled, open_lots, cancelled)
 
 
 EngineAgainstModel.TestCase.settings = settings(max_examples=300, stateful_step_count=60, deadline=None)
@@ -923,11 +930,7 @@ class SessionsAndLimitsAgainstModel(RuleBasedStateMachine):
 
     @invariant()
     def conservation(self) -> None:
-        self.engine.check_invariants()
-        for order_id, (ordered, filled, cancelled) in self.tracked.items():
-            order = self.engine.orders.get(order_id)
-            open_lots = order.open_lots if order else 0
-            assert filled + open_lots + cancelled == ordered, (order_id, ordered, filled, open_lots, cancelled)
+        assert_conserved(self.engine, self.tracked)
 
 
 SessionsAndLimitsAgainstModel.TestCase.settings = settings(max_examples=400, stateful_step_count=60, deadline=None)
