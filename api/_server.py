@@ -374,8 +374,10 @@ class Gateway:
         except ApiError as exc:
             self.error(conn, rid, exc.code, exc.detail)
         except Exception as exc:
+            # (a failed query, the database's errors included, is the gateway failing on the request:
+            # UNAVAILABLE would tell the client the exchange is stopping)
             log.exception("request %s failed", request_type)
-            self.error(conn, rid, ErrorCode.UNAVAILABLE, f"the request failed: {type(exc).__name__}")
+            self.error(conn, rid, ErrorCode.INTERNAL_ERROR, type(exc).__name__)
         else:
             self.answer(conn, rid, request_type, result)
         finally:

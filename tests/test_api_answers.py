@@ -20,6 +20,7 @@ from api._handlers import HANDLERS, Handler, Submit
 from api._harness import running_exchange
 from api._keys import derive_signing_key, sign_login
 from api._limits import GatewayLimits
+from api._queries import Queries
 from exchange import Ack, Sequencer
 from tests.aio import next_answer, run
 
@@ -151,6 +152,29 @@ def test_an_unexpected_failure_is_answered_internal_error_and_the_connection_sta
             monkeypatch.setitem(HANDLERS.handlers, "subscribe", Handler(answers_then_fails, subscribe.roles))
             reply = await answer(ws, {"type": "subscribe", "id": "s1", "channel": "book", "instrument": RB})
             assert (reply["type"], reply["id"]) == ("accepted", "s1"), reply  # once (answer() checks)
+            assert not ws.close_code
+
+    run(main)
+
+
+def test_a_query_that_fails_is_answered_internal_error_and_the_connection_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query whose database read raises (here: a broken query method) is answered INTERNAL_ERROR,
+    not UNAVAILABLE (which says the exchange is stopping), and the next request is served."""
+
+    def broken(*_args: object) -> Any:
+        raise RuntimeError("the database read failed")
+
+    async def main() -> None:
+        async with running_exchange(db(tmp_path)) as ex, connect(ex.url) as ws:
+            await login(ws, ex.trader_key("M1"))
+            with monkeypatch.context() as patch:
+                patch.setattr(Queries, "fills", broken)
+                reply = await answer(ws, {"type": "fills", "id": "f1"})
+            assert (reply["type"], reply["id"], reply["code"]) == ("error", "f1", "INTERNAL_ERROR"), reply
+            reply = await answer(ws, {"type": "fills", "id": "f2"})
+            assert (reply["type"], reply["id"]) == ("accepted", "f2"), reply
             assert not ws.close_code
 
     run(main)
