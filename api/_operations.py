@@ -195,7 +195,7 @@ def _deals(gateway: Gateway, conn: Connection, r: DealsRequest) -> dict[str, Any
     views = gateway.views
     key = _key(conn)
     viewer: str | None = None
-    if key.role == "trader":
+    if key.role in ("trader", "bank"):  # a bank: the side of one member it supervises, read-only
         viewer = _member(gateway, conn, r.account)
         ids = list(views.member_deals.get(viewer, ()))
         warehouse = r.warehouse
@@ -363,7 +363,7 @@ STAFF = frozenset({"staff"})
 HANDLERS.register("balances", _balances, frozenset({"trader", "bank", "staff"}))
 HANDLERS.register("withdrawals", _withdrawals, frozenset({"trader", "bank", "staff"}))
 HANDLERS.register("receipts", _receipts, frozenset({"trader", "operator", "bank", "staff"}))
-HANDLERS.register("deals", _deals, frozenset({"trader", "operator", "staff"}))
+HANDLERS.register("deals", _deals, frozenset({"trader", "operator", "bank", "staff"}))
 HANDLERS.register("bank_files", _bank_files, frozenset({"bank", "staff"}))
 HANDLERS.register("request_withdrawal", _request_withdrawal, frozenset({"trader", "staff"}))
 HANDLERS.register("approve_withdrawal", _approve_withdrawal, STAFF)

@@ -362,7 +362,7 @@ def test_withdrawals_maker_checker_and_the_banks_view(tmp_path: Any) -> None:
             await refused(bank.request("new_order", instrument=RB, client_order_id="b", side="buy",
                                        price="3500.00", quantity_lots=1), "FORBIDDEN")  # fmt: skip
             assert await bank.receipts() == []  # a bank sees only the receipts pledged to it: none yet
-            await refused(bank.deals(), "FORBIDDEN")
+            await refused(bank.deals(), "INVALID_FIELD")  # a bank names the member (see the test below)
             await refused(bank.request("subscribe", channel="orders", account="BUYER"), "FORBIDDEN")
             await bank.subscribe_private("balances", account="BUYER")
             ex.execute([BankFileImport("SIMBANK", "F-1", "0" * 64, "deposits", "not json")])
@@ -388,6 +388,33 @@ def test_withdrawals_maker_checker_and_the_banks_view(tmp_path: Any) -> None:
             assert_views_match_core(ex)
             await other_bank.close()
             await close_all(c)
+
+    run(main)
+
+
+def test_a_bank_sees_the_deals_of_its_members_as_they_do_and_nothing_else(tmp_path: Any) -> None:
+    async def main() -> None:
+        async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}") as ex:
+            seller = Client(ex.url, *ex.trader_key("S1"))
+            buyer = Client(ex.url, *ex.trader_key("B1", receipts=False))
+            bank = Client(ex.url, *ex.bank_key())
+            other_bank = Client(ex.url, *ex.bank_key("OTHERBANK"))
+            for client in (seller, buyer, bank, other_bank):
+                await client.connect()
+            await seller.place_order(RB, "sell", "3500.00", 3)
+            await buyer.place_order(RB, "buy", "3500.00", 3)
+            bought, sold = await buyer.deals(), await seller.deals()
+            assert len(bought) == 1
+            assert (bought[0]["side"], sold[0]["side"]) == ("buy", "sell")
+            assert await bank.deals(account="B1") == bought, "the member's own side, as the member sees it"
+            assert await bank.deals(account="S1") == sold
+            assert (bought[0]["buyer"], bought[0]["seller"]) == (None, None), "never the counterparty"
+            await refused(bank.deals(), "INVALID_FIELD")
+            await refused(other_bank.deals(account="B1"), "FORBIDDEN")
+            await refused(bank.deals(account="NOBODY"), "FORBIDDEN")
+            await refused(bank.request("pay_deal", deal_id=bought[0]["deal_id"]), "FORBIDDEN")
+            for client in (seller, buyer, bank, other_bank):
+                await client.close()
 
     run(main)
 
