@@ -80,14 +80,17 @@ from api._session import Connection, GatewayConnection, Outbox
 from api._views import Views
 from exchange import (
     COLLECTOR_CHECK_S,
+    DEFAULT_CALENDAR,
     Ack,
     Core,
     Freezer,
     QueueFull,
     Sequencer,
     Settings,
+    TradingCalendar,
     WriterProcess,
     WriterStopped,
+    load_calendar,
     load_instruments,
     serving_process,
     session_commands,
@@ -145,6 +148,7 @@ class Gateway:
         self.limits = limits
         self.loop = loop
         self.clock_ns = clock_ns
+        self.calendar: TradingCalendar = DEFAULT_CALENDAR  # the instruments file's (GatewayServer.start)
         self.market = MarketData()
         self.private = PrivateStreams(self.price, limits.private_ring_messages)
         self.views = Views(self.price, self.private)
@@ -603,13 +607,16 @@ class Gateway:
                     conn.close(CLOSE_POLICY, "API key revoked")
 
     async def schedule(self) -> None:
+        """Bring the instruments' states to their schedules, every SCHEDULE_INTERVAL_S: by the minute
+        of the exchange's day (China Standard Time), all closed on a day the calendar does not trade."""
         asked: dict[str, int] = {}
         while True:
-            now = datetime.now(UTC) + _CST
+            now = datetime.fromtimestamp(self.clock_ns() / 1e9, UTC) + _CST
             minute = now.hour * 60 + now.minute
+            trading_day = self.calendar.is_trading_day(now.date())
             current = {symbol: data.state for symbol, data in self.market.instruments.items()}
             instruments = [data.instrument for data in self.market.instruments.values()]
-            for command in session_commands(instruments, current, minute):
+            for command in session_commands(instruments, current, minute, trading_day):
                 if asked.get(command.instrument) != command.state:
                     asked[command.instrument] = command.state
                     self.submit_internal(command)
@@ -730,6 +737,8 @@ class GatewayServer:
             keys = KeyStore(self.settings.database_url)
             queries = Queries(self.settings.database_url)
             gateway = Gateway(sequencer, keys, queries, self.limits, loop)
+            if self.use_schedule:
+                gateway.calendar = load_calendar(self.settings.instruments_file)
             history = await asyncio.to_thread(
                 read_trade_history, queries.engine, sequencer.core.matching.books, gateway.market.clock_ns()
             )  # the day's statistics and recent trades survive a restart

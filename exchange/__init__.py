@@ -53,10 +53,14 @@ from exchange._gc import (
     tune_collector,
 )
 from exchange._instruments import (
+    DEFAULT_CALENDAR,
     MAX_INSTRUMENTS_IN_FILE,
     STATE_NAMES,
+    TradingCalendar,
     desired_states,
+    load_calendar,
     load_instruments,
+    parse_calendar,
     parse_instruments,
     session_commands,
 )
@@ -86,6 +90,7 @@ from exchange._writer import WriterProcess
 __all__ = [
     "COLLECTOR_CHECK_S",
     "COMMANDS",
+    "DEFAULT_CALENDAR",
     "DEFAULT_COMMIT_TIMEOUT_MS",
     "GC_FREEZE_EVERY_COMMANDS",
     "GC_SWEEP_MIN_COMMANDS",
@@ -124,6 +129,7 @@ __all__ = [
     "StockRow",
     "Store",
     "Ticket",
+    "TradingCalendar",
     "WarehouseRows",
     "WriterLocked",
     "WriterProcess",
@@ -144,9 +150,11 @@ __all__ = [
     "import_bank_file",
     "list_deliveries",
     "list_receipts",
+    "load_calendar",
     "load_instruments",
     "make_engine",
     "order_status",
+    "parse_calendar",
     "parse_instruments",
     "pg_connect_args",
     "projected_seq",

@@ -1,17 +1,22 @@
-"""The instruments file (TOML) and the trading-session schedule.
+"""The instruments file (TOML), the trading-session schedule and the calendar.
 
 ``load_instruments(path)`` reads and validates the file: any mistake is a
-ConfigError naming the instrument and the field. ``desired_states`` is a
-pure function from the minute of the day to the state each instrument's
-schedule asks for; ``session_commands`` turns it into the SetTradingState
-commands the server submits (a halted instrument stays halted until staff
-resume it).
+ConfigError naming the instrument and the field. ``load_calendar(path)`` reads
+its ``[calendar]``: the weekdays the exchange trades on and its holidays (Monday
+to Friday, no holiday, when the file has none). ``desired_states`` is a pure
+function from the minute of the day (and whether the day trades) to the state
+each instrument's schedule asks for; ``session_commands`` turns it into the
+SetTradingState commands the server submits (a halted instrument stays halted
+until staff resume it; on a day without trading every scheduled instrument is
+closed).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import tomllib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +24,23 @@ from exchange._errors import ConfigError
 from matching import AUCTION, BREAK, CLOSED, CONTINUOUS, HALTED, Instrument, SessionPhase, SetTradingState
 
 __all__ = [
+    "DEFAULT_CALENDAR",
+    "MAX_HOLIDAYS_IN_FILE",
     "MAX_INSTRUMENTS_IN_FILE",
     "STATE_NAMES",
+    "TradingCalendar",
     "desired_states",
+    "load_calendar",
     "load_instruments",
+    "parse_calendar",
     "parse_instruments",
     "session_commands",
 ]
 
 MAX_INSTRUMENTS_IN_FILE = 256
+MAX_HOLIDAYS_IN_FILE = 2_000
+"""Holidays the calendar may list (some years of them; old ones may stay in the file)."""
+WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 STATE_NAMES = {"auction": AUCTION, "continuous": CONTINUOUS, "break": BREAK, "closed": CLOSED}
 _MINUTES_PER_DAY = 24 * 60
 _INT_FIELDS = (
@@ -66,10 +79,10 @@ def _schedule(name: str, phases: Any) -> tuple[SessionPhase, ...]:
 
 def parse_instruments(data: Mapping[str, Any], source: str = "instruments file") -> list[Instrument]:
     """Instruments from parsed TOML data; ConfigError naming instrument and field."""
-    unknown_top = set(data) - {"schedules", "instrument"}
+    unknown_top = set(data) - {"schedules", "instrument", "calendar"}
     if unknown_top:
         raise ConfigError(
-            f"{source}: unknown top-level keys {sorted(unknown_top)}; expected [schedules], [[instrument]]"
+            f"{source}: unknown top-level keys {sorted(unknown_top)}; expected [schedules], [calendar], [[instrument]]"
         )
     raw_schedules = data.get("schedules", {})
     if not isinstance(raw_schedules, dict):
@@ -143,15 +156,98 @@ def load_instruments(path: str | Path) -> list[Instrument]:
     return parse_instruments(data, f"instruments file {path}")
 
 
-def desired_states(instruments: Iterable[Instrument], minute_of_day: int) -> dict[str, int]:
+@dataclass(frozen=True, slots=True)
+class TradingCalendar:
+    """The days the exchange trades on (exchange time, China Standard Time): its weekdays (0 =
+    Monday) other than its holidays."""
+
+    weekdays: frozenset[int]
+    holidays: frozenset[dt.date]
+
+    def __post_init__(self) -> None:
+        assert self.weekdays <= set(range(7)), self.weekdays
+        assert len(self.holidays) <= MAX_HOLIDAYS_IN_FILE, len(self.holidays)
+
+    def is_trading_day(self, day: dt.date) -> bool:
+        return day.weekday() in self.weekdays and day not in self.holidays
+
+
+DEFAULT_CALENDAR = TradingCalendar(frozenset(range(5)), frozenset())
+"""Monday to Friday, no holidays: the calendar of a file without ``[calendar]``."""
+
+
+def parse_calendar(data: Mapping[str, Any], source: str = "instruments file") -> TradingCalendar:
+    """The ``[calendar]`` table of parsed TOML data (DEFAULT_CALENDAR without one): ``trading_days``,
+    a list of weekday names ("mon" .. "sun"), and ``holidays``, a list of dates (TOML dates or
+    "YYYY-MM-DD" strings); ConfigError naming the field and the entry."""
+    raw = data.get("calendar")
+    if raw is None:
+        return DEFAULT_CALENDAR
+    where = f"{source}: [calendar]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table with `trading_days` and `holidays`")
+    unknown = set(raw) - {"trading_days", "holidays"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; expected `trading_days`, `holidays`")
+    days = raw.get("trading_days", list(WEEKDAY_NAMES[:5]))
+    if not isinstance(days, list) or not days:
+        raise ConfigError(f'{where}: `trading_days` must be a non-empty list of weekday names ("mon" .. "sun")')
+    weekdays: set[int] = set()
+    for number, name in enumerate(days, 1):
+        if not isinstance(name, str) or name.lower() not in WEEKDAY_NAMES:
+            raise ConfigError(
+                f"{where}: `trading_days` entry {number} must be one of {', '.join(WEEKDAY_NAMES)}, found {name!r}"
+            )
+        weekdays.add(WEEKDAY_NAMES.index(name.lower()))
+    entries = raw.get("holidays", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f'{where}: `holidays` must be a list of dates (2027-01-01 or "2027-01-01")')
+    if len(entries) > MAX_HOLIDAYS_IN_FILE:
+        raise ConfigError(f"{where}: `holidays` lists {len(entries)} dates, at most {MAX_HOLIDAYS_IN_FILE}")
+    holidays: set[dt.date] = set()
+    for number, entry in enumerate(entries, 1):
+        day: dt.date | None = None
+        if type(entry) is dt.date:
+            day = entry
+        elif isinstance(entry, str):
+            try:
+                day = dt.date.fromisoformat(entry) if len(entry) == 10 else None
+            except ValueError:
+                day = None
+        if day is None:
+            raise ConfigError(f"{where}: `holidays` entry {number} must be a date YYYY-MM-DD, found {entry!r}")
+        holidays.add(day)
+    return TradingCalendar(frozenset(weekdays), frozenset(holidays))
+
+
+def load_calendar(path: str | Path) -> TradingCalendar:
+    """The calendar of the instruments file at `path` (see ``parse_calendar``)."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"instruments file {path}: cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"instruments file {path}: not UTF-8 (byte {exc.start}): save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"instruments file {path}: not valid TOML: {exc}") from None
+    return parse_calendar(data, f"instruments file {path}")
+
+
+def desired_states(instruments: Iterable[Instrument], minute_of_day: int, trading_day: bool = True) -> dict[str, int]:
     """The state each instrument's schedule asks for at `minute_of_day`
     (0..1439). Before the day's first phase the last phase of the previous
-    day still holds; an instrument without a schedule is left out."""
+    day still holds; on a day without trading (`trading_day` false) every
+    scheduled instrument is closed; an instrument without a schedule is left
+    out."""
     assert 0 <= minute_of_day < _MINUTES_PER_DAY, minute_of_day
     out: dict[str, int] = {}
     for instrument in instruments:
         phases = instrument.sessions
         if not phases:
+            continue
+        if not trading_day:
+            out[instrument.symbol] = CLOSED
             continue
         state = phases[-1].state
         for phase in phases:
@@ -163,12 +259,13 @@ def desired_states(instruments: Iterable[Instrument], minute_of_day: int) -> dic
 
 
 def session_commands(
-    instruments: Iterable[Instrument], current: Mapping[str, int], minute_of_day: int
+    instruments: Iterable[Instrument], current: Mapping[str, int], minute_of_day: int, trading_day: bool = True
 ) -> list[SetTradingState]:
-    """SetTradingState commands that bring `current` states to the schedule.
-    A HALTED instrument is left alone: resuming is a staff decision."""
+    """SetTradingState commands that bring `current` states to the schedule (of a day without
+    trading when `trading_day` is false). A HALTED instrument is left alone: resuming is a staff
+    decision."""
     out = []
-    for symbol, state in desired_states(instruments, minute_of_day).items():
+    for symbol, state in desired_states(instruments, minute_of_day, trading_day).items():
         now = current.get(symbol)
         if now is None or now in (HALTED, state):
             continue
