@@ -143,17 +143,21 @@ def parse_instruments(data: Mapping[str, Any], source: str = "instruments file")
     return out
 
 
-def load_instruments(path: str | Path) -> list[Instrument]:
-    path = Path(path)
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The instruments file's TOML; ConfigError naming the file when it cannot be read or parsed."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"instruments file {path}: cannot be read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"instruments file {path}: not UTF-8 (byte {exc.start}): save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"instruments file {path}: not valid TOML: {exc}") from None
-    return parse_instruments(data, f"instruments file {path}")
+
+
+def load_instruments(path: str | Path) -> list[Instrument]:
+    path = Path(path)
+    return parse_instruments(_read_toml(path), f"instruments file {path}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,15 +227,7 @@ def parse_calendar(data: Mapping[str, Any], source: str = "instruments file") ->
 def load_calendar(path: str | Path) -> TradingCalendar:
     """The calendar of the instruments file at `path` (see ``parse_calendar``)."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"instruments file {path}: cannot be read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"instruments file {path}: not UTF-8 (byte {exc.start}): save it as UTF-8") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"instruments file {path}: not valid TOML: {exc}") from None
-    return parse_calendar(data, f"instruments file {path}")
+    return parse_calendar(_read_toml(path), f"instruments file {path}")
 
 
 def desired_states(instruments: Iterable[Instrument], minute_of_day: int, trading_day: bool = True) -> dict[str, int]:

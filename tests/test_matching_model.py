@@ -115,16 +115,9 @@ class EngineAgainstModel(RuleBasedStateMachine):
         self.engine.apply(command, self.seq, out)
         for e in out:
             assert e[1] == self.seq
-            if e[0] == ACCEPTED:
-                self.tracked[e[2]] = [e[8], 0, 0]
-            elif e[0] == TRADE:
+            track_lots(self.tracked, e)
+            if e[0] == TRADE:
                 self.trades.append((e[4], e[5], e[6], e[9]))
-                self.tracked[e[6]][1] += e[5]
-                self.tracked[e[9]][1] += e[5]
-            elif e[0] == CANCELLED:
-                self.tracked[e[2]][2] += e[7]
-            elif e[0] == AMENDED:
-                self.tracked[e[2]][0] = e[6]
         return out
 
     @rule(
@@ -195,6 +188,20 @@ class EngineAgainstModel(RuleBasedStateMachine):
     @invariant()
     def engine_invariants(self) -> None:
         assert_conserved(self.engine, self.tracked)
+
+
+def track_lots(tracked: dict[int, list[int]], e: Any) -> None:
+    """Follow one event in `tracked` (order id -> [lots ordered, filled, cancelled])."""
+    kind = e[0]
+    if kind == ACCEPTED:
+        tracked[e[2]] = [e[8], 0, 0]
+    elif kind == TRADE:
+        tracked[e[6]][1] += e[5]
+        tracked[e[9]][1] += e[5]
+    elif kind == CANCELLED:
+        tracked[e[2]][2] += e[7]
+    elif kind == AMENDED:
+        tracked[e[2]][0] = e[6]
 
 
 def assert_conserved(engine: MatchingEngine, tracked: Mapping[int, Sequence[int]]) -> None:
@@ -691,16 +698,8 @@ class SessionsAndLimitsAgainstModel(RuleBasedStateMachine):
         self.engine.apply(command, self.seq, out)
         for e in out:
             assert e[1] == self.seq, e
-            if e[0] == ACCEPTED:
-                self.tracked[e[2]] = [e[8], 0, 0]
-            elif e[0] == TRADE:
-                self.tracked[e[6]][1] += e[5]
-                self.tracked[e[9]][1] += e[5]
-            elif e[0] == CANCELLED:
-                self.tracked[e[2]][2] += e[7]
-            elif e[0] == AMENDED:
-                self.tracked[e[2]][0] = e[6]
-            elif e[0] == BOOK:
+            track_lots(self.tracked, e)
+            if e[0] == BOOK:
                 levels = self.published.setdefault((e[2], e[3]), {})
                 if e[5]:
                     levels[e[4]] = e[5]
