@@ -58,7 +58,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from pydantic import ValidationError
@@ -130,6 +130,13 @@ _loads = orjson.loads
 T = TypeVar("T")
 
 
+class BatchFollower(Protocol):
+    """A read model the gateway keeps from the committed batches (market data, private streams,
+    views): ``apply_batch`` is called with each batch before its requests are answered."""
+
+    def apply_batch(self, batch: Sequence[tuple[Any, Ack]]) -> None: ...
+
+
 class Gateway:
     """Sessions, requests and feeds; lives on one event loop."""
 
@@ -152,6 +159,9 @@ class Gateway:
         self.market = MarketData()
         self.private = PrivateStreams(self.price, limits.private_ring_messages)
         self.views = Views(self.price, self.private)
+        # fed each committed batch in this order, each on its own: one that fails is logged and the
+        # batch's requests are answered all the same (see _on_batch)
+        self.followers: list[BatchFollower] = [self.market, self.private, self.views]
         self.connections: set[Connection] = set()
         self.sessions: dict[str, set[Connection]] = {}
         self.key_buckets: dict[str, TokenBucket] = {}
@@ -470,9 +480,13 @@ class Gateway:
         self.loop.call_soon_threadsafe(self._on_batch, batch)
 
     def _on_batch(self, batch: Sequence[tuple[Any, Ack]]) -> None:
-        self.market.apply_batch(batch)
-        self.private.apply_batch(batch)
-        self.views.apply_batch(batch)
+        for follower in self.followers:
+            try:
+                follower.apply_batch(batch)
+            except Exception:
+                # committed all the same: its requests are answered below (from the ack; an answer
+                # that needs the failed read model fails on its own, INTERNAL_ERROR with the seq)
+                log.exception("a read model failed on the batch up to seq %d", batch[-1][1].seq if batch else 0)
         pending = self.pending
         for command, ack in batch:
             entry = pending.pop(id(command), None)

@@ -180,6 +180,36 @@ def test_a_query_that_fails_is_answered_internal_error_and_the_connection_stays(
     run(main)
 
 
+def test_a_read_model_that_fails_on_a_batch_leaves_no_request_unanswered(tmp_path: Path) -> None:
+    """A read model that raises on a committed batch is logged; the batch's requests are answered
+    all the same (they are committed), and the connection stays open."""
+
+    class Failing:
+        calls = 0
+
+        def apply_batch(self, batch: Any) -> None:
+            self.calls += 1
+            raise RuntimeError("a programming error in a read model")
+
+    async def main() -> None:
+        async with running_exchange(db(tmp_path)) as ex, connect(ex.url) as ws:
+            await login(ws, ex.trader_key("M1"))
+            failing = Failing()
+            ex.gateway.followers.insert(0, failing)
+            order = {"type": "new_order", "id": "o1", "instrument": RB, "client_order_id": "c1", "side": "buy",
+                     "price": "3500.00", "quantity_lots": 1}  # fmt: skip
+            reply = await answer(ws, order)
+            assert (reply["type"], reply["id"]) == ("accepted", "o1"), reply
+            assert reply["result"]["status"] == "open"
+            assert failing.calls >= 1
+            ex.gateway.followers.remove(failing)
+            orders = await answer(ws, {"type": "orders", "id": "q1"})
+            assert [o["client_order_id"] for o in orders["result"]["orders"]] == ["c1"]
+            assert not ws.close_code
+
+    run(main)
+
+
 # ------------------------------------------------------------- garbage and the rate
 
 
