@@ -33,13 +33,13 @@ with prices exactly as on the wire (e.g. ``bids:3500.00:12,3499.00:3;asks:3501.0
 
 Everything runs on the gateway's event loop: ``apply_batch`` is called with
 the sequencer's post-commit batches, ``load`` once at start with the
-recovered core and the ``TradeHistory`` that ``read_trade_history`` reads
-from the ``trades`` table (the read model written in the same transaction as
+recovered core and the ``TradeHistory`` that ``Queries.trade_history``
+(api/_queries.py) reads from the ``trades`` table (the read model written in the same transaction as
 the journal, so it holds exactly the trades of the recovered core): the
 current day's statistics and the last TRADES_KEPT trades of each instrument,
 as they were before the restart. The core keeps no trades (a deal has no
 time), so the table is where they come from; the read is a few indexed
-queries whatever the table's size (see ``read_trade_history``).
+queries whatever the table's size (see ``Queries.trade_history``).
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ from typing import Any, Protocol
 
 import orjson
 from sortedcontainers import SortedDict
-from sqlalchemy import Connection, Engine, column, func, select, table
 
 from api._limits import BOOK_TOP_LEVELS, CHECKSUM_LEVELS, TRADES_KEPT
 from exchange import Ack, Core
@@ -82,7 +81,7 @@ __all__ = [
     "TradeHistory",
     "book_checksum",
     "exchange_day",
-    "read_trade_history",
+    "exchange_day_start_ns",
 ]
 
 STATE_WIRE_NAMES = {CLOSED: "closed", AUCTION: "auction", CONTINUOUS: "continuous", HALTED: "halted", BREAK: "break"}
@@ -90,16 +89,16 @@ _AGGRESSOR = {0: "buy", 1: "sell", -1: "auction"}
 _NS_PER_DAY = 86_400 * 1_000_000_000
 _UTC_OFFSET_NS = 8 * 3_600 * 1_000_000_000  # exchange calendar day: China Standard Time
 _dumps = orjson.dumps
-_trades_table = table(
-    "trades",
-    column("trade_id"), column("ts_ns"), column("instrument"), column("price_ticks"), column("quantity_lots"),
-    column("aggressor"),
-)  # fmt: skip
 
 
 def exchange_day(ts_ns: int) -> int:
     """The exchange's calendar day (China Standard Time) of a time, as days since 1970-01-01."""
     return (ts_ns + _UTC_OFFSET_NS) // _NS_PER_DAY
+
+
+def exchange_day_start_ns(day: int) -> int:
+    """The first nanosecond (Unix time) of the exchange day `day` (see ``exchange_day``)."""
+    return day * _NS_PER_DAY - _UTC_OFFSET_NS
 
 
 class Subscriber(Protocol):
@@ -180,11 +179,11 @@ class InstrumentData:
 
 
 class TradeHistory:
-    """What the trades table says at the start: the statistics of the day `day` per instrument
-    (``totals``: open, high, low and last price in ticks, volume in lots, the sum of price_ticks *
-    quantity_lots, trade count; instruments without a trade that day are absent) and each
-    instrument's last TRADES_KEPT trades, oldest first (``recent``: trade_id, ts_ns, price_ticks,
-    quantity_lots, aggressor as in the table)."""
+    """What the trades table says at the start (``Queries.trade_history``): the statistics of the
+    day `day` per instrument (``totals``: open, high, low and last price in ticks, volume in lots,
+    the sum of price_ticks * quantity_lots, trade count; instruments without a trade that day are
+    absent) and each instrument's last TRADES_KEPT trades, oldest first (``recent``: trade_id,
+    ts_ns, price_ticks, quantity_lots, aggressor as in the table)."""
 
     __slots__ = ("day", "recent", "totals")
 
@@ -197,86 +196,6 @@ class TradeHistory:
         self.day = day
         self.totals = totals
         self.recent = recent
-
-
-def read_trade_history(engine: Engine, symbols: Iterable[str], now_ns: int) -> TradeHistory:
-    """Read the day of `now_ns` and the recent trades from the trades table (for ``MarketData.load``).
-
-    Cheap whatever the table's size: trade ids grow with the sequencer's time stamps (trades get
-    ids in seq order and a batch's stamp never goes back), so the day's first trade is found by a
-    binary search on the primary key (a few dozen one-row lookups); the day's totals are one
-    aggregate over the ids from there, and each instrument's recent trades one indexed query."""
-    day = exchange_day(now_ns)
-    day_start_ns = day * _NS_PER_DAY - _UTC_OFFSET_NS
-    t = _trades_table.c
-    totals: dict[str, tuple[int, int, int, int, int, int, int]] = {}
-    recent: dict[str, list[tuple[int, int, int, int, int]]] = {}
-    with engine.connect() as conn:
-        first_id = _first_trade_since(conn, day_start_ns)
-        if first_id is not None:
-            query = (
-                select(
-                    t.instrument, func.min(t.trade_id), func.max(t.trade_id), func.min(t.price_ticks),
-                    func.max(t.price_ticks), func.sum(t.quantity_lots), func.sum(t.price_ticks * t.quantity_lots),
-                    func.count(),
-                )
-                .where(t.trade_id >= first_id)
-                .group_by(t.instrument)
-            )  # fmt: skip
-            groups = _rows(conn, query)
-            ends = {int(g[1]) for g in groups} | {int(g[2]) for g in groups}
-            ended = _rows(conn, select(t.trade_id, t.price_ticks).where(t.trade_id.in_(sorted(ends))))
-            price_of = {int(r[0]): int(r[1]) for r in ended}
-            for g in groups:
-                totals[str(g[0])] = (
-                    price_of[int(g[1])], int(g[4]), int(g[3]), price_of[int(g[2])], int(g[5]), int(g[6]), int(g[7])
-                )  # fmt: skip
-        for symbol in symbols:
-            rows = _rows(
-                conn,
-                select(t.trade_id, t.ts_ns, t.price_ticks, t.quantity_lots, t.aggressor)
-                .where(t.instrument == symbol)
-                .order_by(t.trade_id.desc())
-                .limit(TRADES_KEPT),
-            )
-            recent[symbol] = [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in rows[::-1]]
-    return TradeHistory(day, totals, recent)
-
-
-def _rows(conn: Connection, query: Any) -> list[tuple[Any, ...]]:
-    """The rows of `query` as plain tuples. The result goes through Any: the compiled build would
-    check SQLAlchemy's typed rows as tuples, which they are not."""
-    result: Any = conn.execute(query)
-    return [tuple(row) for row in result]
-
-
-def _first(conn: Connection, query: Any) -> tuple[Any, ...] | None:
-    """The first row of `query` as a plain tuple, or None (see _rows)."""
-    result: Any = conn.execute(query)
-    row = result.first()
-    return None if row is None else tuple(row)
-
-
-def _first_trade_since(conn: Connection, since_ns: int) -> int | None:
-    """The id of the first trade stamped at or after `since_ns` (None: no such trade)."""
-    t = _trades_table.c
-    last = _first(conn, select(t.trade_id, t.ts_ns).order_by(t.trade_id.desc()).limit(1))
-    if last is None or int(last[1]) < since_ns:
-        return None
-    low = int(conn.execute(select(func.min(t.trade_id))).scalar_one())
-    high = int(last[0])
-    # the smallest value v whose first trade at or after v is stamped since `since_ns` (true at `high`)
-    while low < high:
-        middle = (low + high) // 2
-        row = _first(conn, select(t.trade_id, t.ts_ns).where(t.trade_id >= middle).order_by(t.trade_id).limit(1))
-        assert row is not None, middle  # `high` itself is a trade id
-        if int(row[1]) >= since_ns:
-            high = middle
-        else:
-            low = int(row[0]) + 1
-    first = _first(conn, select(t.trade_id).where(t.trade_id >= low).order_by(t.trade_id).limit(1))
-    assert first is not None, low
-    return int(first[0])
 
 
 def _roll(data: InstrumentData, ts_ns: int) -> None:
@@ -322,7 +241,7 @@ class MarketData:
 
     def load(self, core: Core, history: TradeHistory | None = None) -> None:
         """Take the books, states and indicatives of the recovered core (before the writer thread
-        starts) and, from `history` (``read_trade_history`` on the same database), the day's
+        starts) and, from `history` (``Queries.trade_history`` on the same database), the day's
         statistics and the recent trades. Without a history they start empty."""
         for symbol, book in core.matching.books.items():
             data = InstrumentData(book.instrument)

@@ -6,11 +6,13 @@ sent after an answer sees that answer's effects.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Engine, and_, column, desc, or_, select, table
+from sqlalchemy import Connection, Engine, and_, column, desc, func, or_, select, table
 
+from api._limits import TRADES_KEPT
+from api._marketdata import TradeHistory, exchange_day, exchange_day_start_ns
 from exchange import make_engine
 
 __all__ = ["Queries"]
@@ -39,6 +41,49 @@ class Queries:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def trade_history(self, symbols: Iterable[str], now_ns: int) -> TradeHistory:
+        """The day of `now_ns` and the recent trades, from the trades table (for ``MarketData.load``).
+
+        Cheap whatever the table's size: trade ids grow with the sequencer's time stamps (trades get
+        ids in seq order and a batch's stamp never goes back), so the day's first trade is found by a
+        binary search on the primary key (a few dozen one-row lookups); the day's totals are one
+        aggregate over the ids from there, and each instrument's recent trades one indexed query."""
+        day = exchange_day(now_ns)
+        t = _trades.c
+        totals: dict[str, tuple[int, int, int, int, int, int, int]] = {}
+        recent: dict[str, list[tuple[int, int, int, int, int]]] = {}
+        with self.engine.connect() as conn:
+            first_id = _first_trade_since(conn, exchange_day_start_ns(day))
+            if first_id is not None:
+                query = (
+                    select(
+                        t.instrument, func.min(t.trade_id), func.max(t.trade_id), func.min(t.price_ticks),
+                        func.max(t.price_ticks), func.sum(t.quantity_lots), func.sum(t.price_ticks * t.quantity_lots),
+                        func.count(),
+                    )
+                    .where(t.trade_id >= first_id)
+                    .group_by(t.instrument)
+                )  # fmt: skip
+                groups = conn.execute(query).all()
+                ends = sorted({int(g[1]) for g in groups} | {int(g[2]) for g in groups})
+                price_of = {
+                    int(r[0]): int(r[1])
+                    for r in conn.execute(select(t.trade_id, t.price_ticks).where(t.trade_id.in_(ends)))
+                }
+                for g in groups:
+                    totals[str(g[0])] = (
+                        price_of[int(g[1])], int(g[4]), int(g[3]), price_of[int(g[2])], int(g[5]), int(g[6]), int(g[7])
+                    )  # fmt: skip
+            for symbol in symbols:
+                rows = conn.execute(
+                    select(t.trade_id, t.ts_ns, t.price_ticks, t.quantity_lots, t.aggressor)
+                    .where(t.instrument == symbol)
+                    .order_by(t.trade_id.desc())
+                    .limit(TRADES_KEPT)
+                ).all()
+                recent[symbol] = [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in reversed(rows)]
+        return TradeHistory(day, totals, recent)
 
     def orders(
         self, price: Price, account: str, status: str, instrument: str | None, before_order_id: int | None, limit: int
@@ -105,3 +150,27 @@ class Queries:
                     }
                 )
         return out
+
+
+def _first_trade_since(conn: Connection, since_ns: int) -> int | None:
+    """The id of the first trade stamped at or after `since_ns` (None: no such trade)."""
+    t = _trades.c
+    last = conn.execute(select(t.trade_id, t.ts_ns).order_by(t.trade_id.desc()).limit(1)).first()
+    if last is None or int(last[1]) < since_ns:
+        return None
+    low = int(conn.execute(select(func.min(t.trade_id))).scalar_one())
+    high = int(last[0])
+    # the smallest value v whose first trade at or after v is stamped since `since_ns` (true at `high`)
+    while low < high:
+        middle = (low + high) // 2
+        row = conn.execute(
+            select(t.trade_id, t.ts_ns).where(t.trade_id >= middle).order_by(t.trade_id).limit(1)
+        ).first()
+        assert row is not None, middle  # `high` itself is a trade id
+        if int(row[1]) >= since_ns:
+            high = middle
+        else:
+            low = int(row[0]) + 1
+    first = conn.execute(select(t.trade_id).where(t.trade_id >= low).order_by(t.trade_id).limit(1)).first()
+    assert first is not None, low
+    return int(first[0])

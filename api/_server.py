@@ -72,7 +72,7 @@ from api._errors import ApiError, ErrorCode, error_message
 from api._handlers import HANDLERS, Handler, Submit
 from api._keys import ApiKey, KeyStore
 from api._limits import CLOSE_GOING_AWAY, CLOSE_POLICY, GatewayLimits, TokenBucket
-from api._marketdata import MarketData, read_trade_history
+from api._marketdata import MarketData
 from api._private import PrivateStreams
 from api._protocol import CHANNELS, PRIVATE_CHANNELS, REQUESTS
 from api._queries import Queries
@@ -754,7 +754,7 @@ class GatewayServer:
             if self.use_schedule:
                 gateway.calendar = load_calendar(self.settings.instruments_file)
             history = await asyncio.to_thread(
-                read_trade_history, queries.engine, sequencer.core.matching.books, gateway.market.clock_ns()
+                queries.trade_history, sequencer.core.matching.books, gateway.market.clock_ns()
             )  # the day's statistics and recent trades survive a restart
             gateway.market.load(sequencer.core, history)
             gateway.views.load(sequencer.core)

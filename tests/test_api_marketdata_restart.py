@@ -17,8 +17,9 @@ import pytest
 from api._client import Client
 from api._harness import running_exchange
 from api._limits import TRADES_KEPT
-from api._marketdata import InstrumentData, MarketData, read_trade_history
-from exchange import Ack, Sequencer, make_engine
+from api._marketdata import InstrumentData, MarketData
+from api._queries import Queries
+from exchange import Ack, Sequencer
 from matching import BUY, CONTINUOUS, STATE, TRADE
 from tests.aio import run, wait_for
 from tests.test_api_protocol import _instrument
@@ -80,13 +81,13 @@ def test_market_data_loaded_from_the_database_equals_the_live_one(database_url: 
     assert (live[("ticker", HC)]["open"], live[("ticker", HC)]["high"], live[("ticker", HC)]["low"],
             live[("ticker", HC)]["last"]) == ("3810.00", "3810.00", "3790.00", "3805.00")  # fmt: skip
     now_ns = time.time_ns()
-    engine = make_engine(database_url)
+    queries = Queries(database_url)
     try:
         with Sequencer(database_url) as sequencer:
             market = MarketData(clock_ns=lambda: now_ns)
-            market.load(sequencer.core, read_trade_history(engine, sequencer.core.matching.books, now_ns))
+            market.load(sequencer.core, queries.trade_history(sequencer.core.matching.books, now_ns))
     finally:
-        engine.dispose()
+        queries.close()
     for (channel, symbol), seen in live.items():
         reloaded = orjson.loads(market.snapshot(channel, symbol))
         del reloaded["seq"]
