@@ -41,8 +41,9 @@ Nothing acknowledged is lost: an answer is only ever sent after its commit.
 Cancel-on-disconnect is per session: a session that asked for it remembers the
 ids of the orders it entered that rested (``Gateway.entered``); when it closes,
 those still open are cancelled, one CancelOrder each, submitted as one internal
-group. An order of it still on its way to the sequencer is cancelled when its
-answer comes. The member's other sessions keep their orders.
+group (again while the sequencer's queue is full: INTERNAL_RETRY_FIRST_S). An
+order of it still on its way to the sequencer is cancelled when its answer
+comes. The member's other sessions keep their orders.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ import re
 import signal
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
@@ -116,6 +118,12 @@ SWEEP_AFTER_CYCLE_HINTS = 10_000
 """Connections closed and requests answered by a task (the gateway's sources of garbage cycles:
 asyncio's and the WebSocket library's objects) after which the loop sweeps (exchange/_gc.py)."""
 SHUTDOWN_DRAIN_S = 5.0
+INTERNAL_RETRY_FIRST_S = 0.01
+INTERNAL_RETRY_MAX_S = 0.5
+"""The gateway's own commands (the schedule's state changes, cancel-on-disconnect) refused because
+the sequencer's queue is full wait and are submitted again, oldest first, after this long (doubling
+up to the maximum) until they are taken or the writer stops: a session that asked to have its
+orders cancelled when it goes never keeps them because the exchange was busy at that moment."""
 """How long shutdown waits for answers and send queues before closing connections."""
 ORDER_OWNERS_PRUNE_AT = 65_536
 """Owners of resting orders the gateway remembers (an amend's price is read against the instrument of
@@ -172,6 +180,10 @@ class Gateway:
         # id(command) -> (connection, request id, request type, finish, command)
         self.pending: dict[int, tuple[Connection, str, str, Callable[[Ack], dict[str, Any]], Any]] = {}
         self.internal: set[asyncio.Future[None]] = set()
+        # internal groups refused QueueFull, oldest first, with their futures (see INTERNAL_RETRY_FIRST_S)
+        self.internal_waiting: deque[tuple[tuple[Any, ...], asyncio.Future[None]]] = deque()
+        self._internal_retry_s = INTERNAL_RETRY_FIRST_S
+        self._internal_retry: asyncio.TimerHandle | None = None
         self._to_submit: list[Any] = []  # commands of this loop pass, submitted together at its end
         self.outbox = Outbox(loop)
         self.stopping = False
@@ -518,26 +530,60 @@ class Gateway:
         """Commands of the gateway itself (schedule, cancel-on-disconnect), submitted as one group:
         they are sequenced together, in order, and nobody is answered (``wait_idle`` waits for
         them). Commands of clients queued in this pass go first (a cancel-on-disconnect follows the
-        session's last orders)."""
+        session's last orders). A group the sequencer refuses because its queue is full waits and
+        is submitted again (INTERNAL_RETRY_FIRST_S), after the groups that were waiting before it."""
         assert commands, "an empty group"
         self._submit_queued()
-        try:
-            ticket = self.sequencer.submit_batch(commands)
-        except (QueueFull, WriterStopped) as exc:
-            log.warning("could not submit %d commands (%r first): %s", len(commands), commands[0], exc)
-            return
         future: asyncio.Future[None] = self.loop.create_future()
         self.internal.add(future)
         future.add_done_callback(self.internal.discard)
+        self.internal_waiting.append((tuple(commands), future))
+        if self._internal_retry is None:
+            self._submit_internal_waiting()
 
-        def settle() -> None:
-            if not future.done():
-                future.set_result(None)
+    def _submit_internal_waiting(self) -> None:
+        """Submit the waiting internal groups, oldest first, until the queue refuses one (then try
+        again later) or the writer stopped (then they are given up, logged)."""
+        self._internal_retry = None
+        waiting = self.internal_waiting
+        loop = self.loop
+        while waiting:
+            commands, future = waiting[0]
+            try:
+                ticket = self.sequencer.submit_batch(commands)
+            except QueueFull:
+                delay_s = self._internal_retry_s
+                if delay_s == INTERNAL_RETRY_FIRST_S:
+                    log.warning("the queue is full: %d internal groups wait (%r first)", len(waiting), commands[0])
+                self._internal_retry_s = min(INTERNAL_RETRY_MAX_S, delay_s * 2)
+                self._internal_retry = self.loop.call_later(delay_s, self._submit_internal_waiting)
+                return
+            except WriterStopped as exc:
+                log.warning("could not submit %d internal groups (%r first): %s", len(waiting), commands[0], exc)
+                for _commands, given_up in waiting:
+                    _settle(given_up)
+                waiting.clear()
+                return
+            waiting.popleft()
 
-        def resolved(_ticket: Any) -> None:
-            self.loop.call_soon_threadsafe(settle)
+            def resolved(_ticket: Any, future: asyncio.Future[None] = future) -> None:
+                loop.call_soon_threadsafe(_settle, future)
 
-        ticket.add_done_callback(resolved)
+            ticket.add_done_callback(resolved)
+        self._internal_retry_s = INTERNAL_RETRY_FIRST_S
+
+    def give_up_internal(self) -> None:
+        """At shutdown, after the drain: internal groups still refused are not submitted (logged)."""
+        if self._internal_retry is not None:
+            self._internal_retry.cancel()
+            self._internal_retry = None
+        if self.internal_waiting:
+            commands = self.internal_waiting[0][0]
+            log.error("shutting down: %d internal groups were never taken by the full queue (%r first)",
+                      len(self.internal_waiting), commands[0])  # fmt: skip
+            for _commands, future in self.internal_waiting:
+                _settle(future)
+            self.internal_waiting.clear()
 
     # ------------------------------------------------------- connections
 
@@ -654,6 +700,11 @@ class Gateway:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
         if self.internal:
             await asyncio.wait(set(self.internal), timeout=timeout_s)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 _PRINTABLE_ID = re.compile(r"[\x21-\x7e]+").fullmatch
@@ -813,6 +864,7 @@ class GatewayServer:
         if self.server is not None:
             await self.server.wait_closed()
         await gateway.wait_idle(SHUTDOWN_DRAIN_S)  # cancel-on-disconnect commands
+        gateway.give_up_internal()
         await asyncio.to_thread(sequencer.close)
         gateway.keys.close()
         gateway.queries.close()

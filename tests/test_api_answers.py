@@ -21,7 +21,8 @@ from api._harness import running_exchange
 from api._keys import derive_signing_key, sign_login
 from api._limits import GatewayLimits
 from api._queries import Queries
-from exchange import Ack, Sequencer
+from exchange import Ack, QueueFull, Sequencer
+from matching import CancelOrder
 from tests.aio import next_answer, run
 
 pytestmark = pytest.mark.timeout(120)
@@ -342,6 +343,49 @@ def test_cancel_on_disconnect_cancels_only_its_own_sessions_orders(tmp_path: Pat
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)
             assert await open_orders() == sorted(kept)
+            await plain.close()
+
+    run(main)
+
+
+def test_cancel_on_disconnect_waits_out_a_full_queue(tmp_path: Path) -> None:
+    """The session's cancels were logged and dropped when the sequencer's queue was full at the
+    moment it went, so its orders stayed on the book. Now they wait and are submitted again."""
+
+    async def main() -> None:
+        async with running_exchange(db(tmp_path)) as ex:
+            key = ex.trader_key("M1")
+            careful = Client(ex.url, *key, cancel_on_disconnect=True)
+            plain = Client(ex.url, *key)
+            await careful.connect()
+            await plain.connect()
+            for i in range(3):
+                await careful.place_order(RB, "buy", f"{3390 + i}.00", 1)
+            sequencer = ex.sequencer
+            assert isinstance(sequencer, Sequencer)
+            submit_batch = sequencer.submit_batch
+            refused: list[int] = []
+
+            def full_for_cancels(commands: Any) -> Any:
+                if len(refused) < 4 and all(isinstance(c, CancelOrder) for c in commands):
+                    refused.append(len(commands))
+                    raise QueueFull(sequencer.queue_max_commands)
+                return submit_batch(commands)
+
+            sequencer.submit_batch = full_for_cancels  # type: ignore[method-assign]
+            try:
+                await careful.close()
+
+                async def open_orders() -> int:
+                    return len((await plain.request("orders"))["orders"])
+
+                deadline = asyncio.get_running_loop().time() + 10
+                while await open_orders():
+                    assert asyncio.get_running_loop().time() < deadline, await open_orders()
+                    await asyncio.sleep(0.05)
+            finally:
+                sequencer.submit_batch = submit_batch  # type: ignore[method-assign]
+            assert refused == [3, 3, 3, 3]
             await plain.close()
 
     run(main)
