@@ -308,6 +308,29 @@ def test_an_unknown_channel_and_a_repeated_request_id_get_their_codes(tmp_path: 
     run(main)
 
 
+def test_an_invalid_request_with_a_list_field_names_only_what_is_wrong(tmp_path: Path) -> None:
+    """The step-by-step validation ran on the decoded object, where a JSON array is a list and the
+    strict models want a tuple: every error message also said "numbers: Input should be a valid
+    tuple", whatever was really wrong."""
+
+    async def main() -> None:
+        async with running_exchange(db(tmp_path)) as ex, connect(ex.url) as ws:
+            cases: tuple[tuple[dict[str, object], str], ...] = (
+                ({"type": "merge_receipts", "id": "a", "numbers": ["W1#1", "W1#2"], "bogus": 1}, "bogus: Extra"),
+                ({"type": "merge_receipts", "id": "b", "numbers": ["W1#1"]}, "numbers: Tuple should have at least 2"),
+                ({"type": "new_order", "id": "c", "instrument": RB, "client_order_id": "x", "side": "sell",
+                  "price": "3500.00", "quantity_lots": -1, "receipts": ["W1#1"]}, "quantity_lots: "),
+            )  # fmt: skip
+            for request, detail in cases:
+                reply = await answer(ws, request)
+                assert (reply["type"], reply["id"], reply["code"]) == ("error", request["id"], "INVALID_FIELD"), reply
+                assert reply["message"].count(":") == 1, reply  # one error: the one that is there
+                assert detail in reply["message"], reply
+                assert "tuple" not in reply["message"].replace("Tuple should", ""), reply
+
+    run(main)
+
+
 # -------------------------------------------------- cancel-on-disconnect per session
 
 
