@@ -299,7 +299,8 @@ class OrdersRequest(WireModel):
 
 
 class FillsRequest(WireModel):
-    """The account's fills with seq > `since_seq`, oldest first. Staff name `account`; a bank names
+    """The account's fills with seq > `since_seq`, oldest first: at most `limit` trades, in whole
+    commands (the next page: `since_seq` = the last fill's seq). Staff name `account`; a bank names
     one member it supervises (read-only)."""
 
     type: Literal["fills"]

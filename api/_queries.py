@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, column, desc, func, or_, select, table
+from sqlalchemy import Connection, Engine, and_, column, desc, func, select, table, union_all
 
 from api._limits import TRADES_KEPT
 from api._marketdata import TradeHistory, exchange_day, exchange_day_start_ns
@@ -120,13 +120,22 @@ class Queries:
     def fills(
         self, price: Price, account: str, instrument: str | None, since_seq: int, limit: int
     ) -> list[dict[str, Any]]:
-        t = _trades.c
-        conditions = [or_(t.buy_account == account, t.sell_account == account), t.seq > since_seq]
-        if instrument is not None:
-            conditions.append(t.instrument == instrument)
-        query = select(_trades).where(and_(*conditions)).order_by(t.seq, t.trade_id).limit(limit)
+        """The member's trades after `since_seq`, oldest first, as fills (one for each side the member
+        is on): at most `limit` trades, in whole commands, so that the next page is the one after
+        the last fill's seq. A page that would end inside a command's trades ends before that
+        command instead; one whose first command alone has more trades than `limit` holds that
+        command's trades, all of them (a command's trades are bounded: the fills of one order, or
+        the member's orders in an auction's uncross)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(_fills_query(account, instrument, since_seq, None, limit + 1)).all()
+            if len(rows) > limit:
+                last_seq = rows[limit - 1].seq
+                if rows[limit].seq != last_seq:
+                    rows = rows[:limit]
+                elif rows[0].seq != last_seq:
+                    rows = [r for r in rows if r.seq != last_seq]
+                else:  # one command's trades fill the page: all of them
+                    rows = conn.execute(_fills_query(account, instrument, last_seq - 1, last_seq, None)).all()
         out: list[dict[str, Any]] = []
         for r in rows:
             sides = []
@@ -150,6 +159,24 @@ class Queries:
                     }
                 )
         return out
+
+
+def _fills_query(account: str, instrument: str | None, since_seq: int, up_to_seq: int | None, limit: int | None) -> Any:
+    """The member's trades with since_seq < seq (<= up_to_seq), in (seq, trade id) order: two range
+    scans (the indexes on (buy_account, seq) and (sell_account, seq)) merged; a trade with the
+    member on both sides (an auction's uncross) comes from the first."""
+    t = _trades.c
+    bought = [t.buy_account == account, t.seq > since_seq]
+    sold = [t.sell_account == account, t.seq > since_seq, t.buy_account != account]
+    if up_to_seq is not None:
+        bought.append(t.seq <= up_to_seq)
+        sold.append(t.seq <= up_to_seq)
+    if instrument is not None:
+        bought.append(t.instrument == instrument)
+        sold.append(t.instrument == instrument)
+    both = union_all(select(_trades).where(and_(*bought)), select(_trades).where(and_(*sold))).subquery()
+    query = select(both).order_by(both.c.seq, both.c.trade_id)
+    return query if limit is None else query.limit(limit)
 
 
 def _first_trade_since(conn: Connection, since_ns: int) -> int | None:

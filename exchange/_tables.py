@@ -91,4 +91,9 @@ class TradeRow(Base):
     sell_account: Mapped[str] = mapped_column(String(64))
     aggressor: Mapped[int] = mapped_column(SmallInteger)
 
-    __table_args__ = (Index("ix_trades_instrument", "instrument"),)
+    # An instrument's latest trades; a member's fills on either side after a seq (migration 0002).
+    __table_args__ = (
+        Index("ix_trades_instrument_trade", "instrument", "trade_id"),
+        Index("ix_trades_buy_account_seq", "buy_account", "seq"),
+        Index("ix_trades_sell_account_seq", "sell_account", "seq"),
+    )
