@@ -91,9 +91,6 @@ class TradeRow(Base):
     sell_account: Mapped[str] = mapped_column(String(64))
     aggressor: Mapped[int] = mapped_column(SmallInteger)
 
-    # An instrument's latest trades; a member's fills on either side after a seq (migration 0002).
-    __table_args__ = (
-        Index("ix_trades_instrument_trade", "instrument", "trade_id"),
-        Index("ix_trades_buy_account_seq", "buy_account", "seq"),
-        Index("ix_trades_sell_account_seq", "sell_account", "seq"),
-    )
+    # An instrument's latest trades (migration 0002). A member's fills are read along the primary
+    # key (api._queries): an index by account would cost the writer a page a trade.
+    __table_args__ = (Index("ix_trades_instrument_trade", "instrument", "trade_id"),)
