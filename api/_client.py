@@ -16,6 +16,16 @@ heartbeat showing a later seq) is counted in ``private_gaps`` and mended the
 same way: the client drops that message and every later one, unsubscribes and
 subscribes again from last + 1 with the epoch, and the server replays the
 missed messages in order.
+
+Recovery never gives up quietly: a book's snapshot request and a stream's
+repair that the server refuses (RATE_LIMITED, say) are retried with a growing
+pause (RETRY_FIRST_S up to RETRY_MAX_S) while the connection lasts, and a
+heartbeat starts them again for any book still not synced. When the connection
+closes every book turns unsynced (``connected`` is False). A subscription the
+server refuses is not remembered; on ``reconnect`` each remembered one is
+tried, a refused one is dropped (its book stays unsynced) and the first
+refusal is raised after all were tried. An exception in ``on_message`` is
+logged and never stops the reader.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import secrets
 import ssl
 import time
@@ -39,7 +50,13 @@ from api._keys import derive_signing_key, sign_login
 from api._limits import CHECKSUM_LEVELS
 from api._marketdata import book_checksum
 
-__all__ = ["Client", "LocalBook", "RequestError"]
+__all__ = ["RETRY_FIRST_S", "RETRY_MAX_S", "Client", "LocalBook", "RequestError"]
+
+log = logging.getLogger("bulkex.client")
+
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 2.0
+"""The pause before a refused snapshot request or stream repair is tried again, doubling up to the maximum."""
 
 _PRIVATE = frozenset(("orders", "executions", "balances", "receipts", "deliveries"))
 
@@ -145,24 +162,51 @@ class Client:
         self._reader: asyncio.Task[None] | None = None
         self.private_gaps = 0  # gaps seen in private streams on a live connection (each mended by a replay)
         self._mending: dict[str, asyncio.Task[None]] = {}  # private channel -> its resubscription from last + 1
+        self._resyncing: dict[str, asyncio.Task[None]] = {}  # instrument -> its snapshot request (retried)
+        self.subscription_errors: list[tuple[str, str, str]] = []  # (channel, instrument or account, code) dropped
+
+    @property
+    def connected(self) -> bool:
+        """The connection is open and its reader runs (books can be synced only then)."""
+        return self.ws is not None and self._reader is not None and not self._reader.done()
 
     # -------------------------------------------------------- connection
 
     async def connect(self) -> None:
         """Open the connection, log in (when a key is given) and resume every subscription."""
+        for book in self.books.values():
+            book.synced = False  # until the snapshot of this connection
         self.ws = await connect(self.url, ssl=self.ssl_context, max_size=None, compression=None)
         self._reader = asyncio.get_running_loop().create_task(self._read(self.ws))
+        refused: list[RequestError] = []
         if self.key_id is not None:
             self.session = await self.login()
             epoch = self.session["epoch"]
             for channel in list(self.private_seq):
-                await self._subscribe_private(channel, resume=epoch == self.epoch)
+                try:
+                    await self._subscribe_private(channel, resume=epoch == self.epoch, recovering=True)
+                except RequestError as exc:
+                    refused.append(exc)
+                    self.subscription_errors.append((channel, self.private_accounts.get(channel, ""), exc.code))
+                    self.private_seq.pop(channel, None)
+                    self.private_accounts.pop(channel, None)
             self.epoch = epoch
         for instrument in list(self.books):
-            self.books[instrument].synced = False
-            await self.request("subscribe", channel="book", instrument=instrument)
+            try:
+                await self.request("subscribe", channel="book", instrument=instrument)
+            except RequestError as exc:
+                refused.append(exc)
+                self.subscription_errors.append(("book", instrument, exc.code))
+                del self.books[instrument]
         for channel, instrument in list(self.public):
-            await self.request("subscribe", channel=channel, instrument=instrument)
+            try:
+                await self.request("subscribe", channel=channel, instrument=instrument)
+            except RequestError as exc:
+                refused.append(exc)
+                self.subscription_errors.append((channel, instrument, exc.code))
+                self.public.discard((channel, instrument))
+        if refused:
+            raise refused[0]
 
     async def login(self) -> dict[str, Any]:
         assert self.key_id is not None
@@ -271,9 +315,15 @@ class Client:
 
     async def subscribe_book(self, instrument: str) -> LocalBook:
         book = self.books.get(instrument)
-        if book is None:
+        new = book is None
+        if book is None:  # registered before the request: its snapshot may come right after the answer
             book = self.books[instrument] = LocalBook(instrument)
-        await self.request("subscribe", channel="book", instrument=instrument)
+        try:
+            await self.request("subscribe", channel="book", instrument=instrument)
+        except BaseException:
+            if new:
+                self.books.pop(instrument, None)
+            raise
         return book
 
     async def subscribe(self, channel: str, instrument: str) -> dict[str, Any]:
@@ -287,13 +337,29 @@ class Client:
         for balances, name `account`; an operator gets its warehouse's receipts and deliveries);
         messages collect in private_messages[channel] and are resumed from the next seq by
         ``reconnect``. One account per channel and client."""
-        self.private_messages.setdefault(channel, [])
+        had_seq, had_account = channel in self.private_seq, self.private_accounts.get(channel)
         self.private_seq.setdefault(channel, 0)
         if account is not None:
             self.private_accounts[channel] = account
-        return await self._subscribe_private(channel, resume=False)
+        else:
+            self.private_accounts.pop(channel, None)
+        try:
+            result = await self._subscribe_private(channel, resume=False, recovering=False)
+        except BaseException:  # refused: nothing of it remembered
+            if not had_seq:
+                self.private_seq.pop(channel, None)
+            if had_account is None:
+                self.private_accounts.pop(channel, None)
+            else:
+                self.private_accounts[channel] = had_account
+            raise
+        self.private_messages.setdefault(channel, [])
+        return result
 
-    async def _subscribe_private(self, channel: str, resume: bool) -> dict[str, Any]:
+    async def _subscribe_private(self, channel: str, resume: bool, recovering: bool) -> dict[str, Any]:
+        """Subscribe to `channel`: from the next seq expected when `resume` (same epoch), else (or when
+        the replay is no longer available) afresh. `recovering` (a reconnect or a repair): a fresh
+        stream that already holds messages this client never got counts in ``replay_lost``."""
         last = self.private_seq.get(channel, 0)
         account = self.private_accounts.get(channel)
         if resume and self.epoch is not None:
@@ -304,11 +370,15 @@ class Client:
             except RequestError as exc:
                 if exc.code != "REPLAY_UNAVAILABLE":
                     raise
-        if last:
-            self.replay_lost += 1
         # A fresh stream: the answer's seq is the last one already published; new messages follow it.
         self._fresh.add(channel)
-        return await self.request("subscribe", channel=channel, account=account)
+        try:
+            result = await self.request("subscribe", channel=channel, account=account)
+        finally:
+            self._fresh.discard(channel)  # the answer set the seq (or there was none)
+        if recovering and result["seq"] > (last if resume else 0):
+            self.replay_lost += 1  # published meanwhile and not replayed: lost to this client
+        return result
 
     # ------------------------------------------------------------- reading
 
@@ -318,10 +388,15 @@ class Client:
                 self._dispatch(orjson.loads(raw))
         except ConnectionClosed:
             pass
+        except Exception:  # a message this client cannot read: the connection is no longer trusted
+            log.exception("the client's reader failed; closing the connection")
+            await ws.close(1011, "client error")
         finally:
             if ws.close_code is not None:
                 self.close_code = ws.close_code
                 self.close_reason = ws.close_reason or ""
+            for book in self.books.values():
+                book.synced = False
             for future in self._waiting.values():
                 if not future.done():
                     future.set_exception(ConnectionError(f"connection closed ({self.close_code} {self.close_reason})"))
@@ -339,8 +414,8 @@ class Client:
                     future.set_result(message["result"])
                 else:
                     future.set_exception(RequestError(message["code"], message["message"], message.get("seq")))
-            elif kind == "error" and self.on_message is not None:
-                self.on_message(message)
+            elif kind == "error":
+                self._tell(message)
             return
         if kind == "book":
             book = self.books.get(message["instrument"])
@@ -365,10 +440,19 @@ class Client:
                         book.gaps += 1
                         book.synced = False
                         self._resync(book)
+                    elif book is not None and not book.synced:
+                        self._resync(book)  # a snapshot still missing: asked again unless on its way
                 elif entry["channel"] in self.private_seq and entry["seq"] > self.private_seq[entry["channel"]]:
                     self._mend(entry["channel"])  # a message lost with nothing after it yet to show the gap
+        self._tell(message)
+
+    def _tell(self, message: dict[str, Any]) -> None:
+        """Hand a message to ``on_message``; its failure is logged and reading goes on."""
         if self.on_message is not None:
-            self.on_message(message)
+            try:
+                self.on_message(message)
+            except Exception:
+                log.exception("on_message failed on a %r message", message.get("type"))
 
     def _mend(self, channel: str) -> None:
         """A gap in a private stream: resubscribe from the next seq expected (once per gap; the
@@ -381,16 +465,50 @@ class Client:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _resubscribe(self, channel: str) -> None:
+        """Unsubscribe and subscribe again from the next seq expected; a refusal is tried again
+        after a pause (RETRY_FIRST_S doubling) until it succeeds or the connection is gone."""
         try:
-            await self.request("unsubscribe", channel=channel, account=self.private_accounts.get(channel))
-            await self._subscribe_private(channel, resume=True)
+            pause_s = RETRY_FIRST_S
+            subscribed = True
+            while self.connected:
+                try:
+                    if subscribed:
+                        await self.request("unsubscribe", channel=channel, account=self.private_accounts.get(channel))
+                        subscribed = False
+                    await self._subscribe_private(channel, resume=True, recovering=True)
+                    return
+                except RequestError as exc:
+                    if exc.code == "NOT_SUBSCRIBED":
+                        subscribed = False
+                        continue
+                    log.warning("repair of the %s stream refused (%s): again in %.2f s", channel, exc.code, pause_s)
+                except ConnectionError:
+                    return
+                await asyncio.sleep(pause_s)
+                pause_s = min(RETRY_MAX_S, pause_s * 2)
         finally:
             del self._mending[channel]
 
     def _resync(self, book: LocalBook) -> None:
-        ws = self.ws
-        if ws is None:
+        """Ask for a snapshot of `book` (once at a time; a refusal is asked again after a pause)."""
+        if not self.connected or book.instrument in self._resyncing:
             return
-        body = {"type": "snapshot", "id": f"s{next(self._ids)}", "channel": "book", "instrument": book.instrument}
-        task = asyncio.get_running_loop().create_task(ws.send(orjson.dumps(body), text=True))
+        task = asyncio.get_running_loop().create_task(self._snapshot(book))
+        self._resyncing[book.instrument] = task
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _snapshot(self, book: LocalBook) -> None:
+        try:
+            pause_s = RETRY_FIRST_S
+            while self.connected and not book.synced:
+                try:
+                    await self.request("snapshot", channel="book", instrument=book.instrument)
+                    return  # the snapshot message itself came before this answer and synced the book
+                except RequestError as exc:
+                    log.warning("snapshot of %s refused (%s): again in %.2f s", book.instrument, exc.code, pause_s)
+                except ConnectionError:
+                    return
+                await asyncio.sleep(pause_s)
+                pause_s = min(RETRY_MAX_S, pause_s * 2)
+        finally:
+            del self._resyncing[book.instrument]
