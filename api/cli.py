@@ -232,6 +232,13 @@ Bank = Annotated[
 ]
 Date = Annotated[str, typer.Option("--date", help="Business date, YYYY-MM-DD.")]
 OutDir = Annotated[Path, typer.Option("--out", help="Folder for the files (a sub-folder per date).")]
+AnyDate = Annotated[
+    bool,
+    typer.Option(
+        "--any-date",
+        help="Accept a date after the exchange's current day (UTC+8) or off the calendar's trading days.",
+    ),
+]
 
 
 @bank_app.command("import")
@@ -255,11 +262,13 @@ def bank_import(
 
 
 @bank_app.command("export")
-def bank_export(date: Date, database_url: DatabaseUrl = None, out: OutDir = Path("bank-out")) -> None:
+def bank_export(
+    date: Date, database_url: DatabaseUrl = None, out: OutDir = Path("bank-out"), any_date: AnyDate = False
+) -> None:
     """Withdrawal instructions (text and pain.001) and, for a closed day, the clearing file."""
     from exchange import export_bank_files
 
-    _write_files(export_bank_files, date, database_url, out)
+    _write_files(export_bank_files, date, database_url, out, any_date)
 
 
 @bank_app.command("watch")
@@ -285,22 +294,31 @@ def bank_watch(
 
 
 @clearing_app.command("run")
-def clearing_run(date: Date, database_url: DatabaseUrl = None, out: OutDir = Path("clearing-out")) -> None:
+def clearing_run(
+    date: Date, database_url: DatabaseUrl = None, out: OutDir = Path("clearing-out"), any_date: AnyDate = False
+) -> None:
     """Close the business day through the sequencer and write its files; a re-run writes the same bytes."""
     from exchange import run_end_of_day
 
-    _write_files(run_end_of_day, date, database_url, out)
+    _write_files(run_end_of_day, date, database_url, out, any_date)
 
 
-def _write_files(write: Callable[..., list[Path]], date: str, database_url: str | None, out: Path) -> None:
-    """Open the writer, run `write(sequencer, date, out, keys, echo)` and list the files it wrote;
-    exit 1 with the reason when the exchange refuses."""
-    from exchange import ExchangeError
+def _write_files(
+    write: Callable[..., list[Path]], date: str, database_url: str | None, out: Path, any_date: bool
+) -> None:
+    """Open the writer, run `write(sequencer, date, out, keys, echo, calendar=..., any_date=...)` and
+    list the files it wrote; exit 1 with the reason when the exchange refuses."""
+    from exchange import ExchangeError, load_calendar
 
     keys = _keys()
+    try:
+        calendar = load_calendar(_settings(database_url).instruments_file)
+    except ExchangeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     sequencer = _open_writer(database_url)
     try:
-        paths = write(sequencer, date, out, keys, typer.echo)
+        paths = write(sequencer, date, out, keys, typer.echo, calendar=calendar, any_date=any_date)
     except ExchangeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
