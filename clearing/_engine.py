@@ -68,7 +68,7 @@ from clearing._ledger import (
     Ledger,
     TransferCode,
 )
-from clearing._reconcile import reconcile
+from clearing._reconcile import AMOUNT_DIFFERS, MISSING_AT_BANK, reconcile
 from clearing._risk import BPS, InstrumentRisk, forfeit_split, per_lot_hold_fen
 from matching import ACCEPTED, AMENDED, BOOK, BUY, CANCELLED, SELL, TRADE, Instrument
 
@@ -300,7 +300,16 @@ class Deal:
 
 
 class Withdrawal:
-    __slots__ = ("amount_fen", "approved_by", "hold_id", "member", "request_id", "requested_by", "status")
+    __slots__ = (
+        "amount_fen",
+        "approved_by",
+        "hold_id",
+        "instructed_after",
+        "member",
+        "request_id",
+        "requested_by",
+        "status",
+    )
 
     def __init__(self, request_id: str, member: str, amount_fen: int, requested_by: str, hold_id: int) -> None:
         self.request_id = request_id
@@ -310,6 +319,9 @@ class Withdrawal:
         self.approved_by = ""
         self.hold_id = hold_id
         self.status: str = WithdrawalStatus.PENDING_APPROVAL
+        # the last closed day when it was approved ("" before the first close): the bank is asked to pay
+        # it on the next business day, which is the value date reconciliation gives its payment
+        self.instructed_after = ""
 
     def to_list(self) -> list[object]:
         return [
@@ -320,6 +332,7 @@ class Withdrawal:
             self.approved_by,
             self.hold_id,
             self.status,
+            self.instructed_after,
         ]
 
 
@@ -342,10 +355,17 @@ class ClearingEngine:
         self.seen: dict[str, tuple[int, int]] = {}  # "r|bank|record" / "q|request" / "f|bank|file" -> (seq, code)
         self.file_hashes: dict[str, str] = {}  # "bank|file" -> sha256
         self.statements: dict[str, dict[str, int]] = {}  # "bank|statement|date" -> sub_account -> balance
-        self.breaks: dict[int, list[Any]] = {}  # open breaks: id -> [bank, sub, member, reason, bank_fen, ours]
+        # open breaks: id -> [bank, sub, member, reason, bank_fen, ours, value date of the statement]
+        self.breaks: dict[int, list[Any]] = {}
         self.breaks_by_member: dict[str, int] = {}  # member -> open breaks
         self.next_break_id = 1
         self.closings: dict[str, dict[str, list[int]]] = {}  # date -> member -> [available, frozen]
+        # closed date -> member -> signed fen: what the close of that date saw differently from the bank's
+        # books for that value date (bank money booked after the close with a value date on or before it,
+        # less deposits booked before the close with a later value date); no zero entries
+        self.late: dict[str, dict[str, int]] = {}
+        # value date after the last close -> member -> fen of the deposits with that value date booked so far
+        self.forward: dict[str, dict[str, int]] = {}
         self.last_closed_date = ""
         self._amending = 0  # the order reserve_amend topped up, trimmed by the next absorb
         self._handlers: dict[type, Callable[[Any, int, list[Event]], None]] = {
@@ -429,6 +449,10 @@ class ClearingEngine:
         )
         self.seen[f"r|{bank}|{record_id}"] = (seq, _OK)
         out.append((C_DEPOSIT, seq, bank, record_id, member, amount, value_date))
+        if value_date > self.last_closed_date:
+            ahead = self.forward.setdefault(value_date, {})
+            ahead[member] = ahead.get(member, 0) + amount
+        self._booked_late(member, amount, value_date, seq, out)
 
     def _deposit(self, c: BankDeposit, seq: int, out: list[Event]) -> None:
         key = f"r|{c.bank}|{c.record_id}"
@@ -481,6 +505,7 @@ class ClearingEngine:
         if c.amount_fen <= self.config.withdrawal_approval_threshold_fen:
             w.status = WithdrawalStatus.APPROVED
             w.approved_by = c.requested_by
+            w.instructed_after = self.last_closed_date
             out.append(
                 (
                     C_WITHDRAWAL,
@@ -507,6 +532,7 @@ class ClearingEngine:
         else:
             w.status = WithdrawalStatus.APPROVED
             w.approved_by = c.approver
+            w.instructed_after = self.last_closed_date
             out.append((C_WITHDRAWAL, seq, w.request_id, w.member, w.amount_fen, w.status, c.approver, ""))
 
     def _cancel_withdrawal(self, c: CancelWithdrawal, seq: int, out: list[Event]) -> None:
@@ -553,6 +579,9 @@ class ClearingEngine:
         if ok:
             self.ledger.settle(w.hold_id, [(TransferCode.WITHDRAWAL, (EXCHANGE, BANK_CUSTODY), w.amount_fen)], seq, out)
             self._end_withdrawal(w, WithdrawalStatus.PAID, bank, reason, seq, out)
+            later = [d for d in self.closings if d > w.instructed_after]
+            if later:  # paid on the day it was instructed for, a day already closed
+                self._booked_late(w.member, -w.amount_fen, min(later), seq, out)
         else:
             self.ledger.release(w.hold_id, seq, out)
             self._end_withdrawal(w, WithdrawalStatus.REJECTED_BY_BANK, bank, reason, seq, out)
@@ -611,22 +640,62 @@ class ClearingEngine:
             self.statements.pop(key, None)
             self._reconcile(c.bank, c.statement_id, c.value_date, lines, seq, out)
 
+    def _exchange_fen(self, value_date: str, member: str) -> int | None:
+        """`member`'s money as the bank's books should show it at the end of
+        the closed day `value_date`: the close's available + frozen, corrected
+        by the bank money the close saw differently (see ``late``); None when
+        the member has no closing balance that day."""
+        balances = self.closings[value_date].get(member)
+        if balances is None:
+            return None
+        fen = balances[0] + balances[1] + self.late.get(value_date, {}).get(member, 0)
+        assert fen >= 0, (value_date, member, fen)
+        return fen
+
+    def _booked_late(self, member: str, amount_fen: int, value_date: str, seq: int, out: list[Event]) -> None:
+        """Bank money of `member` (a deposit, or a paid withdrawal as a
+        negative amount) with value date `value_date` is booked now: every
+        kept day closed on or after that date did not see it. An open break of
+        the member from such a day's statement that this explains is closed."""
+        for date in self.closings:
+            if date >= value_date:
+                moved = self.late.setdefault(date, {})
+                fen = moved.get(member, 0) + amount_fen
+                if fen:
+                    moved[member] = fen
+                else:
+                    del moved[member]
+                    if not moved:
+                        del self.late[date]
+        if not self.breaks_by_member.get(member, 0):
+            return
+        for break_id in sorted(self.breaks):
+            _, _, who, reason, bank_fen, _, date = self.breaks[break_id]
+            if who != member or reason not in (AMOUNT_DIFFERS, MISSING_AT_BANK) or date < value_date:
+                continue
+            if date in self.closings and self._exchange_fen(date, member) == bank_fen:
+                self._close_break(break_id, seq, out)
+
     def _reconcile(
         self, bank: str, statement_id: str, value_date: str, lines: dict[str, int], seq: int, out: list[Event]
     ) -> None:
         closing = self.closings[value_date]
-        ledger_balances = {m: b[0] + b[1] for m, b in closing.items()}
+        ledger_balances: dict[str, int] = {}
+        for member in closing:
+            fen = self._exchange_fen(value_date, member)
+            assert fen is not None
+            ledger_balances[member] = fen
         at_bank = {m: sub for m, (b, sub) in self.members.items() if b == bank and m in closing}
         found = reconcile(bank, lines, self.sub_accounts, at_bank, ledger_balances)
-        # a new statement of the bank supersedes its open breaks
+        # the statement supersedes the bank's open breaks of its day and earlier days, never of a later day
         for break_id in sorted(self.breaks):
             item = self.breaks[break_id]
-            if item[0] == bank:
+            if item[0] == bank and item[6] <= value_date:
                 self._close_break(break_id, seq, out)
         for b in found:
             break_id = self.next_break_id
             self.next_break_id += 1
-            self.breaks[break_id] = [bank, b.sub_account, b.member, b.reason, b.bank_fen, b.exchange_fen]
+            self.breaks[break_id] = [bank, b.sub_account, b.member, b.reason, b.bank_fen, b.exchange_fen, value_date]
             if b.member:
                 self.breaks_by_member[b.member] = self.breaks_by_member.get(b.member, 0) + 1
             out.append(
@@ -635,7 +704,7 @@ class ClearingEngine:
         out.append((C_STATEMENT, seq, bank, statement_id, value_date, len(lines), len(found)))
 
     def _close_break(self, break_id: int, seq: int, out: list[Event]) -> None:
-        bank, sub, member, reason, bank_fen, ours = self.breaks.pop(break_id)
+        bank, sub, member, reason, bank_fen, ours, _ = self.breaks.pop(break_id)
         if member:
             self.breaks_by_member[member] -= 1
             if not self.breaks_by_member[member]:
@@ -666,8 +735,21 @@ class ClearingEngine:
         closing = {m: [b[AVAILABLE], b[FROZEN_MARGIN] + b[FROZEN_ESCROW]] for m, b in sorted(balances.items())}
         self.closings[c.business_date] = closing
         self.last_closed_date = c.business_date
+        # deposits booked with a later value date are in this close, not in the bank's books of the day
+        ahead: dict[str, int] = {}
+        for value_date in sorted(self.forward):
+            moved = self.forward[value_date]
+            if value_date > c.business_date:
+                for member, fen in moved.items():
+                    ahead[member] = ahead.get(member, 0) - fen
+            else:
+                del self.forward[value_date]
+        if ahead:
+            self.late[c.business_date] = ahead
         while len(self.closings) > self.config.max_closings_kept:
-            del self.closings[min(self.closings)]
+            oldest = min(self.closings)
+            del self.closings[oldest]
+            self.late.pop(oldest, None)
         total = sum(a + f for a, f in closing.values())
         out.append((C_DAY_CLOSED, seq, c.business_date, len(closing), total))
 
@@ -1252,6 +1334,18 @@ class ClearingEngine:
             if item[2]:
                 per_member[item[2]] = per_member.get(item[2], 0) + 1
         assert per_member == self.breaks_by_member
+        for item in self.breaks.values():
+            assert len(item) == 7, item
+        for date, moved in self.late.items():
+            assert date in self.closings, date
+            assert moved, date
+            assert all(moved.values()), (date, moved)
+            for member in moved:
+                if member in self.closings[date]:
+                    self._exchange_fen(date, member)  # asserts it is not negative
+        for date, moved in self.forward.items():
+            assert date > self.last_closed_date, (date, self.last_closed_date)
+            assert all(fen > 0 for fen in moved.values()), (date, moved)
 
     # ------------------------------------------------------------------ state
 
@@ -1272,6 +1366,8 @@ class ClearingEngine:
             "breaks": [[b, *item] for b, item in sorted(self.breaks.items())],
             "next_break_id": self.next_break_id,
             "closings": [[d, sorted(c.items())] for d, c in sorted(self.closings.items())],
+            "late": [[d, sorted(m.items())] for d, m in sorted(self.late.items())],
+            "forward": [[d, sorted(m.items())] for d, m in sorted(self.forward.items())],
             "last_closed_date": self.last_closed_date,
         }
 
@@ -1293,10 +1389,11 @@ class ClearingEngine:
             deal = Deal.from_list(item)
             eng.deals[deal.deal_id] = deal
         eng.closed_deals = {int(k): v for k, v in d["closed_deals"]}
-        for rid, member, amount, by, approved_by, hold_id, status in d["withdrawals"]:
+        for rid, member, amount, by, approved_by, hold_id, status, *after in d["withdrawals"]:
             w = Withdrawal(rid, member, amount, by, hold_id)
             w.approved_by = approved_by
             w.status = status
+            w.instructed_after = after[0] if after else ""  # snapshots before value dates: as before any close
             eng.withdrawals[rid] = w
             if status in (WithdrawalStatus.PENDING_APPROVAL, WithdrawalStatus.APPROVED):
                 eng.pending_by_member[member] = eng.pending_by_member.get(member, 0) + 1
@@ -1304,10 +1401,12 @@ class ClearingEngine:
         eng.file_hashes = dict(d["file_hashes"])
         eng.statements = {k: dict(v) for k, v in d["statements"]}
         for b, *item in d["breaks"]:
-            eng.breaks[b] = list(item)
+            eng.breaks[b] = item if len(item) == 7 else [*item, ""]  # snapshots before value dates: the oldest
             if item[2]:
                 eng.breaks_by_member[item[2]] = eng.breaks_by_member.get(item[2], 0) + 1
         eng.next_break_id = d["next_break_id"]
         eng.closings = {date: {m: list(b) for m, b in c} for date, c in d["closings"]}
+        eng.late = {date: dict(m) for date, m in d.get("late", [])}
+        eng.forward = {date: dict(m) for date, m in d.get("forward", [])}
         eng.last_closed_date = d["last_closed_date"]
         return eng
