@@ -8,7 +8,9 @@ camt.053, camt.054 and pain.002 and a reader for pain.001 exist too, so the
 formats round-trip in tests and the docs' examples are generated.
 
 Checks: CNY only; amounts exact to the fen; per statement, opening balance +
-credits - debits == closing balance (ROLL_FORWARD_MISMATCH); transaction
+booked credits - booked debits == closing balance (ROLL_FORWARD_MISMATCH:
+OPBD and CLBD are booked balances; pending and informational entries do not
+move them); transaction
 summaries (NbOfNtries, Sum) against the entries; pain.001 and pain.002
 NbOfTxs / CtrlSum against the transactions. Any version of a message is read
 (the elements used are stable across versions); the writers emit
@@ -17,11 +19,12 @@ camt.053.001.08, camt.054.001.08, pain.001.001.09 and pain.002.001.10.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Collection, Sequence
 from typing import Final
 from xml.sax.saxutils import escape, quoteattr
 
-from clearing._engine import valid_date, valid_id
+from clearing._engine import MAX_ID_CHARS, valid_date, valid_id
 from clearing.bankfiles._amounts import format_amount, parse_amount
 from clearing.bankfiles._errors import FileError, FileErrorCode
 from clearing.bankfiles._records import (
@@ -34,6 +37,7 @@ from clearing.bankfiles._records import (
     BankRecord,
     DepositRecord,
     InstructionRecord,
+    Place,
     ResultRecord,
 )
 from clearing.bankfiles._text import MAX_FILE_BYTES, MAX_RECORDS_PER_FILE
@@ -41,11 +45,14 @@ from clearing.bankfiles._xml import Node, parse_xml
 
 __all__ = [
     "EXCHANGE_NAME",
+    "ISO_KINDS",
     "ISO_NAMESPACE",
     "OK_STATUSES",
     "REJECTED_STATUS",
     "StatementAccount",
+    "looks_like_xml",
     "parse_iso_file",
+    "status_record_id",
     "write_camt053",
     "write_camt054",
     "write_pain001",
@@ -63,6 +70,9 @@ _ROOTS: Final = {
     PAIN001: "CstmrCdtTrfInitn",
     PAIN002: "CstmrPmtStsRpt",
 }
+ISO_KINDS: Final = tuple(_ROOTS)
+BOOKED_STATUS: Final = "BOOK"  # an entry without a status is taken as booked
+UTF8_BOM: Final = b"\xef\xbb\xbf"
 _VERSIONS: Final = {
     CAMT053: "camt.053.001.08",
     CAMT054: "camt.054.001.08",
@@ -74,18 +84,31 @@ _VERSIONS: Final = {
 # ---------------------------------------------------------------- reading
 
 
+def looks_like_xml(data: bytes) -> bool:
+    """Whether `data` is XML (an ISO 20022 message) rather than the text format:
+    its first non-blank byte, after an optional UTF-8 byte order mark, is '<'."""
+    return data.removeprefix(UTF8_BOM).lstrip()[:1] == b"<"
+
+
 def parse_iso_file(
-    data: bytes, bank: str, *, name: str = "", max_bytes: int = MAX_FILE_BYTES, max_records: int = MAX_RECORDS_PER_FILE
+    data: bytes,
+    bank: str,
+    *,
+    name: str = "",
+    kinds: Collection[str] = ISO_KINDS,
+    max_bytes: int = MAX_FILE_BYTES,
+    max_records: int = MAX_RECORDS_PER_FILE,
 ) -> BankFile:
-    """Parse an ISO 20022 message from `bank`; FileError (with `name`) at the first problem."""
+    """Parse an ISO 20022 message from `bank`; FileError (with `name`) at the
+    first problem. A UTF-8 byte order mark before the XML is accepted."""
     try:
-        return _parse_iso(data, bank, max_bytes, max_records)
+        return _parse_iso(data, bank, kinds, max_bytes, max_records)
     except FileError as err:
         err.file = name
         raise
 
 
-def _parse_iso(data: bytes, bank: str, max_bytes: int, max_records: int) -> BankFile:
+def _parse_iso(data: bytes, bank: str, kinds: Collection[str], max_bytes: int, max_records: int) -> BankFile:
     if len(data) > max_bytes:
         raise FileError(FileErrorCode.FILE_TOO_LARGE, f"{len(data)} bytes, limit {max_bytes}")
     if not data.strip():
@@ -97,24 +120,30 @@ def _parse_iso(data: bytes, bank: str, max_bytes: int, max_records: int) -> Bank
     kind = message[:8]
     if kind not in _ROOTS or not root.get(_ROOTS[kind]):
         raise FileError(FileErrorCode.UNKNOWN_MESSAGE, message, root.line, "Document")
+    if kind not in kinds:
+        accepted = ", ".join(k for k in kinds if k in _ROOTS)
+        detail = f"{message[:40]}; accepted here: {accepted}"
+        raise FileError(FileErrorCode.UNEXPECTED_KIND, detail, root.line, "Document")
     body = root.need(_ROOTS[kind])
     msg_id = body.need_text("GrpHdr", "MsgId")
+    msg_node = body.need("GrpHdr", "MsgId")
     if not valid_id(msg_id):
-        raise FileError(FileErrorCode.BAD_FIELD, msg_id[:80], body.need("GrpHdr", "MsgId").line, "GrpHdr/MsgId")
+        raise FileError(FileErrorCode.BAD_FIELD, msg_id[:80], msg_node.line, "GrpHdr/MsgId")
     created = body.need_text("GrpHdr", "CreDtTm")
     business_date = created[:10]
     if not valid_date(business_date):
         raise FileError(FileErrorCode.BAD_DATE, created, body.need("GrpHdr", "CreDtTm").line, "GrpHdr/CreDtTm")
-    records: list[BankRecord]
+    found: list[tuple[BankRecord, Place]]
     if kind == CAMT053:
-        records, business_date = _camt(body, "Stmt", True, business_date, max_records)
+        found, business_date = _camt(body, "Stmt", True, business_date, max_records)
     elif kind == CAMT054:
-        records, _ = _camt(body, "Ntfctn", False, business_date, max_records)
+        found, _ = _camt(body, "Ntfctn", False, business_date, max_records)
     elif kind == PAIN001:
-        records = _pain001(body, max_records)
+        found = _pain001(body, max_records)
     else:
-        records = _pain002(body, msg_id, max_records)
-    return BankFile(kind, bank, msg_id, business_date, tuple(records))
+        found = _pain002(body, msg_id, max_records)
+    header = Place(msg_node.line, (("file_id", msg_node.path), ("business_date", f"{body.path}/GrpHdr/CreDtTm")))
+    return BankFile(kind, bank, msg_id, business_date, tuple(r for r, _ in found), tuple(p for _, p in found), header)
 
 
 def _amount(node: Node, signed_by: Node | None = None, *, allow_zero: bool = False) -> int:
@@ -132,22 +161,25 @@ def _amount(node: Node, signed_by: Node | None = None, *, allow_zero: bool = Fal
     return fen
 
 
-def _account_id(node: Node) -> str:
+def _account_id(node: Node) -> Node:
     acct = node.need("Acct", "Id")
     ident = acct.get("Othr", "Id") or acct.get("IBAN")
     if ident is None or not valid_id(ident.text):
         raise FileError(FileErrorCode.MISSING_ELEMENT, "Acct/Id/Othr/Id or Acct/Id/IBAN", acct.line, acct.path)
-    return ident.text
+    return ident
 
 
-def _date_of(node: Node, *names: str) -> str:
+def _date_node(node: Node, *names: str) -> Node:
     date_node = node.get(*names, "Dt") or node.get(*names, "DtTm")
     if date_node is None:
         raise FileError(FileErrorCode.MISSING_ELEMENT, f"{'/'.join(names)}/Dt", node.line, f"{node.path}/{names[0]}")
-    text = date_node.text[:10]
-    if not valid_date(text):
+    if not valid_date(date_node.text[:10]):
         raise FileError(FileErrorCode.BAD_DATE, date_node.text[:30], date_node.line, date_node.path)
-    return text
+    return date_node
+
+
+def _date_of(node: Node, *names: str) -> str:
+    return _date_node(node, *names).text[:10]
 
 
 def _count(node: Node, *names: str) -> tuple[int, Node] | None:
@@ -195,8 +227,10 @@ def _check_summary(stmt: Node, name: str, entries: list[tuple[int, Node]]) -> No
 
 def _camt(
     body: Node, block: str, statement: bool, business_date: str, max_records: int
-) -> tuple[list[BankRecord], str]:
-    records: list[BankRecord] = []
+) -> tuple[list[tuple[BankRecord, Place]], str]:
+    """Deposits (booked credits) and, for a statement, each account's closing
+    balance, with where they are in the file."""
+    records: list[tuple[BankRecord, Place]] = []
     seen_refs: set[str] = set()
     seen_accounts: set[str] = set()
     statement_date = ""
@@ -204,17 +238,21 @@ def _camt(
     if not blocks:
         raise FileError(FileErrorCode.MISSING_ELEMENT, block, body.line, f"{body.path}/{block}")
     for stmt in blocks:
-        sub = _account_id(stmt)
+        account = _account_id(stmt)
+        sub = account.text
         if statement and sub in seen_accounts:
             raise FileError(FileErrorCode.DUPLICATE_RECORD, sub, stmt.line, f"{stmt.path}/Acct")
         seen_accounts.add(sub)
         entries: list[tuple[int, Node]] = []
+        booked_fen = 0
         for entry in stmt.all("Ntry"):
-            amount = _amount(entry.need("Amt"), entry)
+            amount_node = entry.need("Amt")
+            amount = _amount(amount_node, entry)
             entries.append((amount, entry))
             status = entry.get("Sts", "Cd") or entry.get("Sts")
-            if status is not None and status.text and status.text != "BOOK":
-                continue  # pending or informational entries move no money yet
+            if status is not None and status.text and status.text != BOOKED_STATUS:
+                continue  # pending (PDNG), informational (INFO) or future (FUTR): no money moved, not in OPBD/CLBD
+            booked_fen += amount
             if amount < 0:
                 continue  # debits: withdrawals paid, confirmed by pain.002; they count in the roll-forward
             ref_node = entry.get("AcctSvcrRef") or entry.get("NtryRef")
@@ -228,8 +266,14 @@ def _camt(
             if ref_node.text in seen_refs:
                 raise FileError(FileErrorCode.DUPLICATE_RECORD, ref_node.text, ref_node.line, ref_node.path)
             seen_refs.add(ref_node.text)
-            value_date = _date_of(entry, "ValDt") if entry.get("ValDt") else _date_of(entry, "BookgDt")
-            records.append(DepositRecord(ref_node.text, sub, amount, value_date))
+            date_node = _date_node(entry, "ValDt") if entry.get("ValDt") else _date_node(entry, "BookgDt")
+            fields = (
+                ("record_id", ref_node.path),
+                ("sub_account", account.path),
+                ("amount", amount_node.path),
+                ("value_date", date_node.path),
+            )
+            records.append((DepositRecord(ref_node.text, sub, amount, date_node.text[:10]), Place(entry.line, fields)))
             if len(records) > max_records:
                 raise FileError(FileErrorCode.TOO_MANY_RECORDS, f"limit {max_records}", entry.line, entry.path)
         _check_summary(stmt, block, entries)
@@ -248,11 +292,10 @@ def _camt(
                 FileErrorCode.MISSING_ELEMENT, "an OPBD (or PRCD) and a CLBD balance", stmt.line, f"{stmt.path}/Bal"
             )
         close_fen, close_node, close_date = closing
-        moved = sum(e[0] for e in entries)
-        if opening + moved != close_fen:
+        if opening + booked_fen != close_fen:
             raise FileError(
                 FileErrorCode.ROLL_FORWARD_MISMATCH,
-                f"{format_amount(opening)} + {format_amount(moved)} != {format_amount(close_fen)}",
+                f"{format_amount(opening)} + booked entries {format_amount(booked_fen)} != {format_amount(close_fen)}",
                 close_node.line,
                 f"{close_node.path}/Amt",
             )
@@ -271,7 +314,12 @@ def _camt(
                 f"{close_node.path}/Dt",
             )
         statement_date = close_date
-        records.append(BalanceRecord(sub, close_fen, close_date))
+        balance_fields = (
+            ("sub_account", account.path),
+            ("balance", f"{close_node.path}/Amt"),
+            ("value_date", f"{close_node.path}/Dt"),
+        )
+        records.append((BalanceRecord(sub, close_fen, close_date), Place(close_node.line, balance_fields)))
     return records, statement_date or business_date
 
 
@@ -290,15 +338,15 @@ def _check_totals(node: Node, count: int, total: int, count_name: str = "NbOfTxs
             )
 
 
-def _pain001(body: Node, max_records: int) -> list[BankRecord]:
-    records: list[BankRecord] = []
+def _pain001(body: Node, max_records: int) -> list[tuple[BankRecord, Place]]:
+    records: list[tuple[BankRecord, Place]] = []
     seen: set[str] = set()
     group = body.need("GrpHdr")
     body.need_text("GrpHdr", "NbOfTxs")
     for info in body.all("PmtInf"):
         member = info.need_text("Dbtr", "Nm")
         sub = info.need_text("DbtrAcct", "Id", "Othr", "Id")
-        part: list[InstructionRecord] = []
+        part: list[tuple[InstructionRecord, Place]] = []
         for tx in info.all("CdtTrfTxInf"):
             request_id = tx.need_text("PmtId", "EndToEndId")
             if not valid_id(request_id):
@@ -311,45 +359,79 @@ def _pain001(body: Node, max_records: int) -> list[BankRecord]:
             words = ustrd.text.split() if ustrd is not None else []
             requested_by = words[words.index("requested_by") + 1] if "requested_by" in words[:-1] else ""
             approved_by = words[words.index("approved_by") + 1] if "approved_by" in words[:-1] else ""
-            part.append(InstructionRecord(request_id, member, sub, amount, requested_by, approved_by))
+            part.append((InstructionRecord(request_id, member, sub, amount, requested_by, approved_by), Place(tx.line)))
             if len(records) + len(part) > max_records:
                 raise FileError(FileErrorCode.TOO_MANY_RECORDS, f"limit {max_records}", tx.line, tx.path)
-        _check_totals(info, len(part), sum(r.amount_fen for r in part))
+        _check_totals(info, len(part), sum(r.amount_fen for r, _ in part))
         records.extend(part)
-    _check_totals(group, len(records), sum(r.amount_fen for r in records if isinstance(r, InstructionRecord)))
+    _check_totals(group, len(records), sum(r.amount_fen for r, _ in records if isinstance(r, InstructionRecord)))
     return records
 
 
-def _pain002(body: Node, msg_id: str, max_records: int) -> list[BankRecord]:
+def status_record_id(msg_id: str, end_to_end: str) -> str:
+    """The record id of a pain.002 status without a StsId: MsgId/OrgnlEndToEndId,
+    or, when that is longer than an id may be (each is up to 35 characters in
+    ISO 20022), "pain.002/" and 40 hex digits of its SHA-256: the same status
+    sent again gets the same id, so it is recognised and applied once."""
+    built = f"{msg_id}/{end_to_end}"
+    if len(built) <= MAX_ID_CHARS:
+        return built
+    return "pain.002/" + hashlib.sha256(built.encode()).hexdigest()[:40]
+
+
+def _pain002(body: Node, msg_id: str, max_records: int) -> list[tuple[BankRecord, Place]]:
     original = body.need("OrgnlGrpInfAndSts")
     original.need_text("OrgnlMsgId")
-    records: list[BankRecord] = []
+    records: list[tuple[BankRecord, Place]] = []
     seen: set[str] = set()
+    seen_ids: set[str] = set()
     every: list[int] = []
     for info in body.all("OrgnlPmtInfAndSts"):
         for tx in info.all("TxInfAndSts"):
             end_to_end = tx.need_text("OrgnlEndToEndId")
-            amount = _amount(tx.need("OrgnlTxRef", "Amt", "InstdAmt"))
+            e2e_node = tx.need("OrgnlEndToEndId")
+            if not valid_id(end_to_end):
+                raise FileError(FileErrorCode.BAD_FIELD, end_to_end[:80], e2e_node.line, e2e_node.path)
+            amount_node = tx.need("OrgnlTxRef", "Amt", "InstdAmt")
+            amount = _amount(amount_node)
             every.append(amount)
             if end_to_end in seen:
-                raise FileError(FileErrorCode.DUPLICATE_RECORD, end_to_end, tx.line, f"{tx.path}/OrgnlEndToEndId")
+                raise FileError(FileErrorCode.DUPLICATE_RECORD, end_to_end, e2e_node.line, e2e_node.path)
             seen.add(end_to_end)
             status = tx.need_text("TxSts")
+            status_node = tx.need("TxSts")
             if status in PENDING_STATUSES:
                 continue
             if status not in OK_STATUSES and status != REJECTED_STATUS:
-                raise FileError(FileErrorCode.BAD_STATUS, status, tx.need("TxSts").line, f"{tx.path}/TxSts")
+                raise FileError(FileErrorCode.BAD_STATUS, status, status_node.line, status_node.path)
             sub = tx.need_text("OrgnlTxRef", "DbtrAcct", "Id", "Othr", "Id")
-            status_id = tx.get("StsId")
-            record_id = status_id.text if status_id is not None else f"{msg_id}/{end_to_end}"
+            sub_node = tx.need("OrgnlTxRef", "DbtrAcct", "Id", "Othr", "Id")
+            if not valid_id(sub):
+                raise FileError(FileErrorCode.BAD_FIELD, sub[:80], sub_node.line, sub_node.path)
+            id_node = tx.get("StsId")
+            if id_node is not None:
+                record_id = id_node.text
+                if not valid_id(record_id):
+                    raise FileError(FileErrorCode.BAD_FIELD, record_id[:80], id_node.line, id_node.path)
+            else:
+                record_id = status_record_id(msg_id, end_to_end)
+            id_path = (id_node or e2e_node).path
+            if record_id in seen_ids:
+                raise FileError(FileErrorCode.DUPLICATE_RECORD, record_id, (id_node or e2e_node).line, id_path)
+            seen_ids.add(record_id)
             reason = ""
             if status == REJECTED_STATUS:
                 code = tx.get("StsRsnInf", "Rsn", "Cd")
                 reason = code.text if code is not None else "RJCT"
-            for text, node_path in ((record_id, "StsId"), (end_to_end, "OrgnlEndToEndId"), (sub, "DbtrAcct")):
-                if not valid_id(text):
-                    raise FileError(FileErrorCode.BAD_FIELD, text[:80], tx.line, f"{tx.path}/{node_path}")
-            records.append(ResultRecord(record_id, end_to_end, sub, amount, status in OK_STATUSES, reason[:35]))
+            fields = (
+                ("record_id", id_path),
+                ("request_id", e2e_node.path),
+                ("sub_account", sub_node.path),
+                ("amount", amount_node.path),
+                ("status", status_node.path),
+            )
+            result = ResultRecord(record_id, end_to_end, sub, amount, status in OK_STATUSES, reason[:35])
+            records.append((result, Place(tx.line, fields)))
             if len(records) > max_records:
                 raise FileError(FileErrorCode.TOO_MANY_RECORDS, f"limit {max_records}", tx.line, tx.path)
     _check_totals(original, len(every), sum(every), "OrgnlNbOfTxs", "OrgnlCtrlSum")

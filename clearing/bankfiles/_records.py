@@ -4,12 +4,14 @@ conversion into the clearing core's ``BankFileImport`` command."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Final
 
 import orjson
 
 from clearing._commands import BankFileImport
+from clearing._errors import ClearingCode
 
 __all__ = [
     "BALANCES",
@@ -17,6 +19,7 @@ __all__ = [
     "CAMT054",
     "CLEARING",
     "DEPOSITS",
+    "IMPORT_KINDS",
     "PAIN001",
     "PAIN002",
     "WITHDRAWAL_INSTRUCTIONS",
@@ -27,7 +30,9 @@ __all__ = [
     "ClearingRecord",
     "DepositRecord",
     "InstructionRecord",
+    "Place",
     "ResultRecord",
+    "locate_refusal",
     "records_to_json",
     "to_import_command",
 ]
@@ -42,6 +47,9 @@ CAMT053: Final = "camt.053"
 CAMT054: Final = "camt.054"
 PAIN001: Final = "pain.001"
 PAIN002: Final = "pain.002"
+# What a bank sends the exchange: the only kinds `bank import` and the drop folder accept.
+# WITHDRAWAL_INSTRUCTIONS, CLEARING and pain.001 are the exchange's own outgoing files.
+IMPORT_KINDS: Final = (DEPOSITS, WITHDRAWAL_RESULTS, BALANCES, CAMT053, CAMT054, PAIN002)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,14 +140,31 @@ BankRecord = DepositRecord | ResultRecord | BalanceRecord | InstructionRecord | 
 
 
 @dataclass(frozen=True, slots=True)
+class Place:
+    """Where something sits in its file: the line it starts on, and the file's
+    name (a column, or an XML element path) of each field of the record that
+    is not named as in the text format (record_id, sub_account, amount, ...)."""
+
+    line: int
+    fields: tuple[tuple[str, str], ...] = ()
+
+    def field(self, name: str) -> str:
+        return next((path for logical, path in self.fields if logical == name), name)
+
+
+@dataclass(frozen=True, slots=True)
 class BankFile:
-    """A parsed file: its kind, the bank, the file id, the business date and the records in file order."""
+    """A parsed file: its kind, the bank, the file id, the business date and
+    the records in file order; `places` (one per record) and `header` say
+    where in the file each record and the file id are, for error messages."""
 
     kind: str
     bank: str
     file_id: str
     business_date: str
     records: tuple[BankRecord, ...]
+    places: tuple[Place, ...] = field(default=(), compare=False)
+    header: Place = field(default=Place(1), compare=False)
 
 
 def records_to_json(records: tuple[BankRecord, ...] | list[BankRecord]) -> str:
@@ -160,7 +185,32 @@ def records_to_json(records: tuple[BankRecord, ...] | list[BankRecord]) -> str:
 
 def to_import_command(parsed: BankFile, data: bytes) -> BankFileImport:
     """The command that applies a parsed file (whole or not at all); `data`
-    is the file's bytes, whose SHA-256 makes a re-import recognisable."""
+    is the file's bytes, whose SHA-256 makes a re-import recognisable.
+    ValueError for a kind the exchange does not import (see IMPORT_KINDS)."""
+    if parsed.kind not in IMPORT_KINDS:
+        raise ValueError(f"{parsed.kind} is not a kind the exchange imports ({', '.join(IMPORT_KINDS)})")
     return BankFileImport(
         parsed.bank, parsed.file_id, hashlib.sha256(data).hexdigest(), parsed.kind, records_to_json(parsed.records)
     )
+
+
+# The clearing core names a refused record "record <n> field <name>: ..." (n counts
+# every record of the file from 1, in file order; the field as in the text format;
+# "record <n>: ..." for a record it cannot read at all).
+_REFUSED_RECORD: Final = re.compile(r"record (\d+)(?: field ([a-z_]+))?: ")
+
+
+def locate_refusal(parsed: BankFile, code: int, detail: str) -> tuple[int, str, str]:
+    """Where in the file the clearing core's refusal of `parsed` points:
+    (line, field, the detail without the core's record number)."""
+    found = _REFUSED_RECORD.match(detail)
+    if found is not None and 1 <= int(found[1]) <= len(parsed.places):
+        place = parsed.places[int(found[1]) - 1]
+        return place.line, place.field(found[2]) if found[2] else "", detail[found.end() :]
+    if code == ClearingCode.FILE_ID_REUSED:
+        return parsed.header.line, parsed.header.field("file_id"), detail
+    if code == ClearingCode.UNKNOWN_STATEMENT:
+        for record, place in zip(parsed.records, parsed.places, strict=False):
+            if isinstance(record, BalanceRecord):
+                return place.line, place.field("value_date"), detail
+    return parsed.header.line, "", detail

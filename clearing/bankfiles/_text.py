@@ -37,6 +37,7 @@ from clearing.bankfiles._records import (
     ClearingRecord,
     DepositRecord,
     InstructionRecord,
+    Place,
     ResultRecord,
 )
 
@@ -255,7 +256,8 @@ def _parse(
     except UnicodeDecodeError as exc:
         raise FileError(FileErrorCode.NOT_UTF8, f"byte {exc.start}", data[: exc.start].count(b"\n") + 1) from None
     if text.startswith("\ufeff"):
-        raise FileError(FileErrorCode.NOT_UTF8, "byte order mark", 1)
+        # The text format has no byte order mark (the signature covers the exact bytes); ISO XML files may have one.
+        raise FileError(FileErrorCode.NOT_UTF8, "a byte order mark before the header", 1, "header")
     if not text.endswith("\n"):
         raise FileError(FileErrorCode.TRUNCATED, "no newline at the end of the last line", text.count("\n") + 1)
     lines = text[:-1].split("\n")
@@ -270,7 +272,8 @@ def _parse(
     if version != FORMAT_VERSION:
         raise FileError(FileErrorCode.UNSUPPORTED_VERSION, version, 1, "version")
     if kind not in LAYOUTS or kind not in kinds:
-        raise FileError(FileErrorCode.UNEXPECTED_KIND, f"{kind}; accepted: {', '.join(kinds)}", 1, "kind")
+        accepted = ", ".join(k for k in kinds if k in LAYOUTS)
+        raise FileError(FileErrorCode.UNEXPECTED_KIND, f"{kind[:40]}; accepted here: {accepted}", 1, "kind")
     if not valid_id(bank):
         raise FileError(FileErrorCode.BAD_FIELD, bank, 1, "bank")
     key = keys.get(bank)
@@ -339,7 +342,8 @@ def _parse(
             raise FileError(
                 FileErrorCode.CONTROL_SUM_MISMATCH, f"trailer {text}, records {format_amount(actual)}", last - 1, name
             )
-    return BankFile(kind, bank, file_id, business_date, tuple(records))
+    places = tuple(Place(n) for n in range(2, 2 + len(records)))
+    return BankFile(kind, bank, file_id, business_date, tuple(records), places, Place(1))
 
 
 def _fields(texts: list[str], layout: tuple[tuple[str, str], ...], n: int) -> list[object]:
