@@ -812,7 +812,10 @@ class ClearingEngine:
     def _check_file(self, bank: str, records: list[Any]) -> tuple[int, str, list[Any], dict[str, int] | None, str]:
         """Check every record against the state before anything is applied.
         Returns (code, detail, plan, balances, value_date); plan holds one
-        entry per record: None for a record seen before, else what to apply."""
+        entry per record: None for a record seen before, else what to apply.
+        A refused record is named "record <n> field <name>: ..." (n from 1 in
+        file order, the field as in the text format), so the file's reader can
+        point at its line; the detail names the sub-account and the member."""
         plan: list[Any] = []
         balances: dict[str, int] | None = None
         value_date = ""
@@ -835,14 +838,18 @@ class ClearingEngine:
                 if balances is None:
                     balances, value_date = {}, vdate
                 if vdate != value_date or not valid_date(vdate) or sub in balances or not valid_id(sub):
-                    return ClearingCode.BAD_FILE_RECORDS, f"{where}: balance of {sub} on {vdate}", [], None, ""
+                    field = "sub_account" if sub in balances or not valid_id(sub) else "value_date"
+                    detail = f"{where} field {field}: balance of sub-account {sub} on {vdate}"
+                    return ClearingCode.BAD_FILE_RECORDS, detail, [], None, ""
                 if not (0 <= amount <= MAX_AMOUNT_FEN):
-                    return ClearingCode.BAD_FILE_RECORDS, f"{where}: balance {amount}", [], None, ""
+                    detail = f"{where} field balance: balance {amount} fen of sub-account {sub}"
+                    return ClearingCode.BAD_FILE_RECORDS, detail, [], None, ""
                 balances[sub] = amount
                 continue
             record_id = rec[1]
             if record_id in in_file:
-                return ClearingCode.BAD_FILE_RECORDS, f"{where}: record id {record_id} repeated", [], None, ""
+                detail = f"{where} field record_id: record id {record_id} repeated"
+                return ClearingCode.BAD_FILE_RECORDS, detail, [], None, ""
             in_file.add(record_id)
             if f"r|{bank}|{record_id}" in self.seen:
                 plan.append(None)
@@ -852,7 +859,18 @@ class ClearingEngine:
                 member = self.sub_accounts.get((bank, sub), "")
                 code, detail = self._check_deposit(bank, record_id, member, amount, vdate)
                 if code:
-                    return ClearingCode.BAD_FILE_RECORDS, f"{where}: {ClearingCode(code).name} {detail}", [], None, ""
+                    field = {
+                        ClearingCode.BAD_RECORD_ID: "record_id",
+                        ClearingCode.BAD_AMOUNT: "amount",
+                        ClearingCode.AMOUNT_ABOVE_LIMIT: "amount",
+                        ClearingCode.BAD_DATE: "value_date",
+                    }.get(ClearingCode(code), "sub_account")
+                    who = f"sub-account {sub} of member {member}"
+                    if not member:
+                        who = f"no member has sub-account {sub} at {bank}"
+                    what = "; ".join(t for t in (detail, who) if t)
+                    detail = f"{where} field {field}: {ClearingCode(code).name}: {what}"
+                    return ClearingCode.BAD_FILE_RECORDS, detail, [], None, ""
                 plan.append((RECORD_DEPOSIT, record_id, member, amount, vdate))
             else:
                 _, record_id, request_id, sub, amount, ok, reason = rec
@@ -860,7 +878,16 @@ class ClearingEngine:
                 if not code and request_id in requests:
                     code, detail = ClearingCode.BAD_REQUEST_STATE, f"{request_id} answered twice"
                 if code:
-                    return ClearingCode.BAD_FILE_RECORDS, f"{where}: {ClearingCode(code).name} {detail}", [], None, ""
+                    field = {
+                        ClearingCode.BAD_RECORD_ID: "record_id",
+                        ClearingCode.UNKNOWN_MEMBER: "sub_account",
+                        ClearingCode.BAD_AMOUNT: "amount",
+                    }.get(ClearingCode(code), "request_id")
+                    w = self.withdrawals.get(request_id)
+                    who = f"sub-account {sub}" + (f", a withdrawal of member {w.member}" if w is not None else "")
+                    what = "; ".join(t for t in (detail, who) if t)
+                    detail = f"{where} field {field}: {ClearingCode(code).name}: {what}"
+                    return ClearingCode.BAD_FILE_RECORDS, detail, [], None, ""
                 requests.add(request_id)
                 plan.append((RECORD_RESULT, record_id, request_id, ok, reason))
         if balances is not None and value_date not in self.closings:

@@ -66,11 +66,15 @@ from clearing import (
 )
 from clearing.bankfiles import (
     CLEARING,
+    IMPORT_KINDS,
     WITHDRAWAL_INSTRUCTIONS,
+    BankFile,
     ClearingRecord,
     FileError,
     InstructionRecord,
     format_amount,
+    locate_refusal,
+    looks_like_xml,
     parse_iso_file,
     parse_text_file,
     to_import_command,
@@ -219,22 +223,24 @@ class ImportResult:
 def import_bank_file(
     sequencer: Sequencer, path: Path, keys: Mapping[str, bytes], bank: str | None = None
 ) -> ImportResult:
-    """Parse `path` (ISO 20022 if it starts with '<', else bulkex text) and apply
-    it through the sequencer as one BankFileImport command. ISO files name no
-    bank: `bank` (or the only bank with a key) is the channel's bank."""
+    """Parse `path` (ISO 20022 if it starts with '<', after an optional UTF-8
+    byte order mark, else bulkex text) and apply it through the sequencer as
+    one BankFileImport command. Only what a bank sends is imported
+    (IMPORT_KINDS). ISO files name no bank: `bank` (or the only bank with a
+    key) is the channel's bank."""
     name = str(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         return ImportResult("rejected", f"{name}: cannot read: {exc.strerror}")
     try:
-        if data.lstrip()[:1] == b"<":
+        if looks_like_xml(data):
             channel = bank or (next(iter(keys)) if len(keys) == 1 else "")
             if not channel:
                 return ImportResult("rejected", f"{name}: an ISO 20022 file names no bank; pass --bank")
-            parsed = parse_iso_file(data, channel, name=name)
+            parsed = parse_iso_file(data, channel, name=name, kinds=IMPORT_KINDS)
         else:
-            parsed = parse_text_file(data, keys, name=name)
+            parsed = parse_text_file(data, keys, name=name, kinds=IMPORT_KINDS)
     except FileError as err:
         return ImportResult("rejected", err.message)
     try:
@@ -242,10 +248,11 @@ def import_bank_file(
     except ValueError as exc:
         return ImportResult("rejected", f"{name}: {parsed.kind} files are not imported ({exc})")
     ack = sequencer.submit(command).result() if sequencer.running else sequencer.execute([command])[0]
-    return _answer(name, parsed.kind, len(parsed.records), ack.seq, ack.events)
+    return _answer(name, parsed, ack.seq, ack.events)
 
 
-def _answer(name: str, kind: str, count: int, seq: int, events: list[Any]) -> ImportResult:
+def _answer(name: str, parsed: BankFile, seq: int, events: list[Any]) -> ImportResult:
+    """The import's answer; a refusal names the file's line and field, as a FileError does."""
     for e in events:
         if e[0] == C_DUPLICATE:
             return ImportResult(
@@ -253,20 +260,22 @@ def _answer(name: str, kind: str, count: int, seq: int, events: list[Any]) -> Im
             )
         if e[0] == C_REJECTED:
             code = ClearingCode(e[3])
+            line, field, detail = locate_refusal(parsed, code, e[4])
+            where = f"{name}:{line}" + (f" field {field}" if field else "")
             return ImportResult(
-                "rejected", f"{name}: {code.name}: {clearing_message(code, e[4])} (nothing applied)", seq, events
+                "rejected", f"{where}: {code.name}: {clearing_message(code, detail)} (nothing applied)", seq, events
             )
     lines = []
     for e in events:
         if e[0] == C_FILE:
             lines.append(
-                f"{name}: {kind} file {e[3]} of {e[2]} applied at seq {seq}: {e[5]} records, {e[6]} seen before"
+                f"{name}: {parsed.kind} file {e[3]} of {e[2]} applied at seq {seq}: {e[5]} records, {e[6]} seen before"
             )
         elif e[0] == C_STATEMENT:
             lines.append(f"  reconciled {e[5]} balances of {e[4]}: {e[6]} breaks")
         elif e[0] == C_BREAK and e[9]:
             lines.append(f"  break {e[2]}: {e[6]} sub-account {e[4]} member {e[5] or '-'} bank {e[7]} ours {e[8]}")
-    return ImportResult("applied", "\n".join(lines) or f"{name}: {count} records applied", seq, events)
+    return ImportResult("applied", "\n".join(lines) or f"{name}: {len(parsed.records)} records applied", seq, events)
 
 
 def watch_folder(

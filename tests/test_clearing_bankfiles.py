@@ -160,7 +160,8 @@ def test_file_with_one_bad_record_applies_nothing(tmp_path: Path) -> None:
     data = write(tmp_path, "d.csv", write_text_file(DEPOSITS, BANK, "F-1", "2025-03-03", records, KEY)).read_bytes()
     before = ex.clearing.export_state()
     out = ex.cmd(to_import_command(parse_text_file(data, KEYS), data))
-    assert out == [(C_REJECTED, ex.seq, "F-1", ClearingCode.BAD_FILE_RECORDS, "record 2: UNKNOWN_MEMBER ")]
+    detail = "record 2 field sub_account: UNKNOWN_MEMBER: no member has sub-account UNKNOWN at ICBC"
+    assert out == [(C_REJECTED, ex.seq, "F-1", ClearingCode.BAD_FILE_RECORDS, detail)]
     assert ex.clearing.export_state() == before
 
 

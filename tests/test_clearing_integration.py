@@ -150,8 +150,8 @@ def test_tampered_file_is_rejected_with_line_and_field_and_changes_nothing(datab
     partly = deposit_file(tmp_path / "partly.txt", "DEP-2", [("R1", "SUB-M1", 1), ("R2", "SUB-NOBODY", 2)])
     code, output = cli("bank", "import", str(partly), "--database-url", database_url)
     assert code == 1
-    assert "BAD_FILE_RECORDS" in output
-    assert "record 2" in output
+    assert f"{partly}:3 field sub_account: BAD_FILE_RECORDS" in output
+    assert "no member has sub-account SUB-NOBODY at ICBC" in output
     with Sequencer(database_url) as sequencer:
         assert sequencer.core.clearing.ledger.available("M1") == 0
 
