@@ -503,7 +503,7 @@ class Client:
             while self.connected and not book.synced:
                 try:
                     await self.request("snapshot", channel="book", instrument=book.instrument)
-                    return  # the snapshot message itself came before this answer and synced the book
+                    return  # the snapshot message follows this answer (a heartbeat asks again if it fails)
                 except RequestError as exc:
                     log.warning("snapshot of %s refused (%s): again in %.2f s", book.instrument, exc.code, pause_s)
                 except ConnectionError:

@@ -477,7 +477,7 @@ def _subscribe(gateway: Gateway, conn: Connection, r: SubscribeRequest) -> None:
 
 def _unsubscribe(gateway: Gateway, conn: Connection, r: UnsubscribeRequest) -> dict[str, Any]:
     if r.channel in PRIVATE_CHANNELS and conn.key is None:
-        raise ApiError(ErrorCode.NOT_SUBSCRIBED, r.channel)
+        raise ApiError(ErrorCode.NOT_AUTHENTICATED, "private channels need a login")
     target = _target(gateway, conn, r.channel, r.instrument, r.account)
     key = (r.channel, target)
     if key not in conn.subscriptions:

@@ -715,18 +715,20 @@ _PRINTABLE_ID = re.compile(r"[\x21-\x7e]+").fullmatch
 
 def _schema_code(exc: ValidationError) -> ErrorCode:
     """UNKNOWN_CHANNEL when the one thing wrong is a `channel` that names no channel (a string outside
-    the protocol's channels); else INVALID_FIELD (a known channel where the request takes another
-    kind, or a channel that is no string, is INVALID_FIELD)."""
+    the protocol's channels), an `instrument` or `account` missing beside it aside; else INVALID_FIELD
+    (a known channel where the request takes another kind, or a channel that is no string, is
+    INVALID_FIELD)."""
     errors = exc.errors()
-    if not errors:
-        return ErrorCode.INVALID_FIELD
+    unknown = False
     for error in errors:
         value = error.get("input")
-        if error["loc"] != ("channel",) or error["type"] != "literal_error" or type(value) is not str:
-            return ErrorCode.INVALID_FIELD
-        if value in CHANNELS:
-            return ErrorCode.INVALID_FIELD
-    return ErrorCode.UNKNOWN_CHANNEL
+        if error["loc"] == ("channel",) and error["type"] == "literal_error" and type(value) is str:
+            if value in CHANNELS:
+                return ErrorCode.INVALID_FIELD
+            unknown = True
+        elif not (error["type"] == "missing" and error["loc"] in (("instrument",), ("account",))):
+            return ErrorCode.INVALID_FIELD  # (an unknown channel needs no instrument or account to be unknown)
+    return ErrorCode.UNKNOWN_CHANNEL if unknown else ErrorCode.INVALID_FIELD
 
 
 def _describe(exc: ValidationError) -> str:

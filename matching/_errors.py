@@ -9,7 +9,8 @@ that tells the sender how to fix the command.
     ├── order shape: BAD_SIDE, BAD_TIME_IN_FORCE, BAD_ORDER_TYPE, BAD_STP_MODE,
     │                BAD_CLIENT_ORDER_ID, MARKET_ORDER_NEEDS_IOC_FOK,
     │                POST_ONLY_NEEDS_LIMIT
-    ├── outcome:     POST_ONLY_WOULD_CROSS, FOK_NOT_FILLABLE, NO_LIQUIDITY
+    ├── outcome:     POST_ONLY_WOULD_CROSS, FOK_NOT_FILLABLE (a market or IOC order that
+    │                finds nothing is accepted and cancelled, not refused)
     ├── references:  UNKNOWN_ORDER, NOT_YOUR_ORDER
     ├── limits:      TOO_MANY_ORDERS, TOO_MANY_LEVELS, TOO_MANY_INSTRUMENTS
     ├── risk:        INSUFFICIENT_FUNDS, INSUFFICIENT_RECEIPTS (raised by clearing
@@ -49,7 +50,6 @@ class RejectCode(IntEnum):
     POST_ONLY_NEEDS_LIMIT = 46
     POST_ONLY_WOULD_CROSS = 50
     FOK_NOT_FILLABLE = 51
-    NO_LIQUIDITY = 52
     UNKNOWN_ORDER = 60
     NOT_YOUR_ORDER = 61
     TOO_MANY_ORDERS = 70
@@ -92,7 +92,6 @@ MESSAGES: dict[RejectCode, str] = {
         "the post-only order would trade on entry; move its price away from the opposite side"
     ),
     RejectCode.FOK_NOT_FILLABLE: "the fill-or-kill order cannot be filled in full at its limit",
-    RejectCode.NO_LIQUIDITY: "there is nothing on the opposite side to trade against",
     RejectCode.UNKNOWN_ORDER: "no open order with this id; it may be filled, cancelled or never accepted",
     RejectCode.NOT_YOUR_ORDER: "the order belongs to another account",
     RejectCode.TOO_MANY_ORDERS: "the account has reached its limit of open orders; cancel some first",

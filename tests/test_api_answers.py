@@ -282,6 +282,7 @@ def test_an_unknown_channel_and_a_repeated_request_id_get_their_codes(tmp_path: 
                 {"type": "unsubscribe", "id": "b", "channel": "candles", "instrument": RB},
                 {"type": "snapshot", "id": "c", "channel": "candles", "instrument": RB},
                 {"type": "subscribe", "id": "d", "channel": "", "instrument": RB},
+                {"type": "snapshot", "id": "d2", "channel": "candles"},  # no instrument: still the channel
             ):
                 reply = await answer(ws, request)
                 assert (reply["type"], reply["id"], reply["code"]) == ("error", request["id"], "UNKNOWN_CHANNEL"), reply
@@ -289,10 +290,15 @@ def test_an_unknown_channel_and_a_repeated_request_id_get_their_codes(tmp_path: 
                 {"type": "subscribe", "id": "e", "channel": 5, "instrument": RB},  # not a name: wrong type
                 {"type": "subscribe", "id": "f", "channel": "candles", "instrument": RB, "extra": 1},
                 {"type": "snapshot", "id": "g", "channel": "orders", "instrument": RB},  # a private channel
+                {"type": "snapshot", "id": "h", "channel": "candles", "instrument": 5},  # and a wrong instrument
             )
             for bad in wrong:
                 reply = await answer(ws, bad)
                 assert (reply["type"], reply["id"], reply["code"]) == ("error", bad["id"], "INVALID_FIELD"), reply
+            for private in ({"type": "subscribe", "id": "p1", "channel": "orders"},
+                            {"type": "unsubscribe", "id": "p2", "channel": "orders"}):  # fmt: skip
+                reply = await answer(ws, private)  # not logged in: the same code both ways
+                assert (reply["id"], reply["code"]) == (private["id"], "NOT_AUTHENTICATED"), reply
             await login(ws, ex.trader_key("M1"))
             ex.sequencer.listeners.insert(0, lambda _batch: time.sleep(0.3))  # answers wait for the writer
             order = {"type": "new_order", "id": "dup", "instrument": RB, "client_order_id": "c1", "side": "buy",
