@@ -177,7 +177,10 @@ def _receipts(gateway: Gateway, conn: Connection, r: ReceiptsRequest) -> dict[st
             numbers = list(views.warehouse_receipts.get(r.warehouse or "", ()))
             warehouse, holder = None, None
     out = []
-    for number in reversed(numbers):
+    after = r.after_number
+    for number in sorted(numbers):  # by number: a cursor that holds while receipts come and go
+        if after is not None and number <= after:
+            continue
         receipt = views.receipts[number]
         if r.state == "live" and receipt["state"] not in LIVE_RECEIPT_STATES:
             continue

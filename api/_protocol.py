@@ -371,13 +371,15 @@ class WithdrawalsRequest(WireModel):
 class ReceiptsRequest(WireModel):
     """Warehouse receipts: a trader's member holds; an operator's warehouse keeps; a bank those
     pledged to it; staff name `account` or `warehouse`. `state` "live": registered, active,
-    locked, pledged, frozen, loading."""
+    locked, pledged, frozen, loading. In order of their numbers (as strings), `limit` at a time:
+    the next page has `after_number` = the last number of this one."""
 
     type: Literal["receipts"]
     id: RequestId
     account: Account | None = None
     warehouse: Identifier | None = None
     state: Literal["live", "all"] = "live"
+    after_number: ReceiptNumber | None = None
     limit: QueryLimit = 100
 
 

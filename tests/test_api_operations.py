@@ -313,6 +313,42 @@ def test_dispute_resolved_by_staff(tmp_path: Any) -> None:
     run(main)
 
 
+def test_receipts_page_by_number_while_they_come_and_go(tmp_path: Any) -> None:
+    """A holder with more receipts than a page could not list them all: `receipts` had no cursor."""
+
+    async def main() -> None:
+        async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}") as ex:
+            c = await setup(ex)
+            numbers = [f"R{n:02d}" for n in range(23)]
+            for number in numbers:
+                await c["op1"].request("register_receipt", **steel(number, "SELLER", 10_000))
+
+            async def walk(client: Client, limit: int, **filters: Any) -> list[str]:
+                seen: list[str] = []
+                after = None
+                while page := await client.receipts(after_number=after, limit=limit, **filters):
+                    assert len(page) <= limit
+                    seen.extend(r["number"] for r in page)
+                    after = page[-1]["number"]
+                return seen
+
+            for limit in (1, 4, 100):
+                assert await walk(c["SELLER"], limit) == numbers
+                assert await walk(c["op1"], limit) == numbers
+                assert await walk(c["staff"], limit, account="SELLER") == numbers
+            # a receipt that goes meanwhile leaves the rest of the walk whole
+            first = await c["SELLER"].receipts(limit=5)
+            for gone in ("R02", "R07"):  # one on the page read, one ahead: neither shifts the rest
+                await c["op1"].request("void_receipt", number=gone)
+            await c["op1"].request("register_receipt", **steel("R99", "SELLER", 10_000))
+            rest = await c["SELLER"].receipts(after_number=first[-1]["number"], limit=100)
+            assert [r["number"] for r in rest] == [n for n in [*numbers[5:], "R99"] if n != "R07"]
+            await refused(c["SELLER"].receipts(after_number="", limit=5), "INVALID_FIELD")
+            await close_all(c)
+
+    run(main)
+
+
 def test_withdrawals_maker_checker_and_the_banks_view(tmp_path: Any) -> None:
     async def main() -> None:
         async with running_exchange(f"sqlite:///{tmp_path / 'x.db'}") as ex:
