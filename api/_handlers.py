@@ -332,7 +332,8 @@ def _amend_order(gateway: Gateway, conn: Connection, r: AmendOrderRequest) -> Su
     def finish(ack: Ack) -> dict[str, Any]:
         _reject(ack)
         result = {
-            "order_id": r.order_id, "seq": ack.seq, "ts_ns": ack.ts_ns, "price": r.price,
+            "order_id": r.order_id, "seq": ack.seq, "ts_ns": ack.ts_ns,
+            "price": gateway.price(order, price_ticks) if order else r.price,  # as the streams write it
             "quantity_lots": r.quantity_lots, "open_lots": 0, "priority_kept": False,
             "fills": _fills(gateway, ack, r.order_id)[0],
         }  # fmt: skip

@@ -450,3 +450,18 @@ def test_an_order_from_before_a_restart_is_amended_by_its_owner_only(tmp_path: P
 
     run(first)
     run(second)
+
+
+def test_an_amend_answers_its_price_as_the_streams_write_it(tmp_path: Path) -> None:
+    """The answer echoed the request's text ("3501") where the book, the streams and the queries write
+    the instrument's price format ("3501.00")."""
+
+    async def main() -> None:
+        async with running_exchange(db(tmp_path)) as ex, Client(ex.url, *ex.trader_key("M1")) as client:
+            order = await client.place_order(RB, "buy", "3500", 2)
+            amended = await client.amend_order(order["order_id"], "3501", 2)
+            assert amended["price"] == "3501.00", amended
+            (listed,) = (await client.request("orders"))["orders"]
+            assert listed["price"] == amended["price"]
+
+    run(main)
