@@ -710,16 +710,14 @@ def test_settlement_refused_by_the_ledger_changes_nothing_until_retried(h: Harne
     h.trade(5, 1, "B", 2, 3_500)
     h.ok(PayDeal(5, "B"))
     out = h.cmd(ConfirmDelivery(5, "op1", 20_500, True, 10))  # +2.5 %: 175 000 fen extra
-    # the extra 500 kg are split off the seller's rest and allocated; the settlement waits
+    # the extra 500 kg of book weight move from the seller's rest onto the deal's receipt; the settlement waits
     assert [ev[0] for ev in out if ev[0] not in (W_RECEIPT, W_RECEIPT_STATE)] == [W_DELIVERY_STATE, W_REJECTED]
     assert out[-1][3] == WarehouseCode.LEDGER_REFUSED
     assert out[-1][4].startswith("80: ")
     d = h.eng.deliveries[5]
     assert d.state == DL_DELIVERY_CONFIRMED
-    assert sorted((h.eng.receipts[n].state, h.eng.receipts[n].weight_kg) for n in d.receipts) == [
-        (LOCKED, 500),
-        (LOCKED, 20_000),
-    ]
+    assert [(h.eng.receipts[n].state, h.eng.receipts[n].weight_kg) for n in d.receipts] == [(LOCKED, 20_500)]
+    assert h.eng.receipts["R1"].weight_kg == 9_500
     assert not [r for r in h.eng.receipts.values() if r.holder == "B"]
     assert h.ledger.deals[5]["state"] == "escrowed"
     h.refused(SettleDelivery(5, "staff1"), WarehouseCode.LEDGER_REFUSED)

@@ -3,6 +3,9 @@ plain reference: sort all of the seller's active deliverable receipts by age,
 group them by warehouse (warehouses by their oldest receipt) and take the
 oldest-first cover of the first warehouse that covers within the list limit.
 
+A steel receipt the order's lots may cut into more parts than it has
+pieces is passed over (a locked receipt that would be: the grow is refused).
+
 Random receipt sets are built by random steps (registrations in two
 warehouses, three instruments and two holders, splits, pledges and
 releases, locks and unlocks, so receipts come back active out of age
@@ -37,6 +40,17 @@ OPERATOR_OF = {"REBAR": ("op1", "op2"), "HRC": ("op1", "op2"), "COAL": ("op2", "
 BY_NAME = {"REBAR": REBAR, "HRC": HRC, "COAL": COAL}
 
 
+def cuts_inside(start_kg: int, weight_kg: int, open_kg: int, lot_kg: int) -> int:
+    """Lot boundaries (multiples of the lot up to the open weight) strictly inside a receipt
+    holding [start_kg, start_kg + weight_kg) of a lock: where trades may cut it."""
+    return sum(1 for m in range(1, open_kg // lot_kg + 1) if start_kg < m * lot_kg < start_kg + weight_kg)
+
+
+def too_few_pieces(r: Receipt, start_kg: int, open_kg: int, lot_kg: int) -> bool:
+    """A steel receipt needs a piece for every part the lock's lots may cut it into."""
+    return r.commodity == "steel" and r.pieces <= cuts_inside(start_kg, r.weight_kg, open_kg, lot_kg)
+
+
 def reference_cover(h: Harness, holder: str, inst: InstrumentTerms, need_kg: int) -> tuple[int, list[str]]:
     """(0, numbers) as the lock chose before the index, else (refusal code, [])."""
     eng = h.eng
@@ -59,6 +73,8 @@ def reference_cover(h: Harness, holder: str, inst: InstrumentTerms, need_kg: int
         for r in candidates:
             if have >= need_kg:
                 break
+            if too_few_pieces(r, have, need_kg, inst.lot_weight_kg):
+                continue
             taken.append(r)
             have += r.weight_kg
         if have < need_kg:
@@ -74,7 +90,14 @@ def reference_grow(h: Harness, order_id: int, extra_kg: int) -> tuple[int, list[
     eng = h.eng
     lock = eng.locks[order_id]
     inst = eng.instruments[lock.instrument]
-    need = lock.open_weight_kg + extra_kg - sum(eng.receipts[n].weight_kg for n in lock.receipts)
+    open_kg = lock.open_weight_kg + extra_kg
+    locked_kg = sum(eng.receipts[n].weight_kg for n in lock.receipts)
+    need = open_kg - locked_kg
+    start = 0
+    for n in lock.receipts:
+        if too_few_pieces(eng.receipts[n], start, open_kg, inst.lot_weight_kg):
+            return WarehouseCode.INSUFFICIENT_RECEIPTS, []
+        start += eng.receipts[n].weight_kg
     if need <= 0:
         return 0, []
     candidates = sorted(
@@ -92,6 +115,8 @@ def reference_grow(h: Harness, order_id: int, extra_kg: int) -> tuple[int, list[
     for r in candidates:
         if have >= need:
             break
+        if too_few_pieces(r, locked_kg + have, open_kg, inst.lot_weight_kg):
+            continue
         taken.append(r)
         have += r.weight_kg
     if have < need:

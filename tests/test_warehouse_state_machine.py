@@ -7,6 +7,7 @@ After every step:
 - goods are conserved per warehouse and instrument group: the live receipts
   weigh what the model saw taken in (holder confirmations) less what it saw
   loaded out (operator confirmations), counted by the test from the commands;
+  so are steel pieces (a live steel receipt always has some);
 - money is conserved in the fake ledger;
 - each deal is settled on both legs or on neither: the ledger's deal state
   and the delivery's state agree, a settled deal's receipts are all
@@ -127,9 +128,11 @@ class WarehouseMachine(RuleBasedStateMachine):
         self.log: list[tuple[Any, ...]] = []
         self.taken_in: dict[tuple[str, str], int] = {}
         self.loaded_out: dict[tuple[str, str], int] = {}
+        self.pieces_in: dict[tuple[str, str], int] = {}  # pieces taken in less pieces loaded out
         self.pledged: set[str] = set()
         self.locked_to: dict[str, str] = {}
         self.issued_to_buyer: dict[str, tuple[int, str, int]] = {}  # receipt -> (deal, holder, weight) when issued
+        self.issued_residual: dict[str, int] = {}  # the seller's residual receipt -> its weight when issued
         self.numbers = 0
         self.orders = 0
         self.deals = 0
@@ -156,6 +159,7 @@ class WarehouseMachine(RuleBasedStateMachine):
         before = self.eng.export_state()
         ledger_before = (dict(self.h.ledger.available), repr(self.h.ledger.deals))
         weights = {n: (r.stock_key, r.weight_kg) for n, r in self.eng.receipts.items()}
+        pieces = {n: r.pieces for n, r in self.eng.receipts.items()}
         self.log.append(("cmd", command, self.h.ts))
         out = self.h.cmd(command)
         if len(out) == 1 and out[0][0] == W_REJECTED:
@@ -165,15 +169,19 @@ class WarehouseMachine(RuleBasedStateMachine):
         for ev in out:
             if ev[0] == W_RECEIPT and ev[3].startswith("delivery:"):
                 self.issued_to_buyer[ev[2]] = (int(ev[3].split(":")[1]), ev[5], ev[9])
+            if ev[0] == W_RECEIPT and ev[3].startswith("residual:"):
+                self.issued_residual[ev[2]] = ev[9]
             if ev[0] != W_RECEIPT_STATE:
                 continue
             number, transition = ev[2], ev[3]
             if transition == "confirmed":
                 key, weight = weights[number]
                 self.taken_in[key] = self.taken_in.get(key, 0) + weight
+                self.pieces_in[key] = self.pieces_in.get(key, 0) + pieces[number]
             elif transition == "loaded_out":
                 key, weight = weights[number]
                 self.loaded_out[key] = self.loaded_out.get(key, 0) + weight
+                self.pieces_in[key] -= pieces[number]
             if transition in ("delivered", "locked", "allocated", "merged", "loaded_out", "split"):
                 assert number not in self.pledged, (number, transition)
             if transition == "pledged":
@@ -212,7 +220,7 @@ class WarehouseMachine(RuleBasedStateMachine):
         else:
             weight = pick(list(STEEL_WEIGHTS), w)
             cert = (0, 0, 0, "HRB400E" if inst is REBAR else "Q235B", "12 m")
-            pieces = weight // 1_000
+            pieces = weight // 1_000 if w % 2 else 1 + w % 3  # a bundle a tonne, or a few big coils
         self.run(
             RegisterReceipt(
                 operator, number, holder, inst.symbol, weight, pieces, f"H{self.numbers}", f"C{self.numbers}", *cert,
@@ -343,8 +351,9 @@ class WarehouseMachine(RuleBasedStateMachine):
             d = self.eng.deliveries[deal_id]
             self.run(PayDeal(deal_id, d.buyer if right_buyer else "C"))
 
-    @rule(i=index, off_bps=st.integers(-700, 700), quality=st.booleans(), pieces=st.integers(0, 3))
+    @rule(i=index, off_bps=st.integers(-700, 700), quality=st.booleans(), pieces=st.integers(-1, 3))
     def confirm_delivery(self, i: int, off_bps: int, quality: bool, pieces: int) -> None:
+        """`pieces` -1: every piece of the deal's receipts."""
         deal_id = pick(self.open_deals(), i)
         if deal_id is None:
             return
@@ -352,6 +361,8 @@ class WarehouseMachine(RuleBasedStateMachine):
         operator = next(o for o, w in OPERATORS.items() if w == d.warehouse_id)
         steel = INSTRUMENTS[d.instrument].commodity == "steel"
         actual = d.contract_weight_kg + d.contract_weight_kg * off_bps // 10_000
+        if pieces < 0:
+            pieces = sum(self.eng.receipts[n].pieces for n in d.receipts)
         self.run(ConfirmDelivery(deal_id, operator, actual, quality, pieces if steel else 0))
 
     @rule(i=index)
@@ -427,6 +438,12 @@ class WarehouseMachine(RuleBasedStateMachine):
         keys = set(live) | set(self.taken_in) | set(self.loaded_out)
         for key in keys:
             assert live.get(key, 0) == self.taken_in.get(key, 0) - self.loaded_out.get(key, 0), key
+        live_pieces: dict[tuple[str, str], int] = {}
+        for r in self.eng.receipts.values():
+            if r.state in LIVE_STATES:
+                live_pieces[r.stock_key] = live_pieces.get(r.stock_key, 0) + r.pieces
+                assert (r.pieces > 0) == (r.commodity == "steel"), (r.number, r.pieces)
+        assert {k: v for k, v in live_pieces.items() if v} == {k: v for k, v in self.pieces_in.items() if v}
         for row in self.eng.stock_report():
             key = (row["warehouse_id"], row["group"])
             assert row["live_kg"] == live.get(key, 0)
@@ -452,7 +469,13 @@ class WarehouseMachine(RuleBasedStateMachine):
             if d.state == DL_SETTLED:
                 assert money["paid"] == d.amount_fen
                 assert len(delivered) == len(d.receipts)
-                assert self.issued_to_buyer[d.buyer_receipt] == (deal_id, d.buyer, d.actual_weight_kg)
+                deal, holder, weight = self.issued_to_buyer[d.buyer_receipt]
+                assert (deal, holder) == (deal_id, d.buyer)
+                # the delivered weight; all the deal's weight when the seller has nothing left (steel:
+                # every piece handed over on an under-weight delivery)
+                rest_kg = self.issued_residual[d.residual_receipt] if d.residual_receipt else 0
+                assert weight + rest_kg == sum(self.eng.receipts[n].weight_kg for n in d.receipts), deal_id
+                assert weight == d.actual_weight_kg or (rest_kg == 0 and weight > d.actual_weight_kg), deal_id
                 assert self.eng.receipts[d.buyer_receipt].holder == d.buyer
                 assert not (set(d.receipts) & self.pledged)
             elif d.state in (DL_DEFAULTED, DL_CANCELLED):

@@ -22,7 +22,9 @@ from warehouse._model import (
     MERGED,
     PLEDGED,
     REGISTERED,
+    STEEL,
     VOID,
+    lot_cuts,
 )
 
 if TYPE_CHECKING:
@@ -109,7 +111,10 @@ def check_invariants(eng: WarehouseEngine) -> None:
     for number, r in eng.receipts.items():
         assert r.number == number
         assert r.weight_kg > 0, number
-        assert r.pieces >= 0, number
+        if r.commodity == STEEL:  # pieces are physical: a steel receipt with weight has some
+            assert r.pieces > 0, number
+        else:
+            assert r.pieces == 0, number
         if r.state == ACTIVE:
             active.setdefault(r.holder, {})[number] = None
         assert (r.state == PLEDGED or (r.state == FROZEN and r.frozen_from == PLEDGED)) == bool(r.pledgee), number
@@ -149,8 +154,14 @@ def check_invariants(eng: WarehouseEngine) -> None:
         weights = [eng.receipts[n].weight_kg for n in lock.receipts]
         assert sum(weights) >= lock.open_weight_kg, order_id
         assert sum(weights) - weights[-1] < lock.open_weight_kg, order_id
+        lot_kg = eng.instruments[lock.instrument].lot_weight_kg
+        start_kg = 0
         for n in lock.receipts:
-            assert eng.receipts[n].warehouse_id == lock.warehouse_id, order_id
+            r = eng.receipts[n]
+            assert r.warehouse_id == lock.warehouse_id, order_id
+            if r.commodity == STEEL:  # a piece for every part the open lots may cut it into
+                assert r.pieces > lot_cuts(start_kg, r.weight_kg, lock.open_weight_kg, lot_kg), (order_id, n)
+            start_kg += r.weight_kg
     assert set(locked_by_order) <= set(eng.locks)
     for deal_id, d in eng.deliveries.items():
         assert (deal_id in eng.open_deals) == (d.state not in ENDED_DELIVERY_STATES), deal_id

@@ -263,8 +263,10 @@ class PayDeal:
 @dataclass(slots=True)
 class ConfirmDelivery:
     """The operator confirms delivery of a paid deal with the weight actually
-    delivered and the quality result. Within tolerance and passed: settled
-    at once (delivery versus payment). Outside tolerance or failed: disputed."""
+    delivered, the quality result and the pieces handed over (steel: 1 to
+    the pieces of the deal's receipts; coal: 0). Within tolerance and
+    passed: settled at once (delivery versus payment). Outside tolerance or
+    failed: disputed."""
 
     KIND: ClassVar[str] = "confirm_delivery"
     deal_id: int

@@ -112,6 +112,7 @@ from warehouse._model import (
     Receipt,
     Warehouse,
     WarehouseLimits,
+    lot_cuts,
 )
 from warehouse._tolerance import BPS, settle_weight
 
@@ -336,18 +337,50 @@ class WarehouseEngine:
             and r.grade == other.grade
         )
 
-    def _pieces_part(self, r: Receipt, weight_kg: int) -> int:
-        """Pieces that go with `weight_kg` split off `r` at allocation: pro
-        rata, rounded down (the operator states the actual pieces when
-        confirming delivery)."""
-        return r.pieces * weight_kg // r.weight_kg
+    @staticmethod
+    def _pieces_part(r: Receipt, weight_kg: int, keep: int) -> int:
+        """Pieces that go with `weight_kg` split off `r` by the core (at a trade,
+        or for an over-weight delivery): none for coal; for steel pro rata,
+        rounded down, but at least 1, and never more than leaves `keep` (at
+        least 1) on the rest. Pieces are never created: the parts sum to `r`'s."""
+        if r.commodity != STEEL:
+            return 0
+        assert 0 < weight_kg < r.weight_kg, (r.number, weight_kg, r.weight_kg)
+        assert 1 <= keep < r.pieces, (r.number, keep, r.pieces)
+        return max(1, min(r.pieces * weight_kg // r.weight_kg, r.pieces - keep))
+
+    @staticmethod
+    def _can_cut(r: Receipt, start_kg: int, open_kg: int, lot_kg: int) -> bool:
+        """Whether `r`, holding ``[start_kg, start_kg + weight)`` of a lock with `open_kg`
+        open, has a piece for every part that trades of `lot_kg` may cut it into
+        (``lot_cuts``); coal has no pieces and can always be cut."""
+        return r.commodity != STEEL or r.pieces > lot_cuts(start_kg, r.weight_kg, open_kg, lot_kg)
+
+    def _cut_refusal(self, numbers: list[str], open_kg: int, lot_kg: int) -> Outcome:
+        """The refusal of a lock whose receipts (in lock order) cannot all be cut into
+        its lots; _DONE when they can."""
+        start_kg = 0
+        for number in numbers:
+            r = self.receipts[number]
+            if not self._can_cut(r, start_kg, open_kg, lot_kg):
+                parts = lot_cuts(start_kg, r.weight_kg, open_kg, lot_kg) + 1
+                return (
+                    WarehouseCode.INSUFFICIENT_RECEIPTS,
+                    f"{r.number} holds {r.pieces} pieces: this order's lots may cut it into {parts} parts, "
+                    f"each needs a piece",
+                )
+            start_kg += r.weight_kg
+        return _DONE
 
     def _split_off(
         self, r: Receipt, weight_kg: int, pieces: int, origin: str, actor: str, seq: int, ts_ns: int, out: list[Event]
     ) -> Receipt:
         """Split `weight_kg` off `r` into a new active receipt of the same holder (no checks: callers check)."""
         assert 0 < weight_kg < r.weight_kg, (weight_kg, r.weight_kg)
-        assert 0 <= pieces <= r.pieces, (pieces, r.pieces)
+        if r.commodity == STEEL:  # both parts keep a piece
+            assert 0 < pieces < r.pieces, (r.number, pieces, r.pieces)
+        else:
+            assert pieces == 0, (r.number, pieces)
         child = r.copy_as(self._new_number(r.warehouse_id), r.holder, weight_kg, pieces, r.since_seq)
         r.weight_kg -= weight_kg
         r.pieces -= pieces
@@ -355,6 +388,23 @@ class WarehouseEngine:
         out.append((W_RECEIPT_STATE, seq, r.number, "split", r.state, r.holder, r.weight_kg, actor, child.number))
         self._add(child, origin, actor, seq, ts_ns, out)
         return child
+
+    def _move_weight(
+        self, source: Receipt, target: Receipt, weight_kg: int, actor: str, seq: int, ts_ns: int, out: list[Event]
+    ) -> None:
+        """Move `weight_kg` of book weight from `source` to `target`, two receipts of the same
+        holder and goods, pieces unchanged: the steel a delivery handed over weighed more on the
+        scale than its receipts say, so the holder's other goods weigh that much less."""
+        assert 0 < weight_kg < source.weight_kg, (source.number, weight_kg, source.weight_kg)
+        assert source.holder == target.holder, (source.number, target.number)
+        assert self._same_goods(source, target), (source.number, target.number)
+        source.weight_kg -= weight_kg
+        target.weight_kg += weight_kg
+        for r, other in ((source, target), (target, source)):
+            r.record("weight_moved", actor, seq, ts_ns, self.limits.max_history)
+            out.append(
+                (W_RECEIPT_STATE, seq, r.number, "weight_moved", r.state, r.holder, r.weight_kg, actor, other.number)
+            )
 
     def _plan_take(self, receipts: list[Receipt], need_kg: int) -> tuple[list[Receipt], int] | None:
         """Oldest-first cover of `need_kg` from `receipts` (already in order):
@@ -384,13 +434,19 @@ class WarehouseEngine:
         return (receipts[number] for _, number in index)
 
     @staticmethod
-    def _cover(receipts: Iterable[Receipt], need_kg: int) -> tuple[list[Receipt], int] | None:
-        """The shortest oldest-first prefix of `receipts` (in order) that weighs at least
-        `need_kg`, and the weight to split off its last receipt (0: it is taken whole);
-        None when they all weigh less. Reads no further than it takes."""
+    def _cover(
+        receipts: Iterable[Receipt], need_kg: int, fits: Callable[[Receipt, int], bool] | None = None
+    ) -> tuple[list[Receipt], int] | None:
+        """The shortest oldest-first cover of `need_kg` from `receipts` (in order), and the
+        weight to split off its last receipt (0: it is taken whole); None when they all
+        weigh less. A receipt for which ``fits(receipt, kg already taken)`` is false is
+        passed over (a steel receipt without a piece for every part it would be cut
+        into). Reads no further than it takes."""
         taken: list[Receipt] = []
         remaining = need_kg
         for r in receipts:
+            if fits is not None and not fits(r, need_kg - remaining):
+                continue
             taken.append(r)
             if r.weight_kg >= remaining:
                 return taken, (0 if r.weight_kg == remaining else remaining)
@@ -400,10 +456,12 @@ class WarehouseEngine:
     def _oldest_cover(self, holder: str, inst: InstrumentTerms, need_kg: int) -> list[Receipt] | None:
         """The receipts an unnamed sell lock takes: the oldest-first cover of `need_kg`
         from the first warehouse, by its oldest receipt, whose cover needs at most
-        ``max_receipts_per_list`` receipts (None: no warehouse can). The same choice as
-        planning every warehouse over the whole sorted list, reading the holder's
-        receipts only until the choice is certain."""
+        ``max_receipts_per_list`` receipts (None: no warehouse can). A steel receipt the
+        order's lots may cut into more parts than it has pieces is passed over. The
+        same choice as planning every warehouse over the whole sorted list, reading the
+        holder's receipts only until the choice is certain."""
         max_list = self.limits.max_receipts_per_list
+        lot_kg = inst.lot_weight_kg
         order: list[list[Any]] = []  # per warehouse, by its oldest receipt: [status, weight_kg, taken]
         by_warehouse: dict[str, list[Any]] = {}
         open_, covered, failed = 0, 1, 2
@@ -414,6 +472,8 @@ class WarehouseEngine:
                 order.append(entry)
             elif entry[0] != open_:
                 continue
+            if not self._can_cut(r, entry[1], need_kg, lot_kg):
+                continue  # a steel receipt with too few pieces for the parts this order may cut it into
             entry[2].append(r)
             entry[1] += r.weight_kg
             if entry[1] >= need_kg:
@@ -805,6 +865,9 @@ class WarehouseEngine:
                 have += r.weight_kg
             if have < need:
                 return WarehouseCode.INSUFFICIENT_RECEIPTS, f"need {need} kg, named {have} kg"
+            refusal = self._cut_refusal([r.number for r in chosen], need, inst.lot_weight_kg)
+            if refusal[0]:
+                return refusal
         else:
             found = self._oldest_cover(member, inst, need)
             if found is None:
@@ -825,14 +888,24 @@ class WarehouseEngine:
         for r in self._oldest_first(member, inst):
             by_warehouse.setdefault(r.warehouse_id, []).append(r)
         best = 0
+        too_few_pieces = False
+        lot_kg = inst.lot_weight_kg
         for candidates in by_warehouse.values():
             weight = sum(r.weight_kg for r in candidates)
             if weight >= need:
-                return (
-                    WarehouseCode.TOO_MANY_IN_LIST,
-                    f"more than {self.limits.max_receipts_per_list} receipts needed",
-                )
+                if self._cover(candidates, need, lambda r, start: self._can_cut(r, start, need, lot_kg)) is not None:
+                    return (
+                        WarehouseCode.TOO_MANY_IN_LIST,
+                        f"more than {self.limits.max_receipts_per_list} receipts needed",
+                    )
+                too_few_pieces = True
             best = max(best, weight)
+        if too_few_pieces:
+            return (
+                WarehouseCode.INSUFFICIENT_RECEIPTS,
+                f"need {need} kg in one warehouse in steel receipts with a piece for every part "
+                f"this order's {lot_kg} kg lots may cut them into",
+            )
         return WarehouseCode.INSUFFICIENT_RECEIPTS, f"need {need} kg in one warehouse, have at most {best} kg"
 
     def grow_lock(
@@ -855,16 +928,26 @@ class WarehouseEngine:
         ):
             return WarehouseCode.BAD_QUANTITY, f"at most {limits.max_weight_kg // lot_kg} lots"
         extra_kg = extra_lots * lot_kg
-        need = lock.open_weight_kg + extra_kg - sum(self.receipts[n].weight_kg for n in lock.receipts)
+        open_kg = lock.open_weight_kg + extra_kg
+        locked_kg = sum(self.receipts[n].weight_kg for n in lock.receipts)
+        need = open_kg - locked_kg
+        refusal = self._cut_refusal(lock.receipts, open_kg, lot_kg)  # more lots may cut a locked receipt more
+        if refusal[0]:
+            return refusal
         taken: list[Receipt] = []
         if need > 0:
             here = lock.warehouse_id
-            cover = self._cover((r for r in self._oldest_first(lock.member, inst) if r.warehouse_id == here), need)
+            cover = self._cover(
+                (r for r in self._oldest_first(lock.member, inst) if r.warehouse_id == here),
+                need,
+                lambda r, start: self._can_cut(r, locked_kg + start, open_kg, lot_kg),
+            )
             if cover is None:
                 have = sum(r.weight_kg for r in self._oldest_first(lock.member, inst) if r.warehouse_id == here)
                 return (
                     WarehouseCode.INSUFFICIENT_RECEIPTS,
-                    f"need {need} kg more in {lock.warehouse_id}, the seller has {have} kg active there",
+                    f"need {need} kg more in {lock.warehouse_id}, the seller has {have} kg active there"
+                    + (" (a steel receipt needs a piece for every part the lots may cut it into)" * (have >= need)),
                 )
             taken = cover[0]
             if len(lock.receipts) + len(taken) > limits.max_receipts_per_list:
@@ -952,8 +1035,10 @@ class WarehouseEngine:
         taken = list(whole)
         if part:
             source = self.receipts[lock.receipts[len(whole)]]
+            # the rest keeps a piece for each part the lock's open lots may still cut it into
+            keep = 1 + lot_cuts(0, source.weight_kg - part, lock.open_weight_kg - need, inst.lot_weight_kg)
             child = self._split_off(
-                source, part, self._pieces_part(source, part), f"part:{deal_id}", EXCHANGE_ACTOR, seq, ts_ns, out
+                source, part, self._pieces_part(source, part, keep), f"part:{deal_id}", EXCHANGE_ACTOR, seq, ts_ns, out
             )
             taken.append(child)
         del lock.receipts[: len(whole)]
@@ -1115,7 +1200,10 @@ class WarehouseEngine:
         allocated = [self.receipts[n] for n in d.receipts]
         allocated_kg = sum(r.weight_kg for r in allocated)
         pieces_available = sum(r.pieces for r in allocated)
+        is_steel = allocated[0].commodity == STEEL
         # over-weight: the extra goods come from the seller's other active receipts in this warehouse
+        # (whole receipts, then part of the next: coal's part is split off into the deal; steel's is
+        # book weight moved onto the deal's first receipt, the pieces staying where they are)
         extra_whole: list[Receipt] = []
         extra_part = 0
         extra_source: Receipt | None = None
@@ -1142,13 +1230,10 @@ class WarehouseEngine:
             if len(d.receipts) + len(extra_whole) + 1 > self.limits.max_receipts_per_list:
                 self._reject(out, seq, ref, WarehouseCode.TOO_MANY_IN_LIST, "the extra weight spans too many receipts")
                 return
-            if extra_part and len(self.receipts) >= self.limits.max_receipts:
+            if extra_part and not is_steel and len(self.receipts) >= self.limits.max_receipts:
                 self._reject(out, seq, ref, WarehouseCode.TOO_MANY_RECEIPTS)
                 return
             pieces_available += sum(r.pieces for r in extra_whole)
-            if extra_source is not None:
-                pieces_available += self._pieces_part(extra_source, extra_part)
-        is_steel = allocated[0].commodity == STEEL
         if not _is_int(c.pieces) or (not (0 < c.pieces <= pieces_available) if is_steel else c.pieces != 0):
             detail = f"1 to {pieces_available} pieces" if is_steel else "coal has no pieces: send 0"
             self._reject(out, seq, ref, WarehouseCode.BAD_PIECES, detail)
@@ -1156,18 +1241,11 @@ class WarehouseEngine:
         result = settle_weight(d.contract_weight_kg, actual, d.price_fen_per_t, d.tolerance_bps)
         # checked: now change
         extra = list(extra_whole)
-        if extra_source is not None:
+        if extra_source is not None and is_steel:
+            self._move_weight(extra_source, allocated[0], extra_part, c.operator, seq, ts_ns, out)
+        elif extra_source is not None:
             extra.append(
-                self._split_off(
-                    extra_source,
-                    extra_part,
-                    self._pieces_part(extra_source, extra_part),
-                    f"extra:{d.deal_id}",
-                    c.operator,
-                    seq,
-                    ts_ns,
-                    out,
-                )
+                self._split_off(extra_source, extra_part, 0, f"extra:{d.deal_id}", c.operator, seq, ts_ns, out)
             )
         for r in extra:
             r.deal_id = d.deal_id
@@ -1223,17 +1301,28 @@ class WarehouseEngine:
         for r in sources:
             r.frozen_from = ""
             self._move(r, "delivered", DELIVERED, actor, ref, seq, ts_ns, out)
+        # The seller keeps a residual receipt only when both weight and pieces are left over: a
+        # steel receipt has weight and pieces or neither. Every piece handed over on an under-weight
+        # delivery takes all the weight with it (the scale weighed less than the book; the money is
+        # the scale's), and pieces left when all the weight was delivered go with the weight.
         pieces_total = sum(r.pieces for r in sources)
+        if sources[0].commodity == STEEL:
+            assert 0 < d.pieces <= pieces_total, (d.deal_id, d.pieces, pieces_total)
+            residual_pieces = pieces_total - d.pieces
+            if not (residual_kg and residual_pieces):
+                residual_kg = residual_pieces = 0
+        else:
+            assert d.pieces == pieces_total == 0, (d.deal_id, d.pieces, pieces_total)
+            residual_pieces = 0
+        bought_kg = allocated_kg - residual_kg
         bought = self._combined(
-            sources, self._new_number(d.warehouse_id), d.buyer, d.actual_weight_kg, min(d.pieces, pieces_total)
+            sources, self._new_number(d.warehouse_id), d.buyer, bought_kg, pieces_total - residual_pieces
         )
         bought.since_seq = seq
         self._add(bought, f"delivery:{d.deal_id}", actor, seq, ts_ns, out)
         d.buyer_receipt = bought.number
         if residual_kg:
-            rest = self._combined(
-                sources, self._new_number(d.warehouse_id), d.seller, residual_kg, max(pieces_total - d.pieces, 0)
-            )
+            rest = self._combined(sources, self._new_number(d.warehouse_id), d.seller, residual_kg, residual_pieces)
             self._add(rest, f"residual:{d.deal_id}", actor, seq, ts_ns, out)
             d.residual_receipt = rest.number
         contract_fen = d.contract_weight_kg * d.price_fen_per_t // 1_000

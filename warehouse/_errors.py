@@ -85,8 +85,9 @@ class WarehouseCode(IntEnum):
 
 WAREHOUSE_MESSAGES: dict[WarehouseCode, str] = {
     WarehouseCode.INSUFFICIENT_RECEIPTS: (
-        "unencumbered warehouse receipts do not cover the quantity; register or confirm receipts, "
-        "release pledges, or reduce the quantity"
+        "unencumbered warehouse receipts do not cover the quantity (a steel receipt counts only when it has "
+        "a piece for every part the lots may cut it into); register or confirm receipts, release pledges, "
+        "name other receipts, or change the quantity"
     ),
     WarehouseCode.UNKNOWN_WAREHOUSE: "no warehouse with this id; staff add warehouses first",
     WarehouseCode.WAREHOUSE_EXISTS: "a warehouse with this id already exists; use another id",

@@ -90,6 +90,7 @@ TRANSITIONS: Final = (
     "frozen",  # staff froze it, or a delivery dispute did
     "unfrozen",  # staff unfroze it
     "split",  # weight split off into a new receipt
+    "weight_moved",  # book weight moved to or from another of the holder's receipts (ref: the other)
     "merged",  # merged into a new receipt (the source ends)
     "load_out_requested",
     "load_out_withdrawn",

@@ -62,6 +62,7 @@ __all__ = [
     "Receipt",
     "Warehouse",
     "WarehouseLimits",
+    "lot_cuts",
 ]
 
 REGISTERED: Final = "registered"
@@ -99,6 +100,20 @@ ENDED_DELIVERY_STATES: Final = frozenset((DL_SETTLED, DL_DEFAULTED, DL_CANCELLED
 
 STEEL: Final = "steel"
 COAL: Final = "coal"
+
+
+def lot_cuts(start_kg: int, weight_kg: int, open_kg: int, lot_kg: int) -> int:
+    """How many places a sell order's trades may still cut a receipt that holds
+    ``[start_kg, start_kg + weight_kg)`` of the order's locked weight (counted
+    from the front of the lock) while `open_kg` stay open: trades take whole
+    lots from the front, so the cuts fall at multiples of `lot_kg` up to
+    `open_kg`, and a cut at either end of the receipt splits nothing. A steel
+    receipt needs one piece more than its cuts, so every part keeps one."""
+    assert start_kg >= 0, start_kg
+    assert weight_kg > 0, weight_kg
+    assert lot_kg > 0, lot_kg
+    end_kg = min(start_kg + weight_kg - 1, open_kg)
+    return max(0, end_kg // lot_kg - start_kg // lot_kg)
 
 
 @dataclass(frozen=True, slots=True)
