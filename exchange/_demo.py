@@ -236,7 +236,7 @@ def _deliveries(
         f"  operators confirmed the weight delivered, the receipts went to the buyers; {desk.settled_with_difference} "
         f"a little under"
     )
-    write("  weight, inside the tolerance (the buyer refunded, the seller kept a residual receipt)")
+    write("  weight, inside the tolerance (the buyer refunded; for coal the seller kept a residual receipt)")
     write(
         f"  last round after trading: {payments} payments, {confirmations} confirmations; "
         f"{len(sequencer.core.warehouse.open_deals)} deliveries still open; "

@@ -24,7 +24,8 @@ Deals settle by delivery versus payment when the flow is made with
 operators (each paid delivery is confirmed, ``ConfirmDelivery``, with the
 weight actually delivered: the contract weight, or now and then a little
 less, inside the instrument's tolerance, so the tolerance settlement shows
-and the seller keeps a residual receipt). The receipts move to the buyers,
+and, for coal, the seller keeps a residual receipt: the desk states every
+piece of steel, which goes to the buyer with the weight delivered). The receipts move to the buyers,
 who sell those goods in turn, so a long run never starves its sellers.
 
 The desk learns about deals only from the events of acknowledged commands
@@ -213,7 +214,7 @@ def simulation_setup(instruments: Sequence[Instrument], accounts: Sequence[str])
 SIMULATION_WEIGHT_DIFFERENCE_PCT = 10
 """Share of simulated deliveries whose actual weight is a little under the
 contract weight (at most two thirds of the instrument's tolerance): settled
-inside the tolerance, the buyer refunded, the seller left a residual receipt."""
+inside the tolerance, the buyer refunded, the seller of coal left a residual receipt."""
 _ENDED_RECEIPT_STATES = frozenset(("void", "delivered", "merged", "cancelled"))
 
 
