@@ -358,10 +358,11 @@ class Client:
 
     async def _subscribe_private(self, channel: str, resume: bool, recovering: bool) -> dict[str, Any]:
         """Subscribe to `channel`: from the next seq expected when `resume` (same epoch), else (or when
-        the replay is no longer available) afresh. `recovering` (a reconnect or a repair): a fresh
-        stream that already holds messages this client never got counts in ``replay_lost``."""
+        the replay is no longer available) afresh. `recovering` (a reconnect or a repair): a replay
+        refused, or a new epoch after messages or with messages, counts in ``replay_lost``."""
         last = self.private_seq.get(channel, 0)
         account = self.private_accounts.get(channel)
+        refused = False
         if resume and self.epoch is not None:
             try:
                 return await self.request(
@@ -370,14 +371,17 @@ class Client:
             except RequestError as exc:
                 if exc.code != "REPLAY_UNAVAILABLE":
                     raise
+                refused = True  # messages after `last` were published and can no longer be replayed
         # A fresh stream: the answer's seq is the last one already published; new messages follow it.
         self._fresh.add(channel)
         try:
             result = await self.request("subscribe", channel=channel, account=account)
         finally:
             self._fresh.discard(channel)  # the answer set the seq (or there was none)
-        if recovering and result["seq"] > (last if resume else 0):
-            self.replay_lost += 1  # published meanwhile and not replayed: lost to this client
+        # Lost to this client: what the server could not replay; after a restart (another epoch) the
+        # old stream's tail (unknowable) when it had messages, and what the new one published already.
+        if recovering and (refused or (not resume and (last > 0 or result["seq"] > 0))):
+            self.replay_lost += 1
         return result
 
     # ------------------------------------------------------------- reading
