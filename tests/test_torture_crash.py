@@ -32,8 +32,9 @@ def _assert_exercised(report: TortureReport, iterations: int) -> None:
 def test_crash_loop_short(database_url: str) -> None:
     seed = random.randrange(1 << 30)
     print(f"torture crash seed {seed}")
-    # snapshots every 40 commands: even a slow short run takes some before each kill
-    report = crash(database_url, 3, seed, clients=4, max_run_s=2.0, snapshot_every=40)
+    # snapshots every 40 commands: even a slow short run takes some before each kill; each run at
+    # least 1.5 s, so that on a slow machine too a deal is paid and delivered before the kills
+    report = crash(database_url, 3, seed, clients=4, min_run_s=1.5, max_run_s=2.5, snapshot_every=40)
     print("\n".join(report.lines()))
     _assert_exercised(report, 3)
 
