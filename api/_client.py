@@ -37,7 +37,7 @@ import logging
 import secrets
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -469,27 +469,22 @@ class Client:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _resubscribe(self, channel: str) -> None:
-        """Unsubscribe and subscribe again from the next seq expected; a refusal is tried again
-        after a pause (RETRY_FIRST_S doubling) until it succeeds or the connection is gone."""
-        try:
-            pause_s = RETRY_FIRST_S
-            subscribed = True
-            while self.connected:
+        """Unsubscribe and subscribe again from the next seq expected (``_retrying``)."""
+        subscribed = True
+
+        async def attempt() -> None:
+            nonlocal subscribed
+            if subscribed:
                 try:
-                    if subscribed:
-                        await self.request("unsubscribe", channel=channel, account=self.private_accounts.get(channel))
-                        subscribed = False
-                    await self._subscribe_private(channel, resume=True, recovering=True)
-                    return
+                    await self.request("unsubscribe", channel=channel, account=self.private_accounts.get(channel))
                 except RequestError as exc:
-                    if exc.code == "NOT_SUBSCRIBED":
-                        subscribed = False
-                        continue
-                    log.warning("repair of the %s stream refused (%s): again in %.2f s", channel, exc.code, pause_s)
-                except ConnectionError:
-                    return
-                await asyncio.sleep(pause_s)
-                pause_s = min(RETRY_MAX_S, pause_s * 2)
+                    if exc.code != "NOT_SUBSCRIBED":
+                        raise
+                subscribed = False
+            await self._subscribe_private(channel, resume=True, recovering=True)
+
+        try:
+            await self._retrying(f"repair of the {channel} stream", attempt, lambda: True)
         finally:
             del self._mending[channel]
 
@@ -502,17 +497,25 @@ class Client:
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _snapshot(self, book: LocalBook) -> None:
+        async def attempt() -> None:  # the snapshot message follows the answer (a heartbeat asks again if it fails)
+            await self.request("snapshot", channel="book", instrument=book.instrument)
+
         try:
-            pause_s = RETRY_FIRST_S
-            while self.connected and not book.synced:
-                try:
-                    await self.request("snapshot", channel="book", instrument=book.instrument)
-                    return  # the snapshot message follows this answer (a heartbeat asks again if it fails)
-                except RequestError as exc:
-                    log.warning("snapshot of %s refused (%s): again in %.2f s", book.instrument, exc.code, pause_s)
-                except ConnectionError:
-                    return
-                await asyncio.sleep(pause_s)
-                pause_s = min(RETRY_MAX_S, pause_s * 2)
+            await self._retrying(f"snapshot of {book.instrument}", attempt, lambda: not book.synced)
         finally:
             del self._resyncing[book.instrument]
+
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[None]], wanted: Callable[[], bool]) -> None:
+        """Run `attempt` while the connection lasts and `wanted()` holds, until the server takes it: a
+        refusal is tried again after a pause, RETRY_FIRST_S doubling up to RETRY_MAX_S."""
+        pause_s = RETRY_FIRST_S
+        while self.connected and wanted():
+            try:
+                await attempt()
+                return
+            except RequestError as exc:
+                log.warning("%s refused (%s): again in %.2f s", what, exc.code, pause_s)
+            except ConnectionError:
+                return
+            await asyncio.sleep(pause_s)
+            pause_s = min(RETRY_MAX_S, pause_s * 2)
