@@ -33,6 +33,7 @@ __all__ = [
     "MAX_SEND_QUEUE_MESSAGES",
     "MAX_SESSIONS_PER_KEY",
     "MAX_SUBSCRIPTIONS_PER_CONNECTION",
+    "PRIVATE_REPLAY_MESSAGES",
     "PRIVATE_RING_MESSAGES",
     "TRADES_KEPT",
     "GatewayLimits",
@@ -68,6 +69,11 @@ HEARTBEAT_INTERVAL_S = 5.0
 PRIVATE_RING_MESSAGES = 4_096
 """Private messages kept per account and channel for replay (older ones: REPLAY_UNAVAILABLE); with orders'
 messages, about 1.6 MB each when encoded (the stream had a subscriber), 3 MB when kept unencoded (it had none)."""
+PRIVATE_REPLAY_MESSAGES = 500_000
+"""Private messages kept for replay in all streams together, the exchange's most recent (the oldest goes
+first): the replay memory's bound whatever the number of accounts. Measured about 670 bytes a message kept
+unencoded under the soak's flow (orders 450, executions 220, balances 880, deliveries 1,300), so about
+320 MiB when full: 100 s of private messages at 1,000 orders/s (docs/reliability.md, Soak)."""
 TRADES_KEPT = 100
 """Recent trades kept per instrument for the trades channel's snapshot."""
 BOOK_TOP_LEVELS = 10
@@ -104,6 +110,7 @@ class GatewayLimits:
     auth_max_skew_ms: int = AUTH_MAX_SKEW_MS
     heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
     private_ring_messages: int = PRIVATE_RING_MESSAGES
+    private_replay_messages: int = PRIVATE_REPLAY_MESSAGES
     key_recheck_interval_s: float = KEY_RECHECK_INTERVAL_S
 
     def __post_init__(self) -> None:
@@ -121,6 +128,7 @@ class GatewayLimits:
         assert self.auth_max_skew_ms >= 0, self.auth_max_skew_ms
         assert self.heartbeat_interval_s > 0, self.heartbeat_interval_s
         assert self.private_ring_messages >= 1, self.private_ring_messages
+        assert self.private_replay_messages >= 1, self.private_replay_messages
         assert self.key_recheck_interval_s > 0, self.key_recheck_interval_s
 
 

@@ -5,12 +5,15 @@ read models (``api._views``) from the same commits through ``emit``.
 
 Each (channel, account) stream numbers its messages 1, 2, 3, ... without
 gaps, within one server run (its ``epoch``, a random id chosen at start).
-The last ``private_ring_messages`` messages of every stream are kept in
-memory, so a client that reconnects within the same epoch subscribes with
-``from_seq`` = its last seq + 1 and gets everything it missed, in order,
-before any new message. Older messages, or another epoch, are answered
-REPLAY_UNAVAILABLE: the client then rebuilds from the ``orders`` and
-``fills`` queries (the database projections) and subscribes afresh.
+Recent messages are kept in memory, so a client that reconnects within the
+same epoch subscribes with ``from_seq`` = its last seq + 1 and gets everything
+it missed, in order, before any new message. Two bounds: the last
+``ring_size`` messages of every stream, and the last ``budget_messages`` of
+all streams together (the exchange's most recent private messages, oldest out
+first), so the memory kept does not grow with the number of accounts. Older
+messages, or another epoch, are answered REPLAY_UNAVAILABLE: the client then
+rebuilds from the ``orders`` and ``fills`` queries (the database projections)
+and subscribes afresh.
 
 A message is encoded (JSON) when it is emitted only if the stream has a
 subscriber; otherwise the ring keeps its body and encodes it when a resume
@@ -52,19 +55,28 @@ Entry = bytes | Body | tuple[Build, tuple[Any, ...]]
 
 
 class Stream:
-    __slots__ = ("ring", "seq", "subscribers")
+    __slots__ = ("in_order", "ring", "seq", "subscribers")
 
-    def __init__(self, ring_size: int) -> None:
+    def __init__(self) -> None:
         self.seq = 0
-        self.ring: deque[tuple[int, Entry]] = deque(maxlen=ring_size)
+        self.ring: deque[tuple[int, Entry]] = deque()  # the messages kept, oldest first
+        self.in_order = 0  # this stream's entries in PrivateStreams.order (>= len(ring): see there)
         self.subscribers: set[Subscriber] = set()
 
 
 class PrivateStreams:
-    def __init__(self, price: Callable[[str, int], str], ring_size: int) -> None:
+    def __init__(self, price: Callable[[str, int], str], ring_size: int, budget_messages: int) -> None:
         assert ring_size >= 1, ring_size
+        assert budget_messages >= 1, budget_messages
         self.price = price
         self.ring_size = ring_size
+        self.budget_messages = budget_messages
+        self.kept = 0  # messages in all rings together (<= budget_messages after every emit)
+        # One entry per message kept since its stream's last compaction, in the order emitted: the
+        # stream it went to. A stream's entries here are its newest `in_order` messages, of which its
+        # ring holds the newest len(ring) (a ring's own bound drops its oldest without touching this),
+        # so the oldest entry names the exchange's oldest message kept, or one already dropped.
+        self.order: deque[Stream] = deque()
         self.epoch = secrets.token_hex(8)
         self.streams: dict[tuple[str, str], Stream] = {}
         self.open_orders: dict[int, str] = {}  # open order id -> instrument (to parse an amend's price)
@@ -74,8 +86,44 @@ class PrivateStreams:
         key = (channel, account)
         stream = self.streams.get(key)
         if stream is None:
-            stream = self.streams[key] = Stream(self.ring_size)
+            stream = self.streams[key] = Stream()
         return stream
+
+    def _keep(self, stream: Stream, seq: int, entry: Entry) -> None:
+        """Keep a message for replay within both bounds: the stream's ring size, then the budget of all
+        streams (the oldest message of the exchange goes first)."""
+        ring = stream.ring
+        ring.append((seq, entry))
+        stream.in_order += 1
+        self.order.append(stream)
+        if len(ring) > self.ring_size:
+            ring.popleft()
+        else:
+            self.kept += 1
+        order = self.order
+        while self.kept > self.budget_messages:
+            oldest = order.popleft()
+            if oldest.in_order == len(oldest.ring):  # its oldest message is kept: it goes
+                oldest.ring.popleft()
+                self.kept -= 1
+            oldest.in_order -= 1
+        if len(order) > 2 * self.kept + 1024:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the order's entries for messages the rings' own bound already dropped (they pile up
+        while the budget is not reached); amortised: at most once per `kept` messages emitted."""
+        stale = {id(s): s.in_order - len(s.ring) for s in self.streams.values() if s.in_order > len(s.ring)}
+        kept: deque[Stream] = deque()
+        for s in self.order:
+            left = stale.get(id(s), 0)
+            if left:
+                stale[id(s)] = left - 1
+                s.in_order -= 1
+            else:
+                kept.append(s)
+        self.order = kept
+        assert len(kept) == self.kept, (len(kept), self.kept)
 
     def emit(self, channel: str, account: str, body: Body) -> None:
         """Number `body` and publish it; `body` (and all it holds) must not change afterwards."""
@@ -86,11 +134,11 @@ class PrivateStreams:
             data = _dumps(body)
             # orjson's result keeps its whole output buffer (about 4 KiB) allocated: the ring, which
             # holds thousands per stream, keeps an exact-size copy (about 170 bytes for an order's)
-            stream.ring.append((seq, bytes(memoryview(data))))
+            self._keep(stream, seq, bytes(memoryview(data)))
             for subscriber in tuple(stream.subscribers):
                 subscriber.push(data)
             return
-        stream.ring.append((seq, body))  # encoded if a resume replays it
+        self._keep(stream, seq, body)  # encoded if a resume replays it
         if self.encoded_at_event is not None:
             self.encoded_at_event[(channel, account, seq)] = _dumps(body)
 
@@ -101,11 +149,11 @@ class PrivateStreams:
         seq = stream.seq = stream.seq + 1
         if stream.subscribers:
             data = _dumps(build(seq, *args))
-            stream.ring.append((seq, bytes(memoryview(data))))  # (an exact-size copy: see `emit`)
+            self._keep(stream, seq, bytes(memoryview(data)))  # (an exact-size copy: see `emit`)
             for subscriber in tuple(stream.subscribers):
                 subscriber.push(data)
             return
-        stream.ring.append((seq, (build, args)))  # built and encoded if a resume replays it
+        self._keep(stream, seq, (build, args))  # built and encoded if a resume replays it
         if self.encoded_at_event is not None:
             self.encoded_at_event[(channel, account, seq)] = _dumps(build(seq, *args))
 

@@ -165,7 +165,7 @@ class Gateway:
         self.clock_ns = clock_ns
         self.calendar: TradingCalendar = DEFAULT_CALENDAR  # the instruments file's (GatewayServer.start)
         self.market = MarketData()
-        self.private = PrivateStreams(self.price, limits.private_ring_messages)
+        self.private = PrivateStreams(self.price, limits.private_ring_messages, limits.private_replay_messages)
         self.views = Views(self.price, self.private)
         # fed each committed batch in this order, each on its own: one that fails is logged and the
         # batch's requests are answered all the same (see _on_batch)

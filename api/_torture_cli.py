@@ -124,6 +124,9 @@ def soak_command(
     clients: Annotated[int, typer.Option(help="Connected trader clients.")] = 200,
     interval: Annotated[float, typer.Option(help="Seconds per reported interval.")] = 30.0,
     ring: Annotated[int, typer.Option(help="Private stream ring per account, messages (0: the default).")] = 0,
+    replay: Annotated[
+        int, typer.Option(help="Private messages kept for replay in all streams together (0: the default).")
+    ] = 0,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Steady open-loop order rate from many clients: latency percentiles and memory over time."""
@@ -132,7 +135,10 @@ def soak_command(
 
     try:
         with scratch_database(database_url) as url:
-            soak(url, seconds, rate, clients, interval_s=interval, log=typer.echo, ring_messages=ring)
+            soak(
+                url, seconds, rate, clients, interval_s=interval, log=typer.echo, ring_messages=ring,
+                replay_messages=replay,
+            )  # fmt: skip
     except (SoakFailure, ValueError) as exc:
         typer.echo(f"FAILED: {exc}", err=True)
         raise typer.Exit(1) from None

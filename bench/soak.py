@@ -54,8 +54,11 @@ MEMORY_BOUND_BYTES_PER_ORDER = 2_048
 grow by at most this much per order answered. The exchange keeps the day's state on purpose, and
 the soak's flow never settles: every trade opens a deal that stays until its delivery (about 600
 bytes with its holds), every resting order its holds (about 700 bytes), every client order id its
-duplicate check (about 90 bytes); measured 1.2-1.5 KiB per order (docs/reliability.md). A leak (a
-cache, a ring, a queue without a limit) shows as growth beyond it."""
+duplicate check (about 90 bytes); measured 1.2-1.6 KiB per order (docs/reliability.md). A leak (a
+cache, a ring, a queue without a limit) shows as growth beyond it. The private streams' replay
+buffer is bounded on its own (``GatewayLimits.private_replay_messages``: about 320 MiB when full,
+which at 1,000 orders/s takes it about 100 s): a run measuring this bound gives it a budget that
+fills within the first interval (``replay_messages``), or its filling counts as growth."""
 
 
 class SoakFailure(AssertionError):
@@ -148,12 +151,17 @@ def _tail(stream: Any) -> str:
     return str(stream.read().decode(errors="replace")[-2000:])
 
 
-def child(url: str, ring_messages: int) -> None:  # pragma: no cover - runs in the child
-    """The server under test (``python -m bench.soak URL RING``; RING 0: the default private ring)."""
+def child(url: str, ring_messages: int, replay_messages: int) -> None:  # pragma: no cover - runs in the child
+    """The server under test (``python -m bench.soak URL RING REPLAY``; 0: the default private ring per
+    stream, the default replay budget of all streams)."""
     from api._limits import GatewayLimits
     from api._server import GatewayServer, run_server
 
-    limits = GatewayLimits(private_ring_messages=ring_messages) if ring_messages else GatewayLimits()
+    defaults = GatewayLimits()
+    limits = GatewayLimits(
+        private_ring_messages=ring_messages or defaults.private_ring_messages,
+        private_replay_messages=replay_messages or defaults.private_replay_messages,
+    )
 
     settings = Settings(database_url=url, host="127.0.0.1", port=1)
 
@@ -325,7 +333,7 @@ async def _measure(
 
 def soak(
     database_url: str, seconds: float, rate: int, clients: int, interval_s: float = 10.0,
-    seed: int = 1, log: Callable[[str], None] = print, ring_messages: int = 0,
+    seed: int = 1, log: Callable[[str], None] = print, ring_messages: int = 0, replay_messages: int = 0,
 ) -> SoakReport:  # fmt: skip
     """Run the soak on an empty database; SoakFailure when an acknowledged order is missing or
     the server died. "answered" counts every answer, accepted or refused."""
@@ -338,16 +346,19 @@ def soak(
     upgrade(database_url)
     keys = _setup(database_url, _traders(clients), receipts=0, require_receipts=False)  # the gateway under load
     with tempfile.TemporaryFile() as stderr_file:  # a pipe nobody reads would stop a long-running server
-        return _run(database_url, keys, seconds, rate, clients, interval_s, seed, log, stderr_file, ring_messages)
+        return _run(
+            database_url, keys, seconds, rate, clients, interval_s, seed, log, stderr_file,
+            (ring_messages, replay_messages),
+        )  # fmt: skip
 
 
 def _run(
     database_url: str, keys: list[tuple[str, str, str]], seconds: float, rate: int, clients: int,
-    interval_s: float, seed: int, log: Callable[[str], None], stderr_file: Any, ring_messages: int,
+    interval_s: float, seed: int, log: Callable[[str], None], stderr_file: Any, replay: tuple[int, int],
 ) -> SoakReport:  # fmt: skip
     root = Path(__file__).resolve().parent.parent
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.soak", database_url, str(ring_messages)],
+        [sys.executable, "-m", "bench.soak", database_url, str(replay[0]), str(replay[1])],
         stdout=subprocess.PIPE,
         stderr=stderr_file,
         cwd=root,
@@ -405,4 +416,4 @@ def _run(
 
 
 if __name__ == "__main__":  # pragma: no cover - the child process
-    child(sys.argv[1], int(sys.argv[2]))
+    child(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

@@ -219,7 +219,7 @@ def _instrument() -> Any:
 
 
 def test_private_ring_replays_within_its_bound() -> None:
-    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=5)
+    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=5, budget_messages=1_000)
     for n in range(1, 9):
         streams.apply(Ack(n, n, [(ACCEPTED, n, n, "M1", "RB", f"c{n}", BUY, 3500, 1, 0)]))
     assert streams.stream("orders", "M1").seq == 8
@@ -237,8 +237,75 @@ def test_private_ring_replays_within_its_bound() -> None:
     assert nothing.got == []
 
 
+def test_private_replay_budget_drops_the_exchanges_oldest_message_first() -> None:
+    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=4, budget_messages=5)
+    for n, account in enumerate(["M1", "M1", "M2", "M1", "M2", "M2", "M3"], start=1):
+        streams.apply(Ack(n, n, [(ACCEPTED, n, n, account, "RB", f"c{n}", BUY, 3500, 1, 0)]))
+    # seven messages, five kept: M1's first two went (the oldest of all), M2's three and M3's one stay
+    assert [seq for seq, _ in streams.stream("orders", "M1").ring] == [3]
+    assert [seq for seq, _ in streams.stream("orders", "M2").ring] == [1, 2, 3]
+    assert streams.kept == 5
+    with pytest.raises(ApiError) as info:
+        streams.subscribe("orders", "M1", Sink(), from_seq=2, epoch=streams.epoch)
+    assert info.value.code == ErrorCode.REPLAY_UNAVAILABLE
+    assert info.value.detail == "the oldest message kept is seq 3"
+    sink = Sink()
+    streams.subscribe("orders", "M2", sink, from_seq=1, epoch=streams.epoch)
+    assert [orjson.loads(data)["client_order_id"] for data in sink.got] == ["c3", "c5", "c6"]
+
+
+def test_private_replay_order_stays_bounded_when_the_rings_bound_first() -> None:
+    """Below the budget the rings' own bound drops messages: their entries in the order are compacted away."""
+    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=2, budget_messages=1_000)
+    for n in range(1, 20_001):
+        streams.apply(Ack(n, n, [(ACCEPTED, n, n, f"M{n % 3}", "RB", f"c{n}", BUY, 3500, 1, 0)]))
+        assert len(streams.order) <= 2 * streams.kept + 1024
+    assert streams.kept == 6
+    assert [seq for seq, _ in streams.stream("orders", "M1").ring] == [6666, 6667]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ring_size=st.integers(1, 6),
+    budget=st.integers(1, 12),
+    accounts=st.lists(st.integers(0, 3), max_size=400),
+)
+def test_private_replay_keeps_the_newest_within_both_bounds(ring_size: int, budget: int, accounts: list[int]) -> None:
+    """After every message: a stream keeps exactly those of its messages that are among its last
+    `ring_size` and, of all such messages of all streams, among the newest `budget`; the order of
+    all messages kept stays within twice what is kept (plus the compaction's slack)."""
+    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=ring_size, budget_messages=budget)
+    sent: list[tuple[str, int]] = []  # (account, its stream's seq), in the order emitted
+    last: dict[str, int] = {}
+    for n, number in enumerate(accounts, start=1):
+        account = f"M{number}"
+        streams.apply(Ack(n, n, [(ACCEPTED, n, n, account, "RB", f"c{n}", BUY, 3500, 1, 0)]))
+        last[account] = last.get(account, 0) + 1
+        sent.append((account, last[account]))
+        within_ring = [(a, seq) for a, seq in sent if seq > last[a] - ring_size]
+        expected = within_ring[-budget:]
+        for a in last:
+            kept = [seq for seq, _ in streams.stream("orders", a).ring]
+            assert kept == [seq for b, seq in expected if b == a], (a, kept, expected)
+        assert streams.kept == len(expected)
+        assert len(streams.order) <= 2 * streams.kept + 1024
+    for a, seq in last.items():  # what is kept replays, in order; what is not is refused
+        ring = streams.stream("orders", a).ring
+        if not ring:
+            with pytest.raises(ApiError):
+                streams.subscribe("orders", a, Sink(), from_seq=seq, epoch=streams.epoch)
+            continue
+        first = ring[0][0]
+        if first > 1:
+            with pytest.raises(ApiError):
+                streams.subscribe("orders", a, Sink(), from_seq=first - 1, epoch=streams.epoch)
+        sink = Sink()
+        streams.subscribe("orders", a, sink, from_seq=first, epoch=streams.epoch)
+        assert [orjson.loads(data)["seq"] for data in sink.got] == list(range(first, seq + 1))
+
+
 def test_private_ring_defers_encoding_without_a_subscriber_and_replays_what_live_got() -> None:
-    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=10)
+    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=10, budget_messages=1_000)
     streams.encoded_at_event = {}
     live = Sink()
     for n in range(1, 7):
@@ -272,7 +339,9 @@ _ORDER_EVENTS = [
 def _order_streams(subscribed: bool) -> tuple[PrivateStreams, dict[tuple[str, str], Sink]]:
     """The orders and executions of _ORDER_EVENTS, with subscribers from the start (each message built
     at its event) or without (built when a resume replays it)."""
-    streams = PrivateStreams(lambda _s, ticks: f"{ticks // 100}.{ticks % 100:02d}", ring_size=100)
+    streams = PrivateStreams(
+        lambda _s, ticks: f"{ticks // 100}.{ticks % 100:02d}", ring_size=100, budget_messages=1_000
+    )
     streams.encoded_at_event = {}
     sinks = {(channel, account): Sink() for channel in ("orders", "executions") for account in ("M1", "M2")}
     if subscribed:
@@ -328,7 +397,7 @@ def test_private_order_and_execution_messages_are_the_same_built_live_or_at_repl
 
 
 def test_a_deferred_private_message_that_changes_after_the_fact_fails_the_replay_check() -> None:
-    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=10)
+    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=10, budget_messages=1_000)
     streams.encoded_at_event = {}
     holds: list[dict[str, Any]] = [{"hold_id": 1, "amount": "1.00"}]
     streams.emit("balances", "M1", {"type": "balances", "account": "M1", "seq": 0, "holds": holds})
@@ -338,7 +407,7 @@ def test_a_deferred_private_message_that_changes_after_the_fact_fails_the_replay
 
 
 def test_a_message_built_late_from_arguments_that_changed_fails_the_replay_check() -> None:
-    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=10)
+    streams = PrivateStreams(lambda _s, ticks: f"{ticks}.00", ring_size=10, budget_messages=1_000)
     streams.encoded_at_event = {}
 
     def build(seq: int, account: str, holds: list[int]) -> dict[str, Any]:
