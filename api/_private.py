@@ -55,12 +55,13 @@ Entry = bytes | Body | tuple[Build, tuple[Any, ...]]
 
 
 class Stream:
-    __slots__ = ("in_order", "ring", "seq", "subscribers")
+    __slots__ = ("in_order", "ring", "seq", "stale", "subscribers")
 
     def __init__(self) -> None:
         self.seq = 0
         self.ring: deque[tuple[int, Entry]] = deque()  # the messages kept, oldest first
         self.in_order = 0  # this stream's entries in PrivateStreams.order (>= len(ring): see there)
+        self.stale = 0  # (PrivateStreams._compact's count of this stream's entries still to drop)
         self.subscribers: set[Subscriber] = set()
 
 
@@ -113,15 +114,16 @@ class PrivateStreams:
     def _compact(self) -> None:
         """Drop the order's entries for messages the rings' own bound already dropped (they pile up
         while the budget is not reached); amortised: at most once per `kept` messages emitted."""
-        stale = {id(s): s.in_order - len(s.ring) for s in self.streams.values() if s.in_order > len(s.ring)}
+        for s in self.streams.values():
+            s.stale = s.in_order - len(s.ring)
         kept: deque[Stream] = deque()
+        append = kept.append
         for s in self.order:
-            left = stale.get(id(s), 0)
-            if left:
-                stale[id(s)] = left - 1
+            if s.stale:  # one of the stream's oldest entries: its message is gone
+                s.stale -= 1
                 s.in_order -= 1
             else:
-                kept.append(s)
+                append(s)
         self.order = kept
         assert len(kept) == self.kept, (len(kept), self.kept)
 
