@@ -94,14 +94,14 @@ class PrivateStreams:
         """Keep a message for replay within both bounds: the stream's ring size, then the budget of all
         streams (the oldest message of the exchange goes first)."""
         ring = stream.ring
+        order = self.order
         ring.append((seq, entry))
         stream.in_order += 1
-        self.order.append(stream)
+        order.append(stream)
         if len(ring) > self.ring_size:
             ring.popleft()
         else:
             self.kept += 1
-        order = self.order
         while self.kept > self.budget_messages:
             oldest = order.popleft()
             if oldest.in_order == len(oldest.ring):  # its oldest message is kept: it goes

@@ -347,18 +347,19 @@ def soak(
     keys = _setup(database_url, _traders(clients), receipts=0, require_receipts=False)  # the gateway under load
     with tempfile.TemporaryFile() as stderr_file:  # a pipe nobody reads would stop a long-running server
         return _run(
-            database_url, keys, seconds, rate, clients, interval_s, seed, log, stderr_file,
-            (ring_messages, replay_messages),
+            database_url, keys, seconds, rate, clients, interval_s, seed, log, stderr_file, ring_messages,
+            replay_messages,
         )  # fmt: skip
 
 
 def _run(
     database_url: str, keys: list[tuple[str, str, str]], seconds: float, rate: int, clients: int,
-    interval_s: float, seed: int, log: Callable[[str], None], stderr_file: Any, replay: tuple[int, int],
+    interval_s: float, seed: int, log: Callable[[str], None], stderr_file: Any, ring_messages: int,
+    replay_messages: int,
 ) -> SoakReport:  # fmt: skip
     root = Path(__file__).resolve().parent.parent
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.soak", database_url, str(replay[0]), str(replay[1])],
+        [sys.executable, "-m", "bench.soak", database_url, str(ring_messages), str(replay_messages)],
         stdout=subprocess.PIPE,
         stderr=stderr_file,
         cwd=root,
