@@ -13,7 +13,7 @@ Layout (chosen for CPython speed, see docs/matching.md):
 from __future__ import annotations
 
 import heapq
-from typing import Final
+from typing import Any, Final
 
 from matching._instrument import Instrument
 from matching._types import BUY, CLOSED
@@ -212,11 +212,12 @@ class Book:
 
     def drop_level(self, side: int, price_ticks: int) -> None:
         """Remove the emptied level at `price_ticks` and refresh the best price."""
-        del self.levels[side][price_ticks]
-        del self.level_lots[side][price_ticks]
+        key: Any = price_ticks  # boxed once for the deletes (the compiled build boxes at each use)
+        del self.levels[side][key]
+        del self.level_lots[side][key]
         taken = self.level_taken[side]
         if taken:
-            taken.pop(price_ticks, None)
+            taken.pop(key, None)
         if self.bests[side] == price_ticks:
             self.bests[side] = self.best_from_heap(side)
 

@@ -202,10 +202,11 @@ class MatchingEngine:
             self._new_order_checked(c, seq, out)
             return
         symbol = book.symbol
-        # The events share one boxed seq and price: the compiled build boxes an int each time
-        # it stores one in a tuple, and these two are never small.
-        seq_o: object = seq
-        price_o: object = price
+        # The events and the dict keys share one boxed seq and price: the compiled build boxes an
+        # int (a new object) each time it stores one in a tuple or uses it as a key, and these two
+        # are never small. ``Any`` keeps them boxed where a dict[int, ...] takes them as keys.
+        seq_o: Any = seq
+        price_o: Any = price
         out.append((ACCEPTED, seq_o, seq_o, account, symbol, clid, side, price_o, qty, tif))
         buying = side == BUY
         opposite = book.bests[1 - side]
@@ -234,16 +235,16 @@ class MatchingEngine:
         order = Order(
             seq, account, symbol, clid, side, price, qty, remaining, filled, stp_cancelled, tif, False, c.stp_mode
         )
-        level = levels.get(price)
+        level = levels.get(price_o)
         if level is not None:
-            level[seq] = order
-            level_total = lots[price] + remaining
+            level[seq_o] = order
+            level_total = lots[price_o] + remaining
         elif len(levels) >= self.limits.max_levels_per_side:
             out.append((CANCELLED, seq_o, seq_o, account, symbol, side, price_o, remaining, 0, _REASON_LEVEL_LIMIT))
             return
         else:
             # a new level (Book.add_level, inlined on this hot path)
-            levels[price] = {seq: order}
+            levels[price_o] = {seq_o: order}
             level_total = remaining
             heap = book.heaps[side]
             heappush(heap, -price if buying else price)
@@ -253,10 +254,11 @@ class MatchingEngine:
             best = bests[side]
             if not best or (price > best if buying else price < best):
                 bests[side] = price
-        lots[price] = level_total
-        self.orders[seq] = order
-        mine[seq] = order
-        out.append((BOOK, seq_o, symbol, side, price_o, level_total))
+        total_o: Any = level_total
+        lots[price_o] = total_o
+        self.orders[seq_o] = order
+        mine[seq_o] = order
+        out.append((BOOK, seq_o, symbol, side, price_o, total_o))
 
     def refuse_new_order(self, c: NewOrder, seq: int, code: int, detail: str, out: list[Event]) -> None:
         """Answer a new order that another state machine refused before it reached the book
@@ -518,13 +520,13 @@ class MatchingEngine:
             price = bests[maker_side]
             if not price or ((price > limit) if buying else (price < limit)):
                 break
-            price_o: object = price
-            level = levels[price]
-            total = lots[price]
+            price_o: Any = price  # one box for the keys and the events
+            level = levels[price_o]
+            total = lots[price_o]
             traded_here = False
             taken = 0
             while qty and level:
-                maker_id = next(iter(level))
+                maker_id: Any = next(iter(level))  # boxed once for the deletes and the event
                 maker = level[maker_id]
                 if stp and maker.account == account:
                     lots[price] = total
@@ -596,14 +598,15 @@ class MatchingEngine:
             if traded_here:
                 book.last_price_ticks = price
             # the level's new total (Book level bookkeeping, inlined on this hot path)
+            total_o: Any = total
             if level:
-                lots[price] = total
+                lots[price_o] = total_o
                 if taken and len(level) >= DEEP_LEVEL_ORDERS:
                     book.note_taken(maker_side, price, taken)
-            elif price in levels:
+            elif price_o in levels:
                 assert total == 0, (price, total)
                 book.drop_level(maker_side, price)
-            out.append((BOOK, seq_o, symbol, maker_side, price_o, total))
+            out.append((BOOK, seq_o, symbol, maker_side, price_o, total_o))
         return qty
 
     def _finish_level(
@@ -710,26 +713,28 @@ class MatchingEngine:
 
     def cancel(self, c: CancelOrder, seq: int, out: list[Event]) -> None:
         """``apply`` for a CancelOrder (the exchange core calls it directly)."""
-        order = self.orders.get(c.order_id)
+        order_id: Any = c.order_id  # boxed once for the lookups and the event (see new_order)
+        order = self.orders.get(order_id)
         if order is None or order.account != c.account:
             # Another account's order is answered as unknown: ids reveal nothing.
             out.append((REJECTED, seq, c.account, str(c.order_id), _RC_UNKNOWN_ORDER, ""))
             return
         book = self.books[order.instrument]
         # Book removal (as in _remove, inlined on this hot path)
-        order_id = order.order_id
         side = order.side
         price = order.price_ticks
+        price_o: Any = price
         open_lots = order.open_lots
         levels = book.levels[side]
-        level = levels[price]
+        level = levels[price_o]
         del level[order_id]
         del self.orders[order_id]
         del self.account_orders[order.account][order_id]
         lots = book.level_lots[side]
-        total = lots[price] - open_lots
+        total = lots[price_o] - open_lots
+        total_o: Any = total
         if level:
-            lots[price] = total
+            lots[price_o] = total_o
             if len(level) >= DEEP_LEVEL_ORDERS:
                 book.note_taken(side, price, 1)
         else:
@@ -737,19 +742,20 @@ class MatchingEngine:
             book.drop_level(side, price)
         order.cancelled_lots += open_lots
         order.open_lots = 0
-        seq_o: object = seq  # boxed once for both events (see new_order)
-        price_o: object = price
+        seq_o: object = seq  # boxed once for both events
         out.append(
             (CANCELLED, seq_o, order_id, order.account, book.symbol, side, price_o, open_lots, 0, _REASON_REQUESTED)
         )
-        out.append((BOOK, seq_o, book.symbol, side, price_o, total))
+        out.append((BOOK, seq_o, book.symbol, side, price_o, total_o))
         if book.state == AUCTION:
             self._publish_indicative(book, seq, out)
 
     def amend(self, c: AmendOrder, seq: int, out: list[Event]) -> None:
         """``apply`` for an AmendOrder."""
         account = c.account
-        order = self.orders.get(c.order_id)
+        # Boxed once for the dict keys and the events (see new_order): the id, the prices, the seq.
+        order_id: Any = c.order_id
+        order = self.orders.get(order_id)
         if order is None or order.account != account:
             out.append((REJECTED, seq, account, str(c.order_id), _RC_UNKNOWN_ORDER, ""))
             return
@@ -785,9 +791,10 @@ class MatchingEngine:
                 )
             )
             return
-        order_id = order.order_id
+        seq_o: Any = seq
         side = order.side
         old_price = order.price_ticks
+        old_o: Any = old_price
         old_open = order.open_lots
         symbol = book.symbol
         base = order.filled_lots + order.cancelled_lots
@@ -809,11 +816,11 @@ class MatchingEngine:
             # A pure size decrease keeps time priority.
             order.open_lots = new_open
             order.ordered_lots = total
-            level_total = lots[price] - old_open + new_open
-            lots[price] = level_total
-            out.append((AMENDED, seq, order_id, account, symbol, price, total, new_open, True))
+            level_total: Any = lots[old_o] - old_open + new_open
+            lots[old_o] = level_total
+            out.append((AMENDED, seq_o, order_id, account, symbol, old_o, total, new_open, True))
             if new_open != old_open:
-                out.append((BOOK, seq, symbol, side, price, level_total))
+                out.append((BOOK, seq_o, symbol, side, old_o, level_total))
                 if state == AUCTION:
                     self._publish_indicative(book, seq, out)
             return
@@ -837,19 +844,20 @@ class MatchingEngine:
             out.append((REJECTED, seq, account, str(order_id), _RC_TOO_MANY_LEVELS, f"limit {limit} levels a side"))
             return
         # Loses priority: off its level, then in again as if new.
-        level = levels[old_price]
+        level = levels[old_o]
         del level[order_id]
-        level_total = lots[old_price] - old_open
+        level_total = lots[old_o] - old_open
         if level:
-            lots[old_price] = level_total
+            lots[old_o] = level_total
         else:
             assert level_total == 0, (old_price, level_total)
             book.drop_level(side, old_price)
-        out.append((BOOK, seq, symbol, side, old_price, level_total))
+        out.append((BOOK, seq_o, symbol, side, old_o, level_total))
         order.price_ticks = price
         order.ordered_lots = total
         order.open_lots = new_open
-        out.append((AMENDED, seq, order_id, account, symbol, price, total, new_open, False))
+        price_o: Any = price
+        out.append((AMENDED, seq_o, order_id, account, symbol, price_o, total, new_open, False))
         if state == AUCTION:
             self._rest_existing(book, order, seq, out)
             self._publish_indicative(book, seq, out)
@@ -872,12 +880,12 @@ class MatchingEngine:
                         (CANCELLED, seq, order_id, account, symbol, side, price, remaining, 0, self._stop_reason)
                     )
                 return
-        new_level = levels.get(price)
+        new_level = levels.get(price_o)
         if new_level is not None:
             new_level[order_id] = order
-            level_total = lots[price] + order.open_lots
-            lots[price] = level_total
-            out.append((BOOK, seq, symbol, side, price, level_total))
+            level_total = lots[price_o] + order.open_lots
+            lots[price_o] = level_total
+            out.append((BOOK, seq_o, symbol, side, price_o, level_total))
             return
         if len(levels) >= self.limits.max_levels_per_side:
             del self.orders[order_id]
@@ -888,8 +896,8 @@ class MatchingEngine:
             out.append((CANCELLED, seq, order_id, account, symbol, side, price, cancelled, 0, _REASON_LEVEL_LIMIT))
             return
         # a new level (Book.add_level, inlined on this hot path)
-        levels[price] = {order_id: order}
-        level_total = lots[price] = order.open_lots
+        levels[price_o] = {order_id: order}
+        level_total = lots[price_o] = order.open_lots
         heap = book.heaps[side]
         heappush(heap, -price if buying else price)
         if len(heap) > 2 * len(levels) + 64:
@@ -898,7 +906,7 @@ class MatchingEngine:
         best = bests[side]
         if not best or (price > best if buying else price < best):
             bests[side] = price
-        out.append((BOOK, seq, symbol, side, price, level_total))
+        out.append((BOOK, seq_o, symbol, side, price_o, level_total))
 
     def _rest_existing(self, book: Book, order: Order, seq: int, out: list[Event]) -> None:
         """Put a registered order that is off its level back at the end of
