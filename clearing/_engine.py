@@ -922,10 +922,11 @@ class ClearingEngine:
         must then not reach the book."""
         risk = self.instruments.get(instrument)
         bal = self.ledger.balances.get(member)
+        id_o: Any = order_id  # boxed once for the dict (the compiled build boxes an int at each use)
         if (
             bal is not None
             and risk is not None
-            and order_id not in self.orders
+            and id_o not in self.orders
             and side in (BUY, SELL)
             and price_ticks > 0
             and quantity_lots > 0
@@ -959,25 +960,27 @@ class ClearingEngine:
                 hold_id = ledger.next_hold_id
                 ledger.next_transfer_id = tid + 1
                 ledger.next_hold_id = hold_id + 1
-                ledger.holds[hold_id] = Hold(hold_id, member, FROZEN_MARGIN, amount, "order", ref)
+                # seq, the hold id and the amount boxed once each for the events and the dict
+                seq_o: object = seq
+                hold_o: Any = hold_id
+                amount_o: object = amount
+                ledger.holds[hold_o] = Hold(hold_id, member, FROZEN_MARGIN, amount, "order", ref)
                 out.append(
                     (
                         TRANSFER_EVENT,
-                        seq,
+                        seq_o,
                         tid,
                         TransferCode.FREEZE,
                         member,
                         AVAILABLE,
                         member,
                         FROZEN_MARGIN,
-                        amount,
+                        amount_o,
                         ref,
                     )
                 )
-                out.append((HOLD_EVENT, seq, hold_id, member, FROZEN_MARGIN, amount, "order", ref))
-            self.orders[order_id] = OrderHold(
-                order_id, member, risk, side, price_ticks, quantity_lots, per_lot, hold_id
-            )
+                out.append((HOLD_EVENT, seq_o, hold_o, member, FROZEN_MARGIN, amount_o, "order", ref))
+            self.orders[id_o] = OrderHold(order_id, member, risk, side, price_ticks, quantity_lots, per_lot, hold_id)
             return True
         code, detail = _OK, ""
         if member not in self.ledger.balances:

@@ -31,7 +31,7 @@ partly cancelled - but it closes exactly once.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 __all__ = [
     "ACCOUNT_NAMES",
@@ -323,32 +323,35 @@ class Ledger:
         assert left >= 0, (hold_id, margin, fee, release, hold.amount_fen)
         bal = self.balances[member]
         holds = self.holds
+        seq_o: object = seq  # boxed once for the events (the compiled build boxes an int at each use)
         margin_hold = fee_hold = 0
         hid = self.next_hold_id
         tid = self.next_transfer_id
         if margin:
             margin_hold = hid
             hid += 1
-            holds[margin_hold] = Hold(margin_hold, member, FROZEN_MARGIN, margin, "deal_margin", ref)
-            out.append((HOLD_EVENT, seq, margin_hold, member, FROZEN_MARGIN, margin, "deal_margin", ref))
+            key: Any = margin_hold
+            holds[key] = Hold(margin_hold, member, FROZEN_MARGIN, margin, "deal_margin", ref)
+            out.append((HOLD_EVENT, seq_o, key, member, FROZEN_MARGIN, margin, "deal_margin", ref))
         if fee:
             bal[FROZEN_MARGIN] -= fee
             bal[FROZEN_ESCROW] += fee
-            out.append(
-                (TRANSFER_EVENT, seq, tid, TransferCode.MOVE, member, FROZEN_MARGIN, member, FROZEN_ESCROW, fee, ref)
-            )
+            fee_o: object = fee
+            move = TransferCode.MOVE
+            out.append((TRANSFER_EVENT, seq_o, tid, move, member, FROZEN_MARGIN, member, FROZEN_ESCROW, fee_o, ref))
             tid += 1
             fee_hold = hid
             hid += 1
-            holds[fee_hold] = Hold(fee_hold, member, FROZEN_ESCROW, fee, "deal_fee", ref)
-            out.append((HOLD_EVENT, seq, fee_hold, member, FROZEN_ESCROW, fee, "deal_fee", ref))
+            key = fee_hold
+            holds[key] = Hold(fee_hold, member, FROZEN_ESCROW, fee, "deal_fee", ref)
+            out.append((HOLD_EVENT, seq_o, key, member, FROZEN_ESCROW, fee_o, "deal_fee", ref))
         if release:
             bal[FROZEN_MARGIN] -= release
             bal[AVAILABLE] += release
             out.append(
                 (
                     TRANSFER_EVENT,
-                    seq,
+                    seq_o,
                     tid,
                     TransferCode.RELEASE,
                     member,
@@ -364,7 +367,7 @@ class Ledger:
         self.next_hold_id = hid
         self.next_transfer_id = tid
         hold.amount_fen = left
-        out.append((HOLD_CHANGED_EVENT, seq, hold_id, left))
+        out.append((HOLD_CHANGED_EVENT, seq_o, hold_id, left))
         return margin_hold, fee_hold
 
     def top_up(self, hold_id: int, amount: int, seq: int, out: list[Event]) -> bool:
@@ -400,8 +403,10 @@ class Ledger:
         """Close a hold in `state` (HoldState): pay the `payouts` out of it, release the rest to
         AVAILABLE. ``settle``, ``release`` and ``forfeit`` name the three ways; hot paths that
         already know which call this directly."""
-        hold = self.holds.pop(hold_id)  # KeyError: closing a hold twice is a programmer error
+        hold_o: Any = hold_id  # boxed once for the pop and the event
+        hold = self.holds.pop(hold_o)  # KeyError: closing a hold twice is a programmer error
         if not payouts:  # the common case (an order's hold): release what is left
+            seq_o: object = seq
             rest = hold.amount_fen
             assert rest >= 0, (hold_id, rest)
             if rest:
@@ -414,7 +419,7 @@ class Ledger:
                 out.append(
                     (
                         TRANSFER_EVENT,
-                        seq,
+                        seq_o,
                         tid,
                         TransferCode.RELEASE,
                         hold.member,
@@ -426,7 +431,7 @@ class Ledger:
                     )
                 )
             self.closed_holds += 1
-            out.append((HOLD_CLOSED_EVENT, seq, hold_id, state, 0, rest, 0))
+            out.append((HOLD_CLOSED_EVENT, seq_o, hold_o, state, 0, rest, 0))
             return
         paid = 0
         for code, (owner, account), amount in payouts:
