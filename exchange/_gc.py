@@ -65,6 +65,7 @@ objects per order (asyncio's and the WebSocket library's).
 
 from __future__ import annotations
 
+import atexit
 import gc
 import sys
 import time
@@ -193,11 +194,22 @@ class Freezer:
 
 def serving_collector() -> None:
     """A serving process's collector settings: everything so far frozen, no automatic collection
-    (sweeps by commands, and the gateway's, see the module's text)."""
+    (sweeps by commands, and the gateway's, see the module's text), and everything frozen again
+    at exit.
+
+    The interpreter's shutdown runs one full collection after the exit handlers, and it walks
+    every object not frozen: in the gateway's process, which freezes only at its sweeps, that is
+    the day's read models and replay buffers, 2.5 million objects and 1.4 s after ``bench
+    gateway``'s 175,000 orders (2026-12-08), seconds more of a stop after everything was already
+    answered and committed. Frozen, they are left to the operating system with the process's
+    memory; no finalizer the exchange relies on runs in that collection (files and connections are
+    closed before, the log is flushed by its own exit handler, which runs after this one)."""
     gc.collect()
     gc.freeze()
     _young, middle, old = gc.get_threshold()
     gc.set_threshold(SERVING_YOUNG_THRESHOLD, middle, old)
+    atexit.unregister(gc.freeze)  # once, however often a process (a test run) calls this
+    atexit.register(gc.freeze)
 
 
 def serving_process() -> None:

@@ -4,8 +4,11 @@ that is still referenced, and a garbage cycle frozen meanwhile is freed by the n
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +20,8 @@ from exchange import (
     Freezer,
     serving_collector,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Node:
@@ -140,3 +145,27 @@ def test_the_serving_policy_turns_automatic_collection_off() -> None:
         assert garbage() is not None, "no automatic collection freed it"
     finally:
         gc.set_threshold(*before)
+
+
+_EXIT_SCRIPT = """
+import atexit, gc, os
+def report():  # registered first, so it runs last: after the serving policy's own exit handler
+    os.write(1, f"{len(gc.get_objects())} {gc.get_freeze_count()}".encode())
+atexit.register(report)
+from exchange import serving_collector
+serving_collector()
+serving_collector()  # a second call registers nothing more
+state = [[i] for i in range(100_000)]  # the day's objects, made while serving and never swept
+"""
+
+
+def test_a_serving_process_leaves_its_objects_frozen_at_exit() -> None:
+    """The interpreter's last collection walks only what is not frozen: a serving process
+    freezes everything at exit, so a stop does not walk the day's state once more."""
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    tracked, frozen = (int(n) for n in done.stdout.split())
+    assert tracked < 1_000, f"{tracked} objects left for the exit's collection to walk"
+    assert frozen >= 100_000
