@@ -154,13 +154,12 @@ def _tail(stream: Any) -> str:
 def child(url: str, ring_messages: int, replay_messages: int) -> None:  # pragma: no cover - runs in the child
     """The server under test (``python -m bench.soak URL RING REPLAY``; 0: the default private ring per
     stream, the default replay budget of all streams)."""
-    from api._limits import GatewayLimits
+    from api._limits import PRIVATE_REPLAY_MESSAGES, PRIVATE_RING_MESSAGES, GatewayLimits
     from api._server import GatewayServer, run_server
 
-    defaults = GatewayLimits()
     limits = GatewayLimits(
-        private_ring_messages=ring_messages or defaults.private_ring_messages,
-        private_replay_messages=replay_messages or defaults.private_replay_messages,
+        private_ring_messages=ring_messages or PRIVATE_RING_MESSAGES,
+        private_replay_messages=replay_messages or PRIVATE_REPLAY_MESSAGES,
     )
 
     settings = Settings(database_url=url, host="127.0.0.1", port=1)

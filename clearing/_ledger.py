@@ -337,8 +337,20 @@ class Ledger:
             bal[FROZEN_MARGIN] -= fee
             bal[FROZEN_ESCROW] += fee
             fee_o: object = fee
-            move = TransferCode.MOVE
-            out.append((TRANSFER_EVENT, seq_o, tid, move, member, FROZEN_MARGIN, member, FROZEN_ESCROW, fee_o, ref))
+            out.append(
+                (
+                    TRANSFER_EVENT,
+                    seq_o,
+                    tid,
+                    TransferCode.MOVE,
+                    member,
+                    FROZEN_MARGIN,
+                    member,
+                    FROZEN_ESCROW,
+                    fee_o,
+                    ref,
+                )
+            )
             tid += 1
             fee_hold = hid
             hid += 1
